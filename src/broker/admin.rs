@@ -1,0 +1,151 @@
+//! Making sure the topics an application reads and writes exist.
+
+use std::collections::HashSet;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::block_on::block_on;
+use super::Broker;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::topic::TopicSpec;
+
+/// How long one metadata request may take before it is retried.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a created topic may take to appear in the metadata.
+const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Creates the missing topics among `specs`, or fails with
+/// [`Error::TopicNotFound`] when auto-creation is off.
+pub(crate) fn ensure_topics(broker: &Broker, config: &Config, specs: &[TopicSpec]) -> Result<()> {
+    let admin: AdminClient<DefaultClientContext> = broker
+        .client_config(&config.producer_config)
+        .create()
+        .map_err(|source| Error::CreateClient {
+            client: "admin client",
+            source,
+        })?;
+    let existing = existing_topics(&admin, config)?;
+    let missing: Vec<&TopicSpec> = specs
+        .iter()
+        .filter(|spec| !existing.contains(&spec.name))
+        .collect();
+    let Some(first) = missing.first() else {
+        return Ok(());
+    };
+    if !config.auto_create_topics {
+        return Err(Error::TopicNotFound {
+            topic: first.name.clone(),
+        });
+    }
+    for spec in &missing {
+        log::info!(
+            "creating topic {} with {} partition(s)",
+            spec.name,
+            partitions(spec, config)
+        );
+    }
+    match broker {
+        Broker::Embedded(embedded) => {
+            for spec in &missing {
+                embedded.create_topic(&spec.name, partitions(spec, config))?;
+            }
+        }
+        Broker::Kafka { .. } => create_on_kafka(&admin, config, &missing)?,
+    }
+    wait_until_visible(&admin, config, &missing)
+}
+
+fn partitions(spec: &TopicSpec, config: &Config) -> i32 {
+    spec.partitions.unwrap_or(config.topic_partitions)
+}
+
+fn create_on_kafka(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+    missing: &[&TopicSpec],
+) -> Result<()> {
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|spec| {
+            let replication = TopicReplication::Fixed(config.topic_replication_factor);
+            let topic = NewTopic::new(&spec.name, partitions(spec, config), replication);
+            spec.config
+                .iter()
+                .fold(topic, |topic, (key, value)| topic.set(key, value))
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(PROPAGATION_TIMEOUT));
+    let results = block_on(admin.create_topics(&new_topics, &options)).map_err(|error| {
+        Error::CreateTopic {
+            topic: missing.iter().map(|spec| spec.name.as_str()).collect::<Vec<_>>().join(", "),
+            reason: error.to_string(),
+        }
+    })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(Error::CreateTopic {
+                    topic,
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The names of the topics the broker knows, retried while it is unreachable.
+fn existing_topics(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+) -> Result<HashSet<String>> {
+    let started = Instant::now();
+    loop {
+        match admin.inner().fetch_metadata(None, METADATA_TIMEOUT) {
+            Ok(metadata) => {
+                return Ok(metadata
+                    .topics()
+                    .iter()
+                    .filter(|topic| topic.error().is_none() && !topic.partitions().is_empty())
+                    .map(|topic| topic.name().to_string())
+                    .collect())
+            }
+            Err(error) if started.elapsed() < config.broker_availability_timeout => {
+                log::warn!("cannot read topic metadata, retrying: {error}");
+                thread::sleep(Duration::from_secs(1));
+            }
+            Err(_) => {
+                return Err(Error::BrokerUnavailable {
+                    unavailable_for: started.elapsed(),
+                })
+            }
+        }
+    }
+}
+
+fn wait_until_visible(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &Config,
+    created: &[&TopicSpec],
+) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        let existing = existing_topics(admin, config)?;
+        let Some(pending) = created.iter().find(|spec| !existing.contains(&spec.name)) else {
+            return Ok(());
+        };
+        if started.elapsed() > PROPAGATION_TIMEOUT {
+            return Err(Error::CreateTopic {
+                topic: pending.name.clone(),
+                reason: format!("created, but not in the metadata after {PROPAGATION_TIMEOUT:?}"),
+            });
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,177 @@
+//! The checkpoint: what was processed since the last commit, and the commit
+//! itself, whose order keeps invariant 1 of the design ("offsets last").
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::broker::{Origin, OutputProducer};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::on_error::ErrorPolicy;
+use crate::retriable::is_retriable;
+
+/// How long a checkpoint waits for the broker to acknowledge outputs before
+/// it gives up and tries again at the next one. Long enough for a busy
+/// broker, short enough that an outage does not freeze the loop.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a commit attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Offsets were committed.
+    Committed,
+    /// Nothing was processed since the last commit.
+    Empty,
+    /// The broker was not ready (slow acknowledgements, coordinator moving):
+    /// nothing was committed, the next checkpoint tries again.
+    Deferred,
+}
+
+/// The offsets processed since the last commit.
+pub(crate) struct Checkpoint {
+    /// Per input partition, the offset after the last processed message.
+    offsets: HashMap<(Arc<str>, i32), i64>,
+    /// Messages processed since the last commit.
+    pending: u64,
+    started: Instant,
+    interval: Duration,
+    every: u64,
+    /// Set once a failed output stopped the application: from then on
+    /// nothing may be committed, or offsets would skip the lost output.
+    poisoned: bool,
+}
+
+impl Checkpoint {
+    pub(crate) fn new(config: &Config) -> Self {
+        Checkpoint {
+            offsets: HashMap::new(),
+            pending: 0,
+            started: Instant::now(),
+            interval: config.commit_interval,
+            every: config.commit_every,
+            poisoned: false,
+        }
+    }
+
+    /// Marks the message at `origin` as processed (or deliberately skipped).
+    pub(crate) fn store_offset(&mut self, origin: &Origin) {
+        let next = origin.offset + 1;
+        let key = (origin.topic.clone(), origin.partition);
+        // Offsets of a partition only grow while we own it; a smaller one
+        // means the partition was re-read from an older commit, and the
+        // commit must then follow what was really processed.
+        if let Some(previous) = self.offsets.insert(key, next) {
+            if previous > next {
+                log::debug!(
+                    "offset of {}[{}] went back from {previous} to {next}",
+                    origin.topic,
+                    origin.partition
+                );
+            }
+        }
+        self.pending += 1;
+    }
+
+    /// Whether the commit interval has passed or `commit_every` messages
+    /// were processed since the last commit.
+    pub(crate) fn is_due(&self) -> bool {
+        self.pending > 0
+            && (self.started.elapsed() >= self.interval
+                || (self.every > 0 && self.pending >= self.every))
+    }
+
+    /// Forbids any further commit: see `poisoned`.
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    /// Commits what was processed, in this order:
+    ///
+    /// 1. Flush the producer: wait until the broker has acknowledged (or
+    ///    refused) every output sent so far.
+    /// 2. Hand each refused output to the producer error callback; unless
+    ///    it says skip, stop without committing.
+    /// 3. Commit the consumer offsets, synchronously.
+    ///
+    /// # Errors
+    ///
+    /// A refused output the callback did not skip, or a commit error that
+    /// is not retriable.
+    pub(crate) fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        producer: &OutputProducer,
+        policy: &ErrorPolicy,
+    ) -> Result<Outcome> {
+        if self.poisoned {
+            return Ok(Outcome::Deferred);
+        }
+        if self.offsets.is_empty() {
+            self.restart_timer();
+            return Ok(Outcome::Empty);
+        }
+        // Step 1. Every output acknowledged or refused.
+        if !producer.flush(FLUSH_TIMEOUT) {
+            log::warn!("outputs not acknowledged within {FLUSH_TIMEOUT:?}; will retry");
+            self.restart_timer();
+            return Ok(Outcome::Deferred);
+        }
+        // Step 2. Refused outputs: skip by choice, or stop with no commit.
+        for failure in producer.take_failures() {
+            if let Err(error) = policy.producer(failure) {
+                self.poison();
+                return Err(error);
+            }
+        }
+        // Step 3. Offsets last.
+        let offsets = self.offsets_to_commit()?;
+        match consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) => {
+                log::debug!("committed {} message(s): {:?}", self.pending, self.offsets);
+                self.offsets.clear();
+                self.pending = 0;
+                self.restart_timer();
+                Ok(Outcome::Committed)
+            }
+            Err(KafkaError::ConsumerCommit(code)) if is_retriable(code) => {
+                log::warn!("cannot commit offsets yet ({code}); will retry");
+                self.restart_timer();
+                Ok(Outcome::Deferred)
+            }
+            Err(source) => Err(Error::Commit { source }),
+        }
+    }
+
+    /// Drops the offsets of partitions this instance no longer owns.
+    pub(crate) fn forget(&mut self, revoked: &TopicPartitionList) {
+        for element in revoked.elements() {
+            let key: (Arc<str>, i32) = (element.topic().into(), element.partition());
+            if self.offsets.remove(&key).is_some() {
+                log::warn!(
+                    "{}[{}] was revoked before its offsets could be committed; \
+                     its new owner will process those messages again",
+                    key.0,
+                    key.1
+                );
+            }
+        }
+    }
+
+    fn offsets_to_commit(&self) -> Result<TopicPartitionList> {
+        let mut list = TopicPartitionList::with_capacity(self.offsets.len());
+        for ((topic, partition), offset) in &self.offsets {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(|source| Error::Commit { source })?;
+        }
+        Ok(list)
+    }
+
+    fn restart_timer(&mut self) {
+        self.started = Instant::now();
+    }
+}

@@ -1,0 +1,156 @@
+//! The dataframes declared on an application, before and after composition.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use parking_lot::Mutex;
+
+use super::{Context, StepError, StreamingDataFrame};
+use crate::error::{Error, Field, Result};
+use crate::message::{Metadata, Output};
+use crate::topic::{Topic, TopicSpec};
+
+/// Decodes a message value and runs the chain of one input dataframe.
+type RootStep = Box<dyn FnMut(Option<&[u8]>, &mut Context<'_>) -> Result<(), RootError> + Send>;
+
+/// Builds a [`RootStep`] when the application starts.
+type BuildRoot = Box<dyn FnOnce() -> RootStep + Send>;
+
+/// Why a message failed at the root of a chain.
+#[derive(Debug)]
+pub(crate) enum RootError {
+    Decode(anyhow::Error),
+    Step(StepError),
+}
+
+/// Every dataframe declared on an application, and the topics they read and write.
+#[derive(Default)]
+pub(crate) struct Topology {
+    /// Chains declared since the last composition.
+    pending: Vec<(Arc<str>, BuildRoot)>,
+    inputs: Vec<TopicSpec>,
+    outputs: Vec<TopicSpec>,
+}
+
+impl Topology {
+    /// Starts a dataframe over `topic`.
+    pub(crate) fn add_input<V: Send + 'static, K>(
+        topology: &Arc<Mutex<Topology>>,
+        topic: &Topic<V, K>,
+    ) -> StreamingDataFrame<V> {
+        let (sdf, compose) = StreamingDataFrame::root(topology.clone());
+        let codec = topic.value_codec_ref().clone();
+        let build = move || -> RootStep {
+            let mut chain = compose();
+            Box::new(move |bytes, ctx| {
+                let bytes =
+                    bytes.ok_or_else(|| RootError::Decode(anyhow!("the message has no value")))?;
+                let value = codec.decode(bytes).map_err(RootError::Decode)?;
+                chain(value, ctx).map_err(RootError::Step)
+            })
+        };
+        let mut this = topology.lock();
+        this.pending.push((topic.shared_name().clone(), Box::new(build)));
+        push_unique(&mut this.inputs, topic.spec());
+        drop(this);
+        sdf
+    }
+
+    /// Notes that the chain produces to `spec`.
+    pub(crate) fn add_output(&mut self, spec: &TopicSpec) {
+        push_unique(&mut self.outputs, spec);
+    }
+
+    pub(crate) fn inputs(&self) -> &[TopicSpec] {
+        &self.inputs
+    }
+
+    pub(crate) fn outputs(&self) -> &[TopicSpec] {
+        &self.outputs
+    }
+
+    /// Fuses the chains declared since the last call into `pipeline`.
+    pub(crate) fn compose_into(&mut self, pipeline: &mut Pipeline) {
+        for (topic, build) in self.pending.drain(..) {
+            let root = build();
+            match pipeline.roots.iter_mut().find(|(name, _)| *name == topic) {
+                Some((_, roots)) => roots.push(root),
+                None => pipeline.roots.push((topic, vec![root])),
+            }
+        }
+    }
+}
+
+fn push_unique(specs: &mut Vec<TopicSpec>, spec: &TopicSpec) {
+    if !specs.iter().any(|known| known.name == spec.name) {
+        specs.push(spec.clone());
+    }
+}
+
+/// The composed chains, one list per input topic: what runs for each message.
+#[derive(Default)]
+pub(crate) struct Pipeline {
+    roots: Vec<(Arc<str>, Vec<RootStep>)>,
+}
+
+impl Pipeline {
+    /// Runs one message through every chain of its topic, appending what it
+    /// produces to `outputs`. On failure nothing of this message is kept in
+    /// `outputs`, and the error names the message.
+    pub(crate) fn process(
+        &mut self,
+        meta: &mut Metadata,
+        value: Option<&[u8]>,
+        outputs: &mut Vec<Output>,
+    ) -> Result<()> {
+        let Some((_, roots)) = self
+            .roots
+            .iter_mut()
+            .find(|(name, _)| **name == *meta.topic)
+        else {
+            return Ok(());
+        };
+        let before = outputs.len();
+        let mut ctx = Context {
+            meta: &mut *meta,
+            outputs: &mut *outputs,
+        };
+        let result = roots.iter_mut().try_for_each(|root| root(value, &mut ctx));
+        result.map_err(|error| {
+            outputs.truncate(before);
+            describe(error, meta)
+        })
+    }
+}
+
+/// Turns a chain failure into an [`Error`] naming the message.
+fn describe(error: RootError, meta: &Metadata) -> Error {
+    let (topic, partition, offset) = (meta.topic.to_string(), meta.partition, meta.offset);
+    match error {
+        RootError::Decode(source) => Error::Deserialize {
+            topic,
+            partition,
+            offset,
+            field: Field::Value,
+            source: source.into(),
+        },
+        RootError::Step(StepError::User(source)) => Error::Process {
+            topic,
+            partition,
+            offset,
+            source: source.into(),
+        },
+        RootError::Step(StepError::Encode {
+            output_topic,
+            field,
+            source,
+        }) => Error::Serialize {
+            output_topic: output_topic.to_string(),
+            field,
+            topic,
+            partition,
+            offset,
+            source: source.into(),
+        },
+    }
+}

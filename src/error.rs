@@ -1,0 +1,293 @@
+//! The crate's error type.
+
+use std::time::Duration;
+
+/// A boxed cause: what a user closure, a codec or a client library reported.
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Which part of a Kafka message could not be decoded or encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// The message key.
+    Key,
+    /// The message value.
+    Value,
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Field::Key => "key",
+            Field::Value => "value",
+        })
+    }
+}
+
+/// Everything that can go wrong in kstreams.
+///
+/// Each variant is named for the operation that failed and carries where it
+/// failed: the topic, partition and offset of the input message for errors
+/// while processing one, the topic for errors while talking to the broker.
+/// [`std::error::Error::source`] gives the underlying cause.
+///
+/// # Examples
+///
+/// ```
+/// use kstreams::{Error, Field};
+///
+/// let err = Error::Deserialize {
+///     topic: "purchases".into(),
+///     partition: 0,
+///     offset: 42,
+///     field: Field::Value,
+///     source: "expected value at line 1 column 1".into(),
+/// };
+/// assert_eq!(
+///     err.to_string(),
+///     "cannot decode value of message at topic purchases partition 0 offset 42: \
+///      expected value at line 1 column 1"
+/// );
+/// assert!(err.offset().is_some());
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is invalid.
+    #[error("invalid configuration {key}: {reason}")]
+    Config {
+        /// The setting that is wrong.
+        key: String,
+        /// Why it is wrong.
+        reason: String,
+    },
+
+    /// librdkafka refused to create a client (consumer, producer or admin).
+    #[error("cannot create the Kafka {client}: {source}")]
+    CreateClient {
+        /// `consumer`, `producer` or `admin client`.
+        client: &'static str,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// The embedded broker (librdkafka's mock cluster) failed.
+    #[error("embedded broker: {reason}")]
+    EmbeddedBroker {
+        /// What went wrong.
+        reason: String,
+    },
+
+    /// Reading topic metadata from the broker failed.
+    #[error("cannot read metadata of topic {topic}: {source}")]
+    Metadata {
+        /// The topic.
+        topic: String,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// A topic does not exist and automatic topic creation is off.
+    #[error(
+        "topic {topic} does not exist and topic auto-creation is off: \
+         create it or enable ApplicationBuilder::auto_create_topics"
+    )]
+    TopicNotFound {
+        /// The missing topic.
+        topic: String,
+    },
+
+    /// Creating a topic failed.
+    #[error("cannot create topic {topic}: {reason}")]
+    CreateTopic {
+        /// The topic.
+        topic: String,
+        /// What the broker said.
+        reason: String,
+    },
+
+    /// Subscribing to the input topics failed.
+    #[error("cannot subscribe to topics {topics:?}: {source}")]
+    Subscribe {
+        /// The input topics.
+        topics: Vec<String>,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// The consumer reported an error.
+    #[error("consumer error: {source}")]
+    Consume {
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// A message key or value could not be decoded by the topic's codec.
+    #[error("cannot decode {field} of message at topic {topic} partition {partition} offset {offset}: {source}")]
+    Deserialize {
+        /// The input topic.
+        topic: String,
+        /// The input partition.
+        partition: i32,
+        /// The offset of the message.
+        offset: i64,
+        /// Key or value.
+        field: Field,
+        /// The codec's error.
+        source: Cause,
+    },
+
+    /// A user closure failed while processing a message.
+    #[error("processing failed for message at topic {topic} partition {partition} offset {offset}: {source}")]
+    Process {
+        /// The input topic.
+        topic: String,
+        /// The input partition.
+        partition: i32,
+        /// The offset of the message.
+        offset: i64,
+        /// The closure's error.
+        source: Cause,
+    },
+
+    /// An output key or value could not be encoded by the output topic's codec.
+    #[error(
+        "cannot encode {field} for output topic {output_topic} while processing message at \
+         topic {topic} partition {partition} offset {offset}: {source}"
+    )]
+    Serialize {
+        /// The output topic.
+        output_topic: String,
+        /// Key or value.
+        field: Field,
+        /// The input topic.
+        topic: String,
+        /// The input partition.
+        partition: i32,
+        /// The offset of the input message.
+        offset: i64,
+        /// The codec's error.
+        source: Cause,
+    },
+
+    /// The broker did not accept an output message.
+    #[error(
+        "cannot produce to topic {output_topic} the output of message at topic {topic} \
+         partition {partition} offset {offset}: {source}"
+    )]
+    Produce {
+        /// The output topic.
+        output_topic: String,
+        /// The input topic of the message whose output failed.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Its offset.
+        offset: i64,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// The broker did not accept a message sent with a [`Producer`](crate::Producer).
+    #[error("cannot produce to topic {topic}: {source}")]
+    Send {
+        /// The topic.
+        topic: String,
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// A key or value given to a [`Producer`](crate::Producer) could not be encoded.
+    #[error("cannot encode {field} for topic {topic}: {source}")]
+    Encode {
+        /// The topic.
+        topic: String,
+        /// Key or value.
+        field: Field,
+        /// The codec's error.
+        source: Cause,
+    },
+
+    /// Committing consumer offsets failed.
+    #[error("cannot commit consumer offsets: {source}")]
+    Commit {
+        /// The cause.
+        source: rdkafka::error::KafkaError,
+    },
+
+    /// The broker was unreachable for longer than the configured timeout.
+    #[error(
+        "the broker has been unavailable for {unavailable_for:?}, longer than the \
+         broker availability timeout: check the broker and restart the application"
+    )]
+    BrokerUnavailable {
+        /// How long it was unavailable.
+        unavailable_for: Duration,
+    },
+
+    /// A produced record could not be decoded with its topic's codecs.
+    #[error("cannot decode {field} of output record {index} of topic {topic}: {source}")]
+    DecodeOutput {
+        /// The output topic.
+        topic: String,
+        /// The record's position among that topic's outputs.
+        index: usize,
+        /// Key or value.
+        field: Field,
+        /// The codec's error.
+        source: Cause,
+    },
+
+    /// The application is already running (or a test driver is using it).
+    #[error("the application is already running")]
+    AlreadyRunning,
+}
+
+impl Error {
+    /// The input topic of the message this error is about, if any.
+    pub fn topic(&self) -> Option<&str> {
+        self.coordinates().map(|(topic, _, _)| topic)
+    }
+
+    /// The input partition of the message this error is about, if any.
+    pub fn partition(&self) -> Option<i32> {
+        self.coordinates().map(|(_, partition, _)| partition)
+    }
+
+    /// The offset of the input message this error is about, if any.
+    pub fn offset(&self) -> Option<i64> {
+        self.coordinates().map(|(_, _, offset)| offset)
+    }
+
+    fn coordinates(&self) -> Option<(&str, i32, i64)> {
+        match self {
+            Error::Deserialize {
+                topic,
+                partition,
+                offset,
+                ..
+            }
+            | Error::Process {
+                topic,
+                partition,
+                offset,
+                ..
+            }
+            | Error::Serialize {
+                topic,
+                partition,
+                offset,
+                ..
+            }
+            | Error::Produce {
+                topic,
+                partition,
+                offset,
+                ..
+            } => Some((topic, *partition, *offset)),
+            _ => None,
+        }
+    }
+}

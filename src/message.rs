@@ -1,0 +1,126 @@
+//! What kstreams knows about a message besides its value.
+
+use std::sync::Arc;
+
+/// Kafka message headers: names with byte values, in order, names may repeat.
+pub type Headers = Vec<(String, Vec<u8>)>;
+
+/// The coordinates, key, timestamp and headers of the message being processed.
+///
+/// Closures that need more than the value, such as
+/// [`apply_with_metadata`](crate::StreamingDataFrame::apply_with_metadata),
+/// receive it by reference.
+///
+/// # Examples
+///
+/// ```
+/// # use kstreams::{Application, Topic, TestDriver, TestMessage};
+/// # let app = Application::builder().use_embedded_broker().build().unwrap();
+/// let input = Topic::<i64>::new("numbers");
+/// let output = Topic::<String>::new("described");
+/// app.dataframe(&input)
+///     .apply_with_metadata(|n, meta| {
+///         Ok(format!("{n} at {}[{}]@{}", meta.topic(), meta.partition(), meta.offset()))
+///     })
+///     .to_topic(&output);
+///
+/// let mut driver = TestDriver::new(&app).unwrap();
+/// driver.push(&input, TestMessage::new(7).partition(2)).unwrap();
+/// assert_eq!(driver.values(&output).unwrap(), ["7 at numbers[2]@0"]);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metadata {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) headers: Headers,
+}
+
+impl Metadata {
+    /// The input topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The input partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The message's offset in its partition.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// The message key as bytes, `None` for a message without key.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    /// The message key as text, `None` when there is no key or it is not UTF-8.
+    pub fn key_str(&self) -> Option<&str> {
+        self.key().and_then(|key| std::str::from_utf8(key).ok())
+    }
+
+    /// The timestamp in milliseconds since the Unix epoch, as set by the
+    /// producer or the broker, or by an earlier
+    /// [`set_timestamp`](crate::StreamingDataFrame::set_timestamp).
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// The message headers.
+    pub fn headers(&self) -> &[(String, Vec<u8>)] {
+        &self.headers
+    }
+
+    /// The value of the first header called `name`.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| value.as_slice())
+    }
+}
+
+/// A message as produced to an output topic, with its key and value encoded.
+///
+/// [`Outputs`](crate::Outputs) holds these for bounded runs and the
+/// [`TestDriver`](crate::TestDriver).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// The output topic.
+    pub topic: String,
+    /// The encoded key.
+    pub key: Option<Vec<u8>>,
+    /// The encoded value.
+    pub value: Vec<u8>,
+    /// Timestamp in milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+    /// Headers, forwarded from the input message.
+    pub headers: Headers,
+}
+
+/// An output waiting to be produced, and the input message it came from.
+#[derive(Debug)]
+pub(crate) struct Output {
+    pub(crate) topic: Arc<str>,
+    pub(crate) key: Option<Vec<u8>>,
+    pub(crate) value: Vec<u8>,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) headers: Headers,
+}
+
+impl Output {
+    pub(crate) fn to_record(&self) -> Record {
+        Record {
+            topic: self.topic.to_string(),
+            key: self.key.clone(),
+            value: self.value.clone(),
+            timestamp: self.timestamp,
+            headers: self.headers.clone(),
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! The poll loop: one thread, synchronous. While running: checkpoint when
+//! due, else poll one message, process it, hand its outputs to the producer
+//! and only then record its offset.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+
+use crate::broker::{ensure_topics, Broker, Origin, OutputProducer};
+use crate::checkpoint::{Checkpoint, Outcome};
+use crate::config::Config;
+use crate::dataframe::Pipeline;
+use crate::error::{Error, Result};
+use crate::message::{Headers, Metadata, Output};
+use crate::outputs::Outputs;
+use crate::rebalance::{LoopState, RebalanceContext};
+use crate::retriable::is_retriable;
+use crate::stop::StopHandle;
+use crate::topic::TopicSpec;
+use crate::until::Until;
+
+/// How long one poll waits for a message: bounds how late a stop request,
+/// a due checkpoint or a run limit is noticed.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// While the broker is away, how often to ask it for metadata to see
+/// whether it is back.
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the last checkpoint of a clean stop keeps trying.
+const FINAL_CHECKPOINT_PATIENCE: Duration = Duration::from_secs(30);
+
+/// What a run needs from the application.
+pub(crate) struct Run<'a> {
+    pub(crate) config: &'a Config,
+    pub(crate) broker: &'a Broker,
+    pub(crate) pipeline: &'a mut Pipeline,
+    pub(crate) inputs: Vec<TopicSpec>,
+    pub(crate) outputs: Vec<TopicSpec>,
+    pub(crate) stop: &'a StopHandle,
+}
+
+/// Runs the pipeline until `until` or a stop request, then checkpoints and
+/// leaves the group. With `collect`, returns what was produced.
+pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> {
+    let Run {
+        config,
+        broker,
+        pipeline,
+        inputs,
+        outputs,
+        stop,
+    } = run;
+    let topics: Vec<TopicSpec> = inputs.iter().chain(&outputs).cloned().collect();
+    ensure_topics(broker, config, &topics)?;
+
+    let producer = Arc::new(OutputProducer::create(broker, config)?);
+    let state = Arc::new(Mutex::new(LoopState {
+        checkpoint: Checkpoint::new(config),
+        producer: producer.clone(),
+        policy: config.on_error.clone(),
+        failure: None,
+    }));
+    let consumer = create_consumer(broker, config, state.clone())?;
+    let names: Vec<&str> = inputs.iter().map(|spec| spec.name.as_str()).collect();
+    consumer.subscribe(&names).map_err(|source| Error::Subscribe {
+        topics: names.iter().map(|name| name.to_string()).collect(),
+        source,
+    })?;
+    log::info!(
+        "consuming {names:?} as group {} from {}",
+        config.consumer_group,
+        broker.bootstrap_servers()
+    );
+
+    let mut poll_loop = PollLoop {
+        state,
+        producer,
+        pipeline,
+        topics: inputs.iter().map(|spec| Arc::from(spec.name.as_str())).collect(),
+        outputs: Vec::new(),
+        collected: collect.then(Outputs::default),
+        processed: 0,
+        availability: Availability::new(config.broker_availability_timeout),
+    };
+    let result = poll_loop.run(&consumer, until, stop);
+    let result = poll_loop.finish(&consumer, result);
+    // Dropping the consumer leaves the group; its revoke callback finds
+    // nothing left to commit.
+    drop(consumer);
+    log::info!("stopped after {} message(s)", poll_loop.processed);
+    result.map(|()| {
+        let mut outputs = poll_loop.collected.unwrap_or_default();
+        outputs.processed = poll_loop.processed;
+        outputs
+    })
+}
+
+fn create_consumer(
+    broker: &Broker,
+    config: &Config,
+    state: Arc<Mutex<LoopState>>,
+) -> Result<BaseConsumer<RebalanceContext>> {
+    let mut client = broker.client_config(&config.consumer_config);
+    client
+        .set("group.id", &config.consumer_group)
+        .set("auto.offset.reset", config.auto_offset_reset.as_librdkafka())
+        // kstreams commits itself, and only what it processed.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    client
+        .create_with_context(RebalanceContext { state })
+        .map_err(|source| Error::CreateClient {
+            client: "consumer",
+            source,
+        })
+}
+
+struct PollLoop<'a> {
+    state: Arc<Mutex<LoopState>>,
+    producer: Arc<OutputProducer>,
+    pipeline: &'a mut Pipeline,
+    /// The input topic names, shared by every message's metadata.
+    topics: Vec<Arc<str>>,
+    /// The outputs of the message being processed (reused between messages).
+    outputs: Vec<Output>,
+    collected: Option<Outputs>,
+    processed: u64,
+    availability: Availability,
+}
+
+impl PollLoop<'_> {
+    fn run(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceContext>,
+        until: Until,
+        stop: &StopHandle,
+    ) -> Result<()> {
+        let started = Instant::now();
+        let mut last_message = started;
+        while !stop.is_stopped() && !until.reached(self.processed, started, last_message) {
+            if self.state.lock().checkpoint.is_due() {
+                self.checkpoint(consumer)?;
+            }
+            match consumer.poll(POLL_TIMEOUT) {
+                None => {}
+                Some(Ok(message)) => {
+                    self.availability.up();
+                    last_message = Instant::now();
+                    self.process(&message)?;
+                }
+                Some(Err(error)) => self.on_consumer_error(error)?,
+            }
+            if let Some(error) = self.state.lock().failure.take() {
+                return Err(error);
+            }
+            self.availability.check(consumer)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one message through the pipeline and sends its outputs; its
+    /// offset is stored only after that.
+    fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
+        let topic = self.topic_name(message.topic());
+        let mut meta = Metadata {
+            topic,
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            timestamp: message.timestamp().to_millis(),
+            headers: headers_of(message),
+        };
+        self.outputs.clear();
+        if let Err(error) = self
+            .pipeline
+            .process(&mut meta, message.payload(), &mut self.outputs)
+        {
+            let policy = self.state.lock().policy.clone();
+            policy.processing(error)?;
+        }
+        let origin = Origin {
+            topic: meta.topic,
+            partition: meta.partition,
+            offset: meta.offset,
+        };
+        for output in &self.outputs {
+            if let Err(error) = self.producer.send(output, Some(&origin)) {
+                let mut state = self.state.lock();
+                let refused = match error {
+                    Error::BrokerUnavailable { .. } => Err(error),
+                    error => state.policy.producer(error),
+                };
+                if refused.is_err() {
+                    state.checkpoint.poison();
+                    return refused;
+                }
+            }
+            if let Some(collected) = &mut self.collected {
+                collected.records.push(output.to_record());
+            }
+        }
+        self.state.lock().checkpoint.store_offset(&origin);
+        self.processed += 1;
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<Outcome> {
+        let mut state = self.state.lock();
+        let LoopState {
+            checkpoint,
+            producer,
+            policy,
+            ..
+        } = &mut *state;
+        let outcome = checkpoint.commit(consumer, producer, policy)?;
+        match outcome {
+            Outcome::Committed => self.availability.up(),
+            Outcome::Deferred => self.availability.down(),
+            Outcome::Empty => {}
+        }
+        Ok(outcome)
+    }
+
+    /// The last checkpoint: after a clean stop, retried for a while; after
+    /// an error, tried once for the messages processed before it.
+    fn finish(&mut self, consumer: &BaseConsumer<RebalanceContext>, result: Result<()>) -> Result<()> {
+        if let Err(error) = result {
+            if let Err(checkpoint_error) = self.checkpoint(consumer) {
+                log::warn!("last checkpoint failed: {checkpoint_error}");
+            }
+            return Err(error);
+        }
+        let started = Instant::now();
+        while self.checkpoint(consumer)? == Outcome::Deferred {
+            if started.elapsed() > FINAL_CHECKPOINT_PATIENCE {
+                log::warn!(
+                    "could not commit the last checkpoint within {FINAL_CHECKPOINT_PATIENCE:?}; \
+                     its messages will be processed again on restart"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Ok(())
+    }
+
+    fn on_consumer_error(&mut self, error: KafkaError) -> Result<()> {
+        match error.rdkafka_error_code() {
+            Some(code) if is_retriable(code) => {
+                log::warn!("broker unreachable, retrying: {error}");
+                self.availability.down();
+                Ok(())
+            }
+            _ => {
+                let policy = self.state.lock().policy.clone();
+                policy.consumer(Error::Consume { source: error })
+            }
+        }
+    }
+
+    fn topic_name(&self, name: &str) -> Arc<str> {
+        self.topics
+            .iter()
+            .find(|topic| ***topic == *name)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(name))
+    }
+}
+
+fn headers_of(message: &BorrowedMessage<'_>) -> Headers {
+    message.headers().map_or_else(Vec::new, |headers| {
+        headers
+            .iter()
+            .map(|header| {
+                let value = header.value.map(<[u8]>::to_vec).unwrap_or_default();
+                (header.key.to_string(), value)
+            })
+            .collect()
+    })
+}
+
+/// Tracks how long the broker has been unreachable.
+struct Availability {
+    down_since: Option<Instant>,
+    last_probe: Instant,
+    timeout: Duration,
+}
+
+impl Availability {
+    fn new(timeout: Duration) -> Self {
+        Availability {
+            down_since: None,
+            last_probe: Instant::now(),
+            timeout,
+        }
+    }
+
+    fn down(&mut self) {
+        self.down_since.get_or_insert_with(Instant::now);
+    }
+
+    fn up(&mut self) {
+        if let Some(since) = self.down_since.take() {
+            log::info!("broker reachable again after {:?}", since.elapsed());
+        }
+    }
+
+    /// Probes a missing broker now and then; fails once it has been away
+    /// for longer than the timeout.
+    fn check(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<()> {
+        let Some(since) = self.down_since else {
+            return Ok(());
+        };
+        if self.last_probe.elapsed() >= PROBE_INTERVAL {
+            self.last_probe = Instant::now();
+            if consumer.fetch_metadata(None, PROBE_TIMEOUT).is_ok() {
+                self.up();
+                return Ok(());
+            }
+        }
+        if since.elapsed() > self.timeout {
+            return Err(Error::BrokerUnavailable {
+                unavailable_for: since.elapsed(),
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! Runs an application's dataframes with no broker at all.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::app::Application;
+use crate::dataframe::Pipeline;
+use crate::error::{Error, Field, Result};
+use crate::message::{Headers, Metadata, Output};
+use crate::outputs::Outputs;
+use crate::topic::Topic;
+
+/// Pushes messages through an application's dataframes without a broker and
+/// collects what they would produce: fast, deterministic unit tests of a
+/// pipeline (Kafka Streams' `TopologyTestDriver`, Quix Streams' `sdf.test`).
+///
+/// Messages go through the same codecs, chains and error callbacks as in
+/// [`Application::run`]. Offsets count from 0 per topic and partition. While
+/// a driver exists the application cannot run; dropping it gives the
+/// dataframes back.
+///
+/// # Examples
+///
+/// ```
+/// use kstreams::{Application, TestDriver, TestMessage};
+/// use serde_json::{json, Value};
+///
+/// let app = Application::builder().use_embedded_broker().build()?;
+/// let purchases = app.topic::<Value>("purchases");
+/// let big = app.topic::<Value>("big-purchases");
+/// app.dataframe(&purchases)
+///     .filter_column("amount", |a| a.as_f64().unwrap_or(0.0) > 100.0)
+///     .to_topic(&big);
+///
+/// let mut driver = TestDriver::new(&app)?;
+/// driver.push(&purchases, TestMessage::new(json!({"amount": 120})).key(b"ada".to_vec()))?;
+/// driver.push(&purchases, TestMessage::new(json!({"amount": 80})))?;
+/// assert_eq!(driver.values(&big)?, [json!({"amount": 120})]);
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+pub struct TestDriver<'a> {
+    app: &'a Application,
+    pipeline: Option<Pipeline>,
+    outputs: Outputs,
+    next_offsets: HashMap<(Arc<str>, i32), i64>,
+    buffer: Vec<Output>,
+}
+
+/// A message for [`TestDriver::push`]: a value and optionally a key,
+/// timestamp, headers and partition.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct TestMessage<V, K = Vec<u8>> {
+    value: V,
+    key: Option<K>,
+    timestamp: Option<i64>,
+    headers: Headers,
+    partition: i32,
+}
+
+impl<V, K> TestMessage<V, K> {
+    /// A message with `value`, no key, no timestamp, no headers, in partition 0.
+    pub fn new(value: V) -> Self {
+        TestMessage {
+            value,
+            key: None,
+            timestamp: None,
+            headers: Vec::new(),
+            partition: 0,
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: K) -> Self {
+        self.key = Some(key);
+        self
+    }
+
+    /// Sets the timestamp, in milliseconds since the Unix epoch.
+    pub fn timestamp(mut self, timestamp: i64) -> Self {
+        self.timestamp = Some(timestamp);
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Sets the partition.
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = partition;
+        self
+    }
+}
+
+impl<'a> TestDriver<'a> {
+    /// Takes the dataframes declared on `app` so far.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyRunning`] while the application runs or another
+    /// driver holds it.
+    pub fn new(app: &'a Application) -> Result<Self> {
+        Ok(TestDriver {
+            app,
+            pipeline: Some(app.take_pipeline()?),
+            outputs: Outputs::default(),
+            next_offsets: HashMap::new(),
+            buffer: Vec::new(),
+        })
+    }
+
+    /// Processes one message of `topic`, encoded with the topic's codecs.
+    ///
+    /// # Errors
+    ///
+    /// What the application's processing error callback does not skip
+    /// (without one: every processing error), naming topic, partition and
+    /// offset; [`Error::Encode`] when the message itself cannot be encoded.
+    pub fn push<V, K>(&mut self, topic: &Topic<V, K>, message: TestMessage<V, K>) -> Result<()> {
+        let encode_failed = |field, source: anyhow::Error| Error::Encode {
+            topic: topic.name().to_string(),
+            field,
+            source: source.into(),
+        };
+        let mut value = Vec::new();
+        topic
+            .value_codec_ref()
+            .encode(&message.value, &mut value)
+            .map_err(|source| encode_failed(Field::Value, source))?;
+        let key = match &message.key {
+            Some(key) => {
+                let mut bytes = Vec::new();
+                topic
+                    .key_codec_ref()
+                    .encode(key, &mut bytes)
+                    .map_err(|source| encode_failed(Field::Key, source))?;
+                Some(bytes)
+            }
+            None => None,
+        };
+        let meta = self.metadata(topic, message.partition, key, message.timestamp, message.headers);
+        self.process(meta, Some(&value))
+    }
+
+    /// Processes one message of `topic` given as raw bytes (`None`: no
+    /// value), to test what undecodable input does.
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use kstreams::{Application, Error, TestDriver};
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let input = app.topic::<serde_json::Value>("input");
+    /// app.dataframe(&input).to_topic(&app.topic::<serde_json::Value>("output"));
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// let err = driver.push_bytes(&input, Some(b"{oops")).unwrap_err();
+    /// assert!(matches!(err, Error::Deserialize { offset: 0, .. }));
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn push_bytes<V, K>(&mut self, topic: &Topic<V, K>, value: Option<&[u8]>) -> Result<()> {
+        let meta = self.metadata(topic, 0, None, None, Vec::new());
+        self.process(meta, value)
+    }
+
+    /// Everything produced so far.
+    pub fn outputs(&self) -> &Outputs {
+        &self.outputs
+    }
+
+    /// Everything produced so far; the driver starts collecting afresh.
+    pub fn take_outputs(&mut self) -> Outputs {
+        std::mem::take(&mut self.outputs)
+    }
+
+    /// The values produced to `topic` so far, decoded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecodeOutput`] when a value does not decode.
+    pub fn values<V, K>(&self, topic: &Topic<V, K>) -> Result<Vec<V>> {
+        self.outputs.values(topic)
+    }
+
+    /// The keys and values produced to `topic` so far, decoded.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DecodeOutput`] when a key or value does not decode.
+    pub fn keys_and_values<V, K>(&self, topic: &Topic<V, K>) -> Result<Vec<(Option<K>, V)>> {
+        self.outputs.keys_and_values(topic)
+    }
+
+    fn metadata<V, K>(
+        &mut self,
+        topic: &Topic<V, K>,
+        partition: i32,
+        key: Option<Vec<u8>>,
+        timestamp: Option<i64>,
+        headers: Headers,
+    ) -> Metadata {
+        let name = topic.shared_name().clone();
+        let next = self.next_offsets.entry((name.clone(), partition)).or_insert(0);
+        let offset = *next;
+        *next += 1;
+        Metadata {
+            topic: name,
+            partition,
+            offset,
+            key,
+            timestamp,
+            headers,
+        }
+    }
+
+    fn process(&mut self, mut meta: Metadata, value: Option<&[u8]>) -> Result<()> {
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return Err(Error::AlreadyRunning);
+        };
+        self.buffer.clear();
+        let result = pipeline.process(&mut meta, value, &mut self.buffer);
+        self.outputs.processed += 1;
+        if let Err(error) = result {
+            self.app.config().on_error.processing(error)?;
+        }
+        self.outputs
+            .records
+            .extend(self.buffer.drain(..).map(|output| output.to_record()));
+        Ok(())
+    }
+}
+
+impl Drop for TestDriver<'_> {
+    fn drop(&mut self) {
+        if let Some(pipeline) = self.pipeline.take() {
+            self.app.return_pipeline(pipeline);
+        }
+    }
+}
