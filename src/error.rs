@@ -70,7 +70,7 @@ pub enum Error {
         /// `consumer`, `producer` or `admin client`.
         client: &'static str,
         /// The cause.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
 
     /// The embedded broker (librdkafka's mock cluster) failed.
@@ -86,7 +86,7 @@ pub enum Error {
         /// The topic.
         topic: String,
         /// The cause.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
 
     /// A topic does not exist and automatic topic creation is off.
@@ -114,14 +114,14 @@ pub enum Error {
         /// The input topics.
         topics: Vec<String>,
         /// The cause.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
 
     /// The consumer reported an error.
     #[error("consumer error: {source}")]
     Consume {
         /// The cause.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
 
     /// A message key or value could not be decoded by the topic's codec.
@@ -187,7 +187,7 @@ pub enum Error {
         /// Its offset.
         offset: i64,
         /// The cause.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
 
     /// The broker did not accept a message sent with a [`Producer`](crate::Producer).
@@ -196,7 +196,7 @@ pub enum Error {
         /// The topic.
         topic: String,
         /// The cause.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
 
     /// A key or value given to a [`Producer`](crate::Producer) could not be encoded.
@@ -214,7 +214,7 @@ pub enum Error {
     #[error("cannot commit consumer offsets: {source}")]
     Commit {
         /// The cause.
-        source: rdkafka::error::KafkaError,
+        source: Box<rdkafka::error::KafkaError>,
     },
 
     /// The broker was unreachable for longer than the configured timeout.

@@ -67,11 +67,6 @@
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
-// NOTE: `Error` carries the coordinates of the failed message (topic,
-// partition, offset, output topic) by value, so that every error says where
-// it happened. That makes it larger than clippy's 128-byte threshold; errors
-// are rare and never on the per-message path's success branch.
-#![allow(clippy::result_large_err)]
 
 mod app;
 mod broker;

@@ -68,7 +68,7 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
     let names: Vec<&str> = inputs.iter().map(|spec| spec.name.as_str()).collect();
     consumer.subscribe(&names).map_err(|source| Error::Subscribe {
         topics: names.iter().map(|name| name.to_string()).collect(),
-        source,
+        source: source.into(),
     })?;
     log::info!(
         "consuming {names:?} as group {} from {}",
@@ -115,7 +115,7 @@ fn create_consumer(
         .create_with_context(RebalanceContext { state })
         .map_err(|source| Error::CreateClient {
             client: "consumer",
-            source,
+            source: source.into(),
         })
 }
 
@@ -257,7 +257,7 @@ impl PollLoop<'_> {
             }
             _ => {
                 let policy = self.state.lock().policy.clone();
-                policy.consumer(Error::Consume { source: error })
+                policy.consumer(Error::Consume { source: error.into() })
             }
         }
     }

@@ -27,7 +27,7 @@ pub(crate) fn ensure_topics(broker: &Broker, config: &Config, specs: &[TopicSpec
         .create()
         .map_err(|source| Error::CreateClient {
             client: "admin client",
-            source,
+            source: source.into(),
         })?;
     let existing = existing_topics(&admin, config)?;
     let missing: Vec<&TopicSpec> = specs

@@ -43,11 +43,11 @@ impl ProducerContext for DeliveryContext {
                     topic: origin.topic.to_string(),
                     partition: origin.partition,
                     offset: origin.offset,
-                    source: source.clone(),
+                    source: Box::new(source.clone()),
                 },
                 None => Error::Send {
                     topic: output_topic,
-                    source: source.clone(),
+                    source: Box::new(source.clone()),
                 },
             };
             self.failures.lock().push(error);
@@ -74,7 +74,7 @@ impl OutputProducer {
             .create_with_context(DeliveryContext::default())
             .map_err(|source| Error::CreateClient {
                 client: "producer",
-                source,
+                source: source.into(),
             })?;
         Ok(OutputProducer {
             producer,
@@ -132,11 +132,11 @@ impl OutputProducer {
                             topic: origin.topic.to_string(),
                             partition: origin.partition,
                             offset: origin.offset,
-                            source,
+                            source: source.into(),
                         },
                         None => Error::Send {
                             topic: output.topic.to_string(),
-                            source,
+                            source: source.into(),
                         },
                     })
                 }

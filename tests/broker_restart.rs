@@ -1,0 +1,125 @@
+//! The broker stops mid-run and comes back: the app keeps retrying, resumes,
+//! and nothing is lost. Runs a tansu broker of its own (sqlite engine, which
+//! keeps its data across restarts) on a free port, so it can stop it.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{app_at, committed_offset, read_topic, unique};
+use kstreams::{Topic, Until};
+
+struct Tansu {
+    child: Child,
+    address: String,
+}
+
+impl Tansu {
+    fn start(dir: &Path, port: u16) -> Tansu {
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(dir.join("tansu.log"))
+            .unwrap();
+        let child = Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "sqlite://tansu.db?maintenance_interval=1000h"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu must be on PATH (.ci/run installs it)");
+        let started = Instant::now();
+        while TcpStream::connect(&address).is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "tansu did not start");
+            thread::sleep(Duration::from_millis(100));
+        }
+        Tansu { child, address }
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let started = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            if started.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn broker_restart_mid_run_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let broker = Tansu::start(dir.path(), port);
+    let address = broker.address.clone();
+
+    let group = unique("restart");
+    let input = Topic::<i64>::new(unique("restart-in"));
+    let output = Topic::<i64>::new(unique("restart-out"));
+    let app = app_at(&address, &group)
+        .broker_availability_timeout(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    app.dataframe(&input).apply(|n| n + 1000).to_topic(&output);
+
+    let producer = app.producer().unwrap();
+    for n in 0..20 {
+        producer.send(&input, None, &n).unwrap();
+    }
+    producer.flush().unwrap();
+
+    let outputs = thread::scope(|scope| {
+        let run = scope.spawn(|| app.run_until(Until::messages(40).or_timeout(Duration::from_secs(240))));
+        // Wait until the first messages are processed and committed.
+        let started = Instant::now();
+        while committed_offset(&address, &group, input.name(), 0) != Some(20) {
+            assert!(started.elapsed() < Duration::from_secs(90), "first batch never committed");
+            thread::sleep(Duration::from_millis(300));
+        }
+        // Half of the next batch is sent while the broker is away.
+        for n in 20..30 {
+            producer.send(&input, None, &n).unwrap();
+        }
+        broker.stop();
+        thread::sleep(Duration::from_secs(3));
+        let _restarted = Tansu::start(dir.path(), port);
+        for n in 30..40 {
+            producer.send(&input, None, &n).unwrap();
+        }
+        producer.flush().unwrap();
+        let outputs = run.join().unwrap().unwrap();
+        assert_eq!(committed_offset(&address, &group, input.name(), 0), Some(40));
+        let stored: BTreeSet<i64> = read_topic(&address, output.name(), 40, Duration::from_secs(60))
+            .into_iter()
+            .map(|(_, value)| serde_json::from_slice(&value).unwrap())
+            .collect();
+        (outputs, stored)
+    });
+    let (outputs, stored) = outputs;
+    let expected: BTreeSet<i64> = (1000..1040).collect();
+    // At least once: every input has its output on the broker.
+    assert_eq!(stored, expected);
+    assert!(outputs.processed() >= 40);
+}

@@ -1,0 +1,115 @@
+//! Failures the test broker cannot stage, injected with librdkafka's mock
+//! cluster: a produce error fails the checkpoint, and nothing is committed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{app_at, committed_offset, unique};
+use kstreams::{Error, ErrorAction, Topic, Until};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+/// A mock cluster with both topics (it has no CreateTopics API), the input
+/// holding three numbers.
+fn cluster_with_input(group: &str, input: &Topic<i64>, output: &Topic<i64>) -> Mock {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(input.name(), 1, 1).unwrap();
+    mock.create_topic(output.name(), 1, 1).unwrap();
+    let feeder = app_at(&mock.bootstrap_servers(), group).build().unwrap();
+    let producer = feeder.producer().unwrap();
+    for n in 0..3 {
+        producer.send(input, None, &n).unwrap();
+    }
+    producer.flush().unwrap();
+    mock
+}
+
+/// Every produce request from now on fails with an error librdkafka does not retry.
+fn refuse_produce_requests(mock: &Mock) {
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 64],
+    );
+}
+
+#[test]
+fn refused_output_fails_the_checkpoint_and_commits_nothing() {
+    let group = unique("refused");
+    let input = Topic::<i64>::new(unique("refused-in"));
+    let output = Topic::<i64>::new(unique("refused-out"));
+    let mock = cluster_with_input(&group, &input, &output);
+
+    let app = app_at(&mock.bootstrap_servers(), &group).build().unwrap();
+    app.dataframe(&input).to_topic(&output);
+    refuse_produce_requests(&mock);
+
+    let error = app
+        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .unwrap_err();
+    match &error {
+        Error::Produce {
+            output_topic,
+            topic,
+            partition,
+            ..
+        } => {
+            assert_eq!(output_topic, output.name());
+            assert_eq!((topic.as_str(), *partition), (input.name(), 0));
+        }
+        other => panic!("expected a produce error, got {other}"),
+    }
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        None
+    );
+}
+
+#[test]
+fn skipped_refused_output_lets_the_checkpoint_commit() {
+    let group = unique("refused-skip");
+    let input = Topic::<i64>::new(unique("refused-skip-in"));
+    let output = Topic::<i64>::new(unique("refused-skip-out"));
+    let mock = cluster_with_input(&group, &input, &output);
+
+    let app = app_at(&mock.bootstrap_servers(), &group)
+        .on_producer_error(|_| ErrorAction::Skip)
+        .build()
+        .unwrap();
+    app.dataframe(&input).to_topic(&output);
+    refuse_produce_requests(&mock);
+
+    let outputs = app
+        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(outputs.processed(), 3);
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        Some(3)
+    );
+}
+
+#[test]
+fn commit_during_coordinator_loss_is_retried_until_it_succeeds() {
+    let group = unique("coordinator");
+    let input = Topic::<i64>::new(unique("coordinator-in"));
+    let output = Topic::<i64>::new(unique("coordinator-out"));
+    let mock = cluster_with_input(&group, &input, &output);
+
+    let app = app_at(&mock.bootstrap_servers(), &group).build().unwrap();
+    app.dataframe(&input).to_topic(&output);
+    mock.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE; 3],
+    );
+    let outputs = app
+        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(outputs.values(&output).unwrap(), [0, 1, 2]);
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        Some(3)
+    );
+}
