@@ -118,7 +118,8 @@ fn branches_filter_apply_expand_on_kafka_reach_the_broker() {
     run_and_check(&app, &topics);
 
     // What the run reports is what the broker holds.
-    let big = read_topic(&kafka_broker(), topics.big.name(), 5, Duration::from_secs(30));
+    let count = expected_big().len();
+    let big = read_topic(&kafka_broker(), topics.big.name(), count, Duration::from_secs(30));
     let values: Vec<Value> = big
         .iter()
         .map(|(_, value)| serde_json::from_slice(value).unwrap())
