@@ -42,7 +42,11 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let producer = app.producer()?;
     for purchase in &generated {
-        producer.send(&purchases, Some(&purchase.user.as_bytes().to_vec()), purchase)?;
+        producer.send(
+            &purchases,
+            Some(&purchase.user.as_bytes().to_vec()),
+            purchase,
+        )?;
     }
     producer.flush()?;
     println!("produced {PURCHASES} purchases to {}", purchases.name());

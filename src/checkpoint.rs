@@ -143,7 +143,9 @@ impl Checkpoint {
                 self.restart_timer();
                 Ok(Outcome::Deferred)
             }
-            Err(source) => Err(Error::Commit { source: source.into() }),
+            Err(source) => Err(Error::Commit {
+                source: source.into(),
+            }),
         }
     }
 
@@ -166,7 +168,9 @@ impl Checkpoint {
         let mut list = TopicPartitionList::with_capacity(self.offsets.len());
         for ((topic, partition), offset) in &self.offsets {
             list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .map_err(|source| Error::Commit { source: source.into() })?;
+                .map_err(|source| Error::Commit {
+                    source: source.into(),
+                })?;
         }
         Ok(list)
     }

@@ -331,7 +331,10 @@ fn redacted(settings: &[(String, String)]) -> Vec<(&str, &str)> {
         .iter()
         .map(|(key, value)| {
             let secret = SENSITIVE_KEYS.iter().any(|s| key.contains(s));
-            (key.as_str(), if secret { "<redacted>" } else { value.as_str() })
+            (
+                key.as_str(),
+                if secret { "<redacted>" } else { value.as_str() },
+            )
         })
         .collect()
 }
@@ -350,7 +353,10 @@ impl fmt::Debug for Config {
             .field("auto_create_topics", &self.auto_create_topics)
             .field("topic_partitions", &self.topic_partitions)
             .field("topic_replication_factor", &self.topic_replication_factor)
-            .field("broker_availability_timeout", &self.broker_availability_timeout)
+            .field(
+                "broker_availability_timeout",
+                &self.broker_availability_timeout,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -376,7 +382,10 @@ mod tests {
             .producer_config("linger.ms", "7");
         let text = format!("{builder:?}");
         assert!(!text.contains("hunter2"), "{text}");
-        assert!(text.contains("<redacted>") && text.contains("\"7\""), "{text}");
+        assert!(
+            text.contains("<redacted>") && text.contains("\"7\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -42,7 +42,9 @@ impl Outputs {
 
     /// The records produced to the topic called `name`.
     pub fn records_to<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Record> + 'a {
-        self.records.iter().filter(move |record| record.topic == name)
+        self.records
+            .iter()
+            .filter(move |record| record.topic == name)
     }
 
     /// The values produced to `topic`, decoded with its value codec.

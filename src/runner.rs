@@ -66,10 +66,12 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
     }));
     let consumer = create_consumer(broker, config, state.clone())?;
     let names: Vec<&str> = inputs.iter().map(|spec| spec.name.as_str()).collect();
-    consumer.subscribe(&names).map_err(|source| Error::Subscribe {
-        topics: names.iter().map(|name| name.to_string()).collect(),
-        source: source.into(),
-    })?;
+    consumer
+        .subscribe(&names)
+        .map_err(|source| Error::Subscribe {
+            topics: names.iter().map(|name| name.to_string()).collect(),
+            source: source.into(),
+        })?;
     log::info!(
         "consuming {names:?} as group {} from {}",
         config.consumer_group,
@@ -80,7 +82,10 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         state,
         producer,
         pipeline,
-        topics: inputs.iter().map(|spec| Arc::from(spec.name.as_str())).collect(),
+        topics: inputs
+            .iter()
+            .map(|spec| Arc::from(spec.name.as_str()))
+            .collect(),
         outputs: Vec::new(),
         collected: collect.then(Outputs::default),
         processed: 0,
@@ -107,7 +112,10 @@ fn create_consumer(
     let mut client = broker.client_config(&config.consumer_config);
     client
         .set("group.id", &config.consumer_group)
-        .set("auto.offset.reset", config.auto_offset_reset.as_librdkafka())
+        .set(
+            "auto.offset.reset",
+            config.auto_offset_reset.as_librdkafka(),
+        )
         // kstreams commits itself, and only what it processed.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false");
@@ -227,7 +235,11 @@ impl PollLoop<'_> {
 
     /// The last checkpoint: after a clean stop, retried for a while; after
     /// an error, tried once for the messages processed before it.
-    fn finish(&mut self, consumer: &BaseConsumer<RebalanceContext>, result: Result<()>) -> Result<()> {
+    fn finish(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceContext>,
+        result: Result<()>,
+    ) -> Result<()> {
         if let Err(error) = result {
             if let Err(checkpoint_error) = self.checkpoint(consumer) {
                 log::warn!("last checkpoint failed: {checkpoint_error}");
@@ -257,7 +269,9 @@ impl PollLoop<'_> {
             }
             _ => {
                 let policy = self.state.lock().policy.clone();
-                policy.consumer(Error::Consume { source: error.into() })
+                policy.consumer(Error::Consume {
+                    source: error.into(),
+                })
             }
         }
     }

@@ -141,7 +141,13 @@ impl<'a> TestDriver<'a> {
             }
             None => None,
         };
-        let meta = self.metadata(topic, message.partition, key, message.timestamp, message.headers);
+        let meta = self.metadata(
+            topic,
+            message.partition,
+            key,
+            message.timestamp,
+            message.headers,
+        );
         self.process(meta, Some(&value))
     }
 
@@ -207,7 +213,10 @@ impl<'a> TestDriver<'a> {
         headers: Headers,
     ) -> Metadata {
         let name = topic.shared_name().clone();
-        let next = self.next_offsets.entry((name.clone(), partition)).or_insert(0);
+        let next = self
+            .next_offsets
+            .entry((name.clone(), partition))
+            .or_insert(0);
         let offset = *next;
         *next += 1;
         Metadata {

@@ -69,7 +69,9 @@ impl Until {
 
     pub(crate) fn reached(&self, processed: u64, started: Instant, last_message: Instant) -> bool {
         self.messages.is_some_and(|count| processed >= count)
-            || self.timeout.is_some_and(|timeout| started.elapsed() >= timeout)
+            || self
+                .timeout
+                .is_some_and(|timeout| started.elapsed() >= timeout)
             || self.idle.is_some_and(|idle| last_message.elapsed() >= idle)
     }
 }

@@ -51,10 +51,16 @@ fn undecodable_message_stops_the_app_and_its_offset_is_not_committed() {
             other => panic!("expected a deserialize error, got {other}"),
         }
         let text = error.to_string();
-        assert!(text.contains(input.name()) && text.contains("offset 1"), "{text}");
+        assert!(
+            text.contains(input.name()) && text.contains("offset 1"),
+            "{text}"
+        );
         // The good message before it is committed; the bad one is not, so
         // the next attempt stops on it again instead of losing it.
-        assert_eq!(committed_offset(&kafka_broker(), &group, input.name(), 0), Some(1));
+        assert_eq!(
+            committed_offset(&kafka_broker(), &group, input.name(), 0),
+            Some(1)
+        );
     }
 }
 
@@ -77,9 +83,15 @@ fn skip_callback_skips_bad_messages_and_commits_past_them() {
     let outputs = app
         .run_until(Until::messages(3).or_timeout(Duration::from_secs(90)))
         .unwrap();
-    assert_eq!(outputs.values(&output).unwrap(), [json!({"n": 0}), json!({"n": 2})]);
+    assert_eq!(
+        outputs.values(&output).unwrap(),
+        [json!({"n": 0}), json!({"n": 2})]
+    );
     assert_eq!(*skipped.lock().unwrap(), [Some(1)]);
-    assert_eq!(committed_offset(&kafka_broker(), &group, input.name(), 0), Some(3));
+    assert_eq!(
+        committed_offset(&kafka_broker(), &group, input.name(), 0),
+        Some(3)
+    );
 }
 
 #[test]
@@ -104,9 +116,19 @@ fn failing_closure_stops_the_app_with_the_message_coordinates() {
         .run_until(Until::messages(3).or_timeout(Duration::from_secs(90)))
         .unwrap_err();
     assert!(
-        matches!(&error, Error::Process { offset: 1, partition: 0, .. }),
+        matches!(
+            &error,
+            Error::Process {
+                offset: 1,
+                partition: 0,
+                ..
+            }
+        ),
         "{error}"
     );
     assert!(error.to_string().contains("n must not be 1"));
-    assert_eq!(committed_offset(&kafka_broker(), &group, input.name(), 0), Some(1));
+    assert_eq!(
+        committed_offset(&kafka_broker(), &group, input.name(), 0),
+        Some(1)
+    );
 }

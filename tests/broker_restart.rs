@@ -30,8 +30,17 @@ impl Tansu {
             .open(dir.join("tansu.log"))
             .unwrap();
         let child = Command::new("tansu")
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db?maintenance_interval=1000h"])
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args([
+                "--storage-engine",
+                "sqlite://tansu.db?maintenance_interval=1000h",
+            ])
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(log)
@@ -39,14 +48,19 @@ impl Tansu {
             .expect("tansu must be on PATH (.ci/run installs it)");
         let started = Instant::now();
         while TcpStream::connect(&address).is_err() {
-            assert!(started.elapsed() < Duration::from_secs(30), "tansu did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "tansu did not start"
+            );
             thread::sleep(Duration::from_millis(100));
         }
         Tansu { child, address }
     }
 
     fn stop(mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let started = Instant::now();
         while self.child.try_wait().unwrap().is_none() {
             if started.elapsed() > Duration::from_secs(10) {
@@ -65,7 +79,11 @@ impl Drop for Tansu {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -91,11 +109,15 @@ fn broker_restart_mid_run_loses_nothing() {
     producer.flush().unwrap();
 
     let outputs = thread::scope(|scope| {
-        let run = scope.spawn(|| app.run_until(Until::messages(40).or_timeout(Duration::from_secs(240))));
+        let run =
+            scope.spawn(|| app.run_until(Until::messages(40).or_timeout(Duration::from_secs(240))));
         // Wait until the first messages are processed and committed.
         let started = Instant::now();
         while committed_offset(&address, &group, input.name(), 0) != Some(20) {
-            assert!(started.elapsed() < Duration::from_secs(90), "first batch never committed");
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "first batch never committed"
+            );
             thread::sleep(Duration::from_millis(300));
         }
         // Half of the next batch is sent while the broker is away.
@@ -110,11 +132,15 @@ fn broker_restart_mid_run_loses_nothing() {
         }
         producer.flush().unwrap();
         let outputs = run.join().unwrap().unwrap();
-        assert_eq!(committed_offset(&address, &group, input.name(), 0), Some(40));
-        let stored: BTreeSet<i64> = read_topic(&address, output.name(), 40, Duration::from_secs(60))
-            .into_iter()
-            .map(|(_, value)| serde_json::from_slice(&value).unwrap())
-            .collect();
+        assert_eq!(
+            committed_offset(&address, &group, input.name(), 0),
+            Some(40)
+        );
+        let stored: BTreeSet<i64> =
+            read_topic(&address, output.name(), 40, Duration::from_secs(60))
+                .into_iter()
+                .map(|(_, value)| serde_json::from_slice(&value).unwrap())
+                .collect();
         (outputs, stored)
     });
     let (outputs, stored) = outputs;

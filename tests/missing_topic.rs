@@ -30,5 +30,8 @@ fn missing_output_topic_with_auto_create_off_is_a_clear_error() {
         other => panic!("expected TopicNotFound, got {other}"),
     }
     assert!(error.to_string().contains("auto-creation is off"));
-    assert_eq!(committed_offset(&kafka_broker(), &group, input.name(), 0), None);
+    assert_eq!(
+        committed_offset(&kafka_broker(), &group, input.name(), 0),
+        None
+    );
 }

@@ -48,9 +48,7 @@ fn declare(app: &Application) -> Topics {
         .filter(|p| p.amount > 100)
         .apply(|p| json!({"user": p.user, "amount": p.amount}))
         .to_topic(&topics.big);
-    sdf.clone()
-        .expand(|p| p.items)
-        .to_topic(&topics.items);
+    sdf.clone().expand(|p| p.items).to_topic(&topics.items);
     sdf.filter(|p| p.amount <= 100)
         .apply(|p| p.user)
         .to_topic(&topics.small_users);
@@ -96,7 +94,10 @@ fn run_and_check(app: &Application, topics: &Topics) {
     assert_eq!(outputs.processed(), 12);
     assert_eq!(outputs.values(&topics.big).unwrap(), expected_big());
     assert_eq!(outputs.values(&topics.items).unwrap(), expected_items());
-    assert_eq!(outputs.values(&topics.small_users).unwrap(), expected_small_users());
+    assert_eq!(
+        outputs.values(&topics.small_users).unwrap(),
+        expected_small_users()
+    );
     // Outputs keep the input key.
     let keys: Vec<Option<Vec<u8>>> = outputs
         .keys_and_values(&topics.small_users)
@@ -119,7 +120,12 @@ fn branches_filter_apply_expand_on_kafka_reach_the_broker() {
 
     // What the run reports is what the broker holds.
     let count = expected_big().len();
-    let big = read_topic(&kafka_broker(), topics.big.name(), count, Duration::from_secs(30));
+    let big = read_topic(
+        &kafka_broker(),
+        topics.big.name(),
+        count,
+        Duration::from_secs(30),
+    );
     let values: Vec<Value> = big
         .iter()
         .map(|(_, value)| serde_json::from_slice(value).unwrap())

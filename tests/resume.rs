@@ -33,9 +33,15 @@ fn restarted_app_resumes_after_the_last_committed_offset() {
         let outputs = app
             .run_until(Until::messages(10).or_timeout(Duration::from_secs(90)))
             .unwrap();
-        assert_eq!(outputs.values(&output).unwrap(), (0..10).map(|n| n * 10).collect::<Vec<_>>());
+        assert_eq!(
+            outputs.values(&output).unwrap(),
+            (0..10).map(|n| n * 10).collect::<Vec<_>>()
+        );
     }
-    assert_eq!(committed_offset(&kafka_broker(), &group, input.name(), 0), Some(10));
+    assert_eq!(
+        committed_offset(&kafka_broker(), &group, input.name(), 0),
+        Some(10)
+    );
 
     // A new instance of the same group sees only what came after.
     let app = kafka_app(&group).build().unwrap();
@@ -45,7 +51,10 @@ fn restarted_app_resumes_after_the_last_committed_offset() {
         .run_until(Until::messages(5).or_timeout(Duration::from_secs(90)))
         .unwrap();
     assert_eq!(outputs.values(&output).unwrap(), [100, 110, 120, 130, 140]);
-    assert_eq!(committed_offset(&kafka_broker(), &group, input.name(), 0), Some(15));
+    assert_eq!(
+        committed_offset(&kafka_broker(), &group, input.name(), 0),
+        Some(15)
+    );
 }
 
 #[test]

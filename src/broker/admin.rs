@@ -82,7 +82,11 @@ fn create_on_kafka(
     let options = AdminOptions::new().operation_timeout(Some(PROPAGATION_TIMEOUT));
     let results = block_on(admin.create_topics(&new_topics, &options)).map_err(|error| {
         Error::CreateTopic {
-            topic: missing.iter().map(|spec| spec.name.as_str()).collect::<Vec<_>>().join(", "),
+            topic: missing
+                .iter()
+                .map(|spec| spec.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             reason: error.to_string(),
         }
     })?;

@@ -44,7 +44,9 @@ impl<V: Debug + Send + 'static> StreamingDataFrame<V> {
                     || "-".to_string(),
                     |key| format!("{:?}", String::from_utf8_lossy(key)),
                 );
-                let timestamp = meta.timestamp().map_or("-".to_string(), |ts| ts.to_string());
+                let timestamp = meta
+                    .timestamp()
+                    .map_or("-".to_string(), |ts| ts.to_string());
                 println!(
                     "{}[{}]@{} key={} ts={} {:?}",
                     meta.topic(),

@@ -38,7 +38,12 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
         self.then(move |mut next: Step<V>| {
             Box::new(move |value, ctx| {
                 let key = ctx.meta.key.clone();
-                produce(ctx, &name, key, encode(&*codec, &value, &name, Field::Value)?);
+                produce(
+                    ctx,
+                    &name,
+                    key,
+                    encode(&*codec, &value, &name, Field::Value)?,
+                );
                 next(value, ctx)
             })
         })
@@ -75,7 +80,12 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
         self.then(move |mut next: Step<V>| {
             Box::new(move |value, ctx| {
                 let key = encode(&*key_codec, &key(&value), &name, Field::Key)?;
-                produce(ctx, &name, Some(key), encode(&*codec, &value, &name, Field::Value)?);
+                produce(
+                    ctx,
+                    &name,
+                    Some(key),
+                    encode(&*codec, &value, &name, Field::Value)?,
+                );
                 next(value, ctx)
             })
         })

@@ -50,7 +50,8 @@ impl Topology {
             })
         };
         let mut this = topology.lock();
-        this.pending.push((topic.shared_name().clone(), Box::new(build)));
+        this.pending
+            .push((topic.shared_name().clone(), Box::new(build)));
         push_unique(&mut this.inputs, topic.spec());
         drop(this);
         sdf

@@ -50,7 +50,10 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
     /// driver.push(&readings, TestMessage::new(1.5)).unwrap();
     /// assert_eq!(driver.values(&checked).unwrap(), [1.5]);
     /// ```
-    pub fn try_update(self, mut f: impl FnMut(&mut V) -> anyhow::Result<()> + Send + 'static) -> Self {
+    pub fn try_update(
+        self,
+        mut f: impl FnMut(&mut V) -> anyhow::Result<()> + Send + 'static,
+    ) -> Self {
         self.then(move |mut next: Step<V>| {
             Box::new(move |mut value, ctx| {
                 f(&mut value)?;
