@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::outputs::Outputs;
 use crate::producer::Producer;
 use crate::runner::{self, Run};
+use crate::state::{group_dir, StateManager};
 use crate::stop::{SignalGuard, StopHandle};
 use crate::topic::Topic;
 use crate::until::Until;
@@ -147,6 +148,7 @@ impl Application {
             let topology = self.topology.lock();
             (topology.inputs().to_vec(), topology.outputs().to_vec())
         };
+        let stores = self.state_manager();
         let result = if inputs.is_empty() {
             Err(Error::Config {
                 key: "dataframe".into(),
@@ -169,6 +171,7 @@ impl Application {
                     pipeline: &mut pipeline,
                     inputs,
                     outputs,
+                    stores,
                     stop: &self.stop,
                 };
                 runner::run(run, until, collect)
@@ -177,6 +180,54 @@ impl Application {
         self.return_pipeline(pipeline);
         self.stop.reset();
         result
+    }
+
+    /// Deletes this consumer group's local state (`<state_dir>/<group>`),
+    /// so the next run starts from empty stores (or from the changelog
+    /// topics, which are left alone).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::AlreadyRunning`] while the application runs;
+    /// [`Error::StateDir`] when the directory cannot be removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use kstreams::Application;
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let app = Application::builder().use_embedded_broker().state_dir(dir.path()).build()?;
+    /// app.clear_state()?;
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn clear_state(&self) -> Result<()> {
+        let guard = self.pipeline.lock();
+        if guard.is_none() {
+            return Err(Error::AlreadyRunning);
+        }
+        let dir = group_dir(&self.config.state_dir, &self.config.consumer_group);
+        log::info!("clearing state at {}", dir.display());
+        match std::fs::remove_dir_all(&dir) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::StateDir {
+                path: dir,
+                source: error,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The stores the declared dataframes use, under `root` (default: the
+    /// group's state directory).
+    pub(crate) fn state_manager_at(&self, root: std::path::PathBuf) -> StateManager {
+        let stores = self.topology.lock().stores().to_vec();
+        StateManager::new(root, stores, self.config.rocksdb.clone())
+    }
+
+    fn state_manager(&self) -> StateManager {
+        self.state_manager_at(group_dir(
+            &self.config.state_dir,
+            &self.config.consumer_group,
+        ))
     }
 
     /// A producer for feeding topics: test data, or a script's input.

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
 use crate::retriable::is_retriable;
+use crate::state::{changelog_topic, StateManager};
 
 /// How long a checkpoint waits for the broker to acknowledge outputs before
 /// it gives up and tries again at the next one. Long enough for a busy
@@ -44,6 +45,8 @@ pub(crate) struct Checkpoint {
     /// Set once a failed output stopped the application: from then on
     /// nothing may be committed, or offsets would skip the lost output.
     poisoned: bool,
+    /// For changelog topic names; `None` without changelog topics.
+    changelog_group: Option<String>,
 }
 
 impl Checkpoint {
@@ -55,6 +58,9 @@ impl Checkpoint {
             interval: config.commit_interval,
             every: config.commit_every,
             poisoned: false,
+            changelog_group: config
+                .use_changelog_topics
+                .then(|| config.consumer_group.clone()),
         }
     }
 
@@ -92,11 +98,15 @@ impl Checkpoint {
 
     /// Commits what was processed, in this order:
     ///
-    /// 1. Flush the producer: wait until the broker has acknowledged (or
-    ///    refused) every output sent so far.
-    /// 2. Hand each refused output to the producer error callback; unless
+    /// 1. Produce every store update of the checkpoint to its changelog,
+    ///    stamped with the input offset it belongs to.
+    /// 2. Flush the producer: wait until the broker has acknowledged (or
+    ///    refused) every output and changelog record sent so far.
+    /// 3. Hand each refused message to the producer error callback; unless
     ///    it says skip, stop without committing.
-    /// 3. Commit the consumer offsets, synchronously.
+    /// 4. Write each partition's store updates, the changelog offsets they
+    ///    reached and the input offset they absorbed in one RocksDB batch.
+    /// 5. Commit the consumer offsets, synchronously.
     ///
     /// # Errors
     ///
@@ -107,6 +117,7 @@ impl Checkpoint {
         consumer: &BaseConsumer<C>,
         producer: &OutputProducer,
         policy: &ErrorPolicy,
+        stores: &mut StateManager,
     ) -> Result<Outcome> {
         if self.poisoned {
             return Ok(Outcome::Deferred);
@@ -115,20 +126,58 @@ impl Checkpoint {
             self.restart_timer();
             return Ok(Outcome::Empty);
         }
-        // Step 1. Every output acknowledged or refused.
+        // Step 1. State updates to the changelogs.
+        if let Some(group) = &self.changelog_group {
+            for (topic, partition, state) in stores.partitions_mut() {
+                let Some(next_input) = state.pending_input else {
+                    continue;
+                };
+                for (index, transaction) in state.transactions.iter().enumerate() {
+                    let changelog = changelog_topic(group, topic, state.store_name(index), 0).name;
+                    for (key, value) in transaction.updates() {
+                        producer.send_changelog(
+                            &changelog,
+                            partition,
+                            key,
+                            value,
+                            next_input - 1,
+                        )?;
+                    }
+                }
+            }
+        }
+        // Step 2. Every output and changelog record acknowledged or refused.
         if !producer.flush(FLUSH_TIMEOUT) {
             log::warn!("outputs not acknowledged within {FLUSH_TIMEOUT:?}; will retry");
             self.restart_timer();
             return Ok(Outcome::Deferred);
         }
-        // Step 2. Refused outputs: skip by choice, or stop with no commit.
+        // Step 3. Refused messages: skip by choice, or stop with no commit.
         for failure in producer.take_failures() {
             if let Err(error) = policy.producer(failure) {
                 self.poison();
                 return Err(error);
             }
         }
-        // Step 3. Offsets last.
+        // Step 4. State, with the changelog and input offsets it reached.
+        let acknowledged = producer.take_changelog_offsets();
+        for (topic, partition, state) in stores.partitions_mut() {
+            let changelog_offsets: Vec<Option<i64>> = match &self.changelog_group {
+                Some(group) => state
+                    .store_names()
+                    .iter()
+                    .map(|store| {
+                        let name = changelog_topic(group, topic, store, 0).name;
+                        acknowledged
+                            .get(&(name, partition))
+                            .map(|offset| offset + 1)
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            state.commit(&changelog_offsets)?;
+        }
+        // Step 5. Offsets last.
         let offsets = self.offsets_to_commit()?;
         match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::app::Application;
 use crate::error::{Error, Result};
 use crate::on_error::{ErrorAction, ErrorPolicy};
+use crate::state::RocksDbOptions;
 
 /// Environment variable naming the broker when the builder is not told one.
 pub const BROKER_ENV: &str = "KSTREAMS_BROKER";
@@ -58,6 +59,8 @@ pub(crate) struct Config {
     pub(crate) topic_replication_factor: i32,
     pub(crate) broker_availability_timeout: Duration,
     pub(crate) handle_signals: bool,
+    pub(crate) use_changelog_topics: bool,
+    pub(crate) rocksdb: RocksDbOptions,
     pub(crate) on_error: ErrorPolicy,
 }
 
@@ -114,6 +117,8 @@ impl ApplicationBuilder {
                 topic_replication_factor: 1,
                 broker_availability_timeout: Duration::from_secs(120),
                 handle_signals: true,
+                use_changelog_topics: true,
+                rocksdb: RocksDbOptions::default(),
                 on_error: ErrorPolicy::default(),
             },
         }
@@ -239,6 +244,25 @@ impl ApplicationBuilder {
     /// Default: `true`.
     pub fn handle_signals(mut self, handle: bool) -> Self {
         self.config.handle_signals = handle;
+        self
+    }
+
+    /// Whether state is backed up to changelog topics.
+    ///
+    /// Default: `true`. Without changelogs, state lost with its directory
+    /// (a new machine, a deleted disk, a partition moving to another
+    /// instance) is gone for good: turn them off only for state you can
+    /// afford to lose.
+    pub fn use_changelog_topics(mut self, use_them: bool) -> Self {
+        self.config.use_changelog_topics = use_them;
+        self
+    }
+
+    /// RocksDB settings of the state stores.
+    ///
+    /// Default: [`RocksDbOptions::default`].
+    pub fn rocksdb_options(mut self, options: RocksDbOptions) -> Self {
+        self.config.rocksdb = options;
         self
     }
 

@@ -240,6 +240,50 @@ pub enum Error {
         source: Cause,
     },
 
+    /// A RocksDB state store failed.
+    #[error("state store at {path} failed to {operation}: {source}")]
+    Store {
+        /// The partition's database directory.
+        path: std::path::PathBuf,
+        /// `open`, `read`, `write` or `destroy`.
+        operation: &'static str,
+        /// RocksDB's error.
+        source: rocksdb::Error,
+    },
+
+    /// Another process holds a state store.
+    #[error(
+        "state store at {path} is locked by another process: give each instance \
+         its own state_dir, or stop the other instance"
+    )]
+    StoreLocked {
+        /// The partition's database directory.
+        path: std::path::PathBuf,
+    },
+
+    /// The state directory could not be created or removed.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// A state value could not be encoded, or a stored one does not decode
+    /// as the requested type.
+    #[error("state value {key:?} in store {store} is not a valid {type_name}: {source}")]
+    StateValue {
+        /// The store.
+        store: String,
+        /// The state key.
+        key: String,
+        /// The requested type.
+        type_name: &'static str,
+        /// The decoding error.
+        source: Cause,
+    },
+
     /// The application is already running (or a test driver is using it).
     #[error("the application is already running")]
     AlreadyRunning,

@@ -10,7 +10,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 
-use crate::broker::{ensure_topics, Broker, Origin, OutputProducer};
+use crate::broker::{ensure_topics, partition_counts, Broker, Origin, OutputProducer};
 use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::Config;
 use crate::dataframe::Pipeline;
@@ -19,6 +19,7 @@ use crate::message::{Headers, Metadata, Output};
 use crate::outputs::Outputs;
 use crate::rebalance::{LoopState, RebalanceContext};
 use crate::retriable::is_retriable;
+use crate::state::{changelog_topic, StateManager};
 use crate::stop::StopHandle;
 use crate::topic::TopicSpec;
 use crate::until::Until;
@@ -40,6 +41,7 @@ pub(crate) struct Run<'a> {
     pub(crate) pipeline: &'a mut Pipeline,
     pub(crate) inputs: Vec<TopicSpec>,
     pub(crate) outputs: Vec<TopicSpec>,
+    pub(crate) stores: StateManager,
     pub(crate) stop: &'a StopHandle,
 }
 
@@ -52,16 +54,27 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         pipeline,
         inputs,
         outputs,
+        stores,
         stop,
     } = run;
     let topics: Vec<TopicSpec> = inputs.iter().chain(&outputs).cloned().collect();
     ensure_topics(broker, config, &topics)?;
+    let changelog_reader = if config.use_changelog_topics && stores.is_stateful() {
+        ensure_changelogs(broker, config, &inputs, &stores)?;
+        Some(create_changelog_reader(broker, config)?)
+    } else {
+        None
+    };
 
     let producer = Arc::new(OutputProducer::create(broker, config)?);
     let state = Arc::new(Mutex::new(LoopState {
         checkpoint: Checkpoint::new(config),
         producer: producer.clone(),
         policy: config.on_error.clone(),
+        stores,
+        changelog_reader,
+        group: config.consumer_group.clone(),
+        patience: config.broker_availability_timeout,
         failure: None,
     }));
     let consumer = create_consumer(broker, config, state.clone())?;
@@ -94,13 +107,55 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
     let result = poll_loop.run(&consumer, until, stop);
     let result = poll_loop.finish(&consumer, result);
     // Dropping the consumer leaves the group; its revoke callback finds
-    // nothing left to commit.
+    // nothing left to commit, and closes the stores.
     drop(consumer);
+    poll_loop.state.lock().stores.close_all();
     log::info!("stopped after {} message(s)", poll_loop.processed);
     result.map(|()| {
         let mut outputs = poll_loop.collected.unwrap_or_default();
         outputs.processed = poll_loop.processed;
         outputs
+    })
+}
+
+/// Creates each stateful input's changelog topics, with its partition count.
+fn ensure_changelogs(
+    broker: &Broker,
+    config: &Config,
+    inputs: &[TopicSpec],
+    stores: &StateManager,
+) -> Result<()> {
+    let names: Vec<&str> = inputs.iter().map(|spec| spec.name.as_str()).collect();
+    let counts = partition_counts(broker, config, &names)?;
+    let mut changelogs = Vec::new();
+    for input in inputs {
+        let partitions = counts.get(&input.name).copied().unwrap_or(1);
+        for store in stores.stores_of(&input.name) {
+            changelogs.push(changelog_topic(
+                &config.consumer_group,
+                &input.name,
+                store,
+                partitions,
+            ));
+        }
+    }
+    ensure_topics(broker, config, &changelogs)
+}
+
+fn create_changelog_reader(broker: &Broker, config: &Config) -> Result<BaseConsumer> {
+    let mut client = broker.client_config(&config.consumer_config);
+    // librdkafka assigns partitions only to a consumer with a group id; the
+    // reader never joins the group (no subscribe) and never commits.
+    client
+        .set(
+            "group.id",
+            format!("{}-changelog-reader", config.consumer_group),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false");
+    client.create().map_err(|source| Error::CreateClient {
+        client: "changelog reader",
+        source: Box::new(source),
     })
 }
 
@@ -183,13 +238,23 @@ impl PollLoop<'_> {
             headers: headers_of(message),
         };
         self.outputs.clear();
-        if let Err(error) = self
-            .pipeline
-            .process(&mut meta, message.payload(), &mut self.outputs)
-        {
-            let policy = self.state.lock().policy.clone();
+        let mut state = self.state.lock();
+        let LoopState { stores, policy, .. } = &mut *state;
+        let partition_state = stores.get_mut(&meta.topic, meta.partition);
+        let result = self.pipeline.process(
+            &mut meta,
+            message.payload(),
+            &mut self.outputs,
+            partition_state,
+        );
+        if let Err(error) = result {
+            // A skipped message leaves the state as it was before it.
+            if let Some(partition_state) = stores.get_mut(&meta.topic, meta.partition) {
+                partition_state.discard_message_writes();
+            }
             policy.processing(error)?;
         }
+        drop(state);
         let origin = Origin {
             topic: meta.topic,
             partition: meta.partition,
@@ -211,7 +276,12 @@ impl PollLoop<'_> {
                 collected.records.push(output.to_record());
             }
         }
-        self.state.lock().checkpoint.store_offset(&origin);
+        let mut state = self.state.lock();
+        state.checkpoint.store_offset(&origin);
+        if let Some(partition_state) = state.stores.get_mut(&origin.topic, origin.partition) {
+            partition_state.absorb(origin.offset);
+        }
+        drop(state);
         self.processed += 1;
         Ok(())
     }
@@ -222,9 +292,10 @@ impl PollLoop<'_> {
             checkpoint,
             producer,
             policy,
+            stores,
             ..
         } = &mut *state;
-        let outcome = checkpoint.commit(consumer, producer, policy)?;
+        let outcome = checkpoint.commit(consumer, producer, policy, stores)?;
         match outcome {
             Outcome::Committed => self.availability.up(),
             Outcome::Deferred => self.availability.down(),

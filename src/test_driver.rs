@@ -1,6 +1,8 @@
 //! Runs an application's dataframes with no broker at all.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::app::Application;
@@ -8,6 +10,10 @@ use crate::dataframe::Pipeline;
 use crate::error::{Error, Field, Result};
 use crate::message::{Headers, Metadata, Output};
 use crate::outputs::Outputs;
+use crate::state::StateManager;
+
+/// Messages between two writes of the test driver's state to RocksDB.
+const CHECKPOINT_EVERY: u64 = 10_000;
 use crate::topic::Topic;
 
 /// Pushes messages through an application's dataframes without a broker and
@@ -41,6 +47,9 @@ use crate::topic::Topic;
 pub struct TestDriver<'a> {
     app: &'a Application,
     pipeline: Option<Pipeline>,
+    /// Real stores, in a temporary directory removed on drop.
+    stores: StateManager,
+    state_dir: PathBuf,
     outputs: Outputs,
     next_offsets: HashMap<(Arc<str>, i32), i64>,
     buffer: Vec<Output>,
@@ -103,9 +112,18 @@ impl<'a> TestDriver<'a> {
     /// [`Error::AlreadyRunning`] while the application runs or another
     /// driver holds it.
     pub fn new(app: &'a Application) -> Result<Self> {
+        static DRIVERS: AtomicU64 = AtomicU64::new(0);
+        let pipeline = app.take_pipeline()?;
+        let state_dir = std::env::temp_dir().join(format!(
+            "kstreams-test-driver-{}-{}",
+            std::process::id(),
+            DRIVERS.fetch_add(1, Ordering::Relaxed)
+        ));
         Ok(TestDriver {
             app,
-            pipeline: Some(app.take_pipeline()?),
+            pipeline: Some(pipeline),
+            stores: app.state_manager_at(state_dir.clone()),
+            state_dir,
             outputs: Outputs::default(),
             next_offsets: HashMap::new(),
             buffer: Vec::new(),
@@ -234,8 +252,23 @@ impl<'a> TestDriver<'a> {
             return Err(Error::AlreadyRunning);
         };
         self.buffer.clear();
-        let result = pipeline.process(&mut meta, value, &mut self.buffer);
+        let partition_state = if self.stores.stores_of(&meta.topic).is_empty() {
+            None
+        } else {
+            Some(self.stores.open(&meta.topic, meta.partition)?)
+        };
+        let result = pipeline.process(&mut meta, value, &mut self.buffer, partition_state);
         self.outputs.processed += 1;
+        if let Some(state) = self.stores.get_mut(&meta.topic, meta.partition) {
+            match &result {
+                Ok(()) => state.absorb(meta.offset),
+                Err(_) => state.discard_message_writes(),
+            }
+            // Keep memory bounded in long tests: write to RocksDB now and then.
+            if self.outputs.processed.is_multiple_of(CHECKPOINT_EVERY) {
+                state.commit(&[])?;
+            }
+        }
         if let Err(error) = result {
             self.app.config().on_error.processing(error)?;
         }
@@ -248,6 +281,8 @@ impl<'a> TestDriver<'a> {
 
 impl Drop for TestDriver<'_> {
     fn drop(&mut self) {
+        self.stores.close_all();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
         if let Some(pipeline) = self.pipeline.take() {
             self.app.return_pipeline(pipeline);
         }

@@ -1,6 +1,6 @@
 //! Making sure the topics an application reads and writes exist.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ pub(crate) fn ensure_topics(broker: &Broker, config: &Config, specs: &[TopicSpec
     let existing = existing_topics(&admin, config)?;
     let missing: Vec<&TopicSpec> = specs
         .iter()
-        .filter(|spec| !existing.contains(&spec.name))
+        .filter(|spec| !existing.contains_key(&spec.name))
         .collect();
     let Some(first) = missing.first() else {
         return Ok(());
@@ -104,11 +104,30 @@ fn create_on_kafka(
     Ok(())
 }
 
-/// The names of the topics the broker knows, retried while it is unreachable.
+/// The partition count of every topic in `names` that exists.
+pub(crate) fn partition_counts(
+    broker: &Broker,
+    config: &Config,
+    names: &[&str],
+) -> Result<HashMap<String, i32>> {
+    let admin: AdminClient<DefaultClientContext> = broker
+        .client_config(&config.producer_config)
+        .create()
+        .map_err(|source| Error::CreateClient {
+            client: "admin client",
+            source: source.into(),
+        })?;
+    let mut counts = existing_topics(&admin, config)?;
+    counts.retain(|name, _| names.contains(&name.as_str()));
+    Ok(counts)
+}
+
+/// The topics the broker knows with their partition counts, retried while
+/// it is unreachable.
 fn existing_topics(
     admin: &AdminClient<DefaultClientContext>,
     config: &Config,
-) -> Result<HashSet<String>> {
+) -> Result<HashMap<String, i32>> {
     let started = Instant::now();
     loop {
         match admin.inner().fetch_metadata(None, METADATA_TIMEOUT) {
@@ -117,7 +136,7 @@ fn existing_topics(
                     .topics()
                     .iter()
                     .filter(|topic| topic.error().is_none() && !topic.partitions().is_empty())
-                    .map(|topic| topic.name().to_string())
+                    .map(|topic| (topic.name().to_string(), topic.partitions().len() as i32))
                     .collect())
             }
             Err(error) if started.elapsed() < config.broker_availability_timeout => {
@@ -141,7 +160,10 @@ fn wait_until_visible(
     let started = Instant::now();
     loop {
         let existing = existing_topics(admin, config)?;
-        let Some(pending) = created.iter().find(|spec| !existing.contains(&spec.name)) else {
+        let Some(pending) = created
+            .iter()
+            .find(|spec| !existing.contains_key(&spec.name))
+        else {
             return Ok(());
         };
         if started.elapsed() > PROPAGATION_TIMEOUT {

@@ -1,5 +1,6 @@
 //! Producing outputs and collecting the broker's delivery reports.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -23,34 +24,58 @@ pub(crate) struct Origin {
     pub(crate) offset: i64,
 }
 
-/// Records the outputs the broker did not accept, for the next checkpoint.
+/// What a produced message was, for its delivery report.
+#[derive(Debug, Clone)]
+pub(crate) enum Delivery {
+    /// An output of the input message at `Origin`.
+    Output(Origin),
+    /// A changelog record: its offset is what recovery resumes from.
+    Changelog,
+    /// A message sent with the public `Producer`.
+    Plain,
+}
+
+/// Records the outputs the broker did not accept, and the offsets of
+/// acknowledged changelog records, for the next checkpoint.
 #[derive(Default)]
 pub(crate) struct DeliveryContext {
     failures: Mutex<Vec<Error>>,
+    /// Per changelog topic and partition, the highest acknowledged offset.
+    changelog_offsets: Mutex<HashMap<(String, i32), i64>>,
 }
 
 impl ClientContext for DeliveryContext {}
 
 impl ProducerContext for DeliveryContext {
-    type DeliveryOpaque = Box<Option<Origin>>;
+    type DeliveryOpaque = Box<Delivery>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, origin: Self::DeliveryOpaque) {
-        if let Err((source, message)) = result {
-            let output_topic = message.topic().to_string();
-            let error = match *origin {
-                Some(origin) => Error::Produce {
-                    output_topic,
-                    topic: origin.topic.to_string(),
-                    partition: origin.partition,
-                    offset: origin.offset,
-                    source: Box::new(source.clone()),
-                },
-                None => Error::Send {
-                    topic: output_topic,
-                    source: Box::new(source.clone()),
-                },
-            };
-            self.failures.lock().push(error);
+    fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
+        match (result, *delivery) {
+            (Ok(message), Delivery::Changelog) => {
+                let key = (message.topic().to_string(), message.partition());
+                let mut offsets = self.changelog_offsets.lock();
+                let offset = offsets.entry(key).or_insert(message.offset());
+                *offset = (*offset).max(message.offset());
+            }
+            (Ok(_), _) => {}
+            (Err((source, message)), delivery) => {
+                let output_topic = message.topic().to_string();
+                let source = Box::new(source.clone());
+                let error = match delivery {
+                    Delivery::Output(origin) => Error::Produce {
+                        output_topic,
+                        topic: origin.topic.to_string(),
+                        partition: origin.partition,
+                        offset: origin.offset,
+                        source,
+                    },
+                    Delivery::Changelog | Delivery::Plain => Error::Send {
+                        topic: output_topic,
+                        source,
+                    },
+                };
+                self.failures.lock().push(error);
+            }
         }
     }
 }
@@ -90,6 +115,10 @@ impl OutputProducer {
     /// librdkafka refuses the record, [`Error::BrokerUnavailable`] when the
     /// queue stays full for longer than the broker availability timeout.
     pub(crate) fn send(&self, output: &Output, origin: Option<&Origin>) -> Result<()> {
+        let delivery = match origin {
+            Some(origin) => Delivery::Output(origin.clone()),
+            None => Delivery::Plain,
+        };
         let headers = (!output.headers.is_empty()).then(|| {
             output
                 .headers
@@ -101,10 +130,10 @@ impl OutputProducer {
                     })
                 })
         });
-        let mut record = BaseRecord::with_opaque_to(&output.topic, Box::new(origin.cloned()))
-            .payload(&output.value);
+        let mut record = BaseRecord::with_opaque_to(&output.topic, Box::new(delivery))
+            .payload(output.value.as_slice());
         if let Some(key) = &output.key {
-            record = record.key(key);
+            record = record.key(key.as_slice());
         }
         if let Some(timestamp) = output.timestamp {
             record = record.timestamp(timestamp);
@@ -112,6 +141,34 @@ impl OutputProducer {
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
+        self.send_record(record)
+    }
+
+    /// Sends a changelog record (`value` `None`: a tombstone) to `partition`
+    /// of `topic`, stamped with the input offset it belongs to.
+    pub(crate) fn send_changelog(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+        input_offset: i64,
+    ) -> Result<()> {
+        let headers = OwnedHeaders::new().insert(Header {
+            key: crate::state::OFFSET_HEADER,
+            value: Some(&input_offset.to_be_bytes()),
+        });
+        let mut record = BaseRecord::with_opaque_to(topic, Box::new(Delivery::Changelog))
+            .partition(partition)
+            .key(key)
+            .headers(headers);
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        self.send_record(record)
+    }
+
+    fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) -> Result<()> {
         let started = Instant::now();
         loop {
             match self.producer.send(record) {
@@ -125,20 +182,19 @@ impl OutputProducer {
                     record = returned;
                     thread::sleep(Duration::from_millis(1));
                 }
-                Err((source, _)) => {
-                    return Err(match origin {
-                        Some(origin) => Error::Produce {
-                            output_topic: output.topic.to_string(),
+                Err((source, returned)) => {
+                    let topic = returned.topic.to_string();
+                    let source = Box::new(source);
+                    return Err(match *returned.delivery_opaque {
+                        Delivery::Output(origin) => Error::Produce {
+                            output_topic: topic,
                             topic: origin.topic.to_string(),
                             partition: origin.partition,
                             offset: origin.offset,
-                            source: source.into(),
+                            source,
                         },
-                        None => Error::Send {
-                            topic: output.topic.to_string(),
-                            source: source.into(),
-                        },
-                    })
+                        Delivery::Changelog | Delivery::Plain => Error::Send { topic, source },
+                    });
                 }
             }
         }
@@ -148,6 +204,12 @@ impl OutputProducer {
     /// `false` when `timeout` passed first.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
         self.producer.flush(timeout).is_ok()
+    }
+
+    /// The highest acknowledged offset per changelog topic and partition
+    /// since the last call.
+    pub(crate) fn take_changelog_offsets(&self) -> HashMap<(String, i32), i64> {
+        std::mem::take(&mut *self.producer.context().changelog_offsets.lock())
     }
 
     /// The outputs that failed since the last call.

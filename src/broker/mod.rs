@@ -12,7 +12,7 @@ use rdkafka::ClientConfig;
 use crate::config::BrokerChoice;
 use crate::error::Result;
 
-pub(crate) use admin::ensure_topics;
+pub(crate) use admin::{ensure_topics, partition_counts};
 pub(crate) use delivery::{Origin, OutputProducer};
 pub(crate) use embedded::EmbeddedBroker;
 

@@ -11,6 +11,7 @@ mod columns;
 mod expand;
 mod filter;
 mod print;
+mod stateful;
 mod timestamp;
 mod to_topic;
 mod topology;
@@ -22,6 +23,7 @@ use parking_lot::Mutex;
 
 use crate::error::Field;
 use crate::message::{Metadata, Output};
+use crate::state::{PartitionState, State};
 
 pub(crate) use topology::{Pipeline, Topology};
 
@@ -77,6 +79,8 @@ pub(crate) use topology::{Pipeline, Topology};
 pub struct StreamingDataFrame<V> {
     node: Arc<Mutex<Node<V>>>,
     topology: Arc<Mutex<Topology>>,
+    /// The input topic this frame reads.
+    topic: Arc<str>,
 }
 
 /// One step of a composed chain: takes a value and the message context.
@@ -86,6 +90,24 @@ pub(crate) type Step<V> = Box<dyn FnMut(V, &mut Context<'_>) -> Result<(), StepE
 pub(crate) struct Context<'a> {
     pub(crate) meta: &'a mut Metadata,
     pub(crate) outputs: &'a mut Vec<Output>,
+    /// The stores of the message's partition, when its topic has any.
+    pub(crate) state: Option<&'a mut PartitionState>,
+}
+
+impl Context<'_> {
+    /// The state of store number `store`, scoped to the message key.
+    pub(crate) fn state(&mut self, store: usize) -> Result<State<'_>, StepError> {
+        let partition = self.state.as_deref_mut().ok_or_else(|| {
+            StepError::User(anyhow::anyhow!(
+                "no state store is open for this partition (is it still assigned?)"
+            ))
+        })?;
+        Ok(State::new(
+            partition,
+            store,
+            self.meta.key().unwrap_or_default(),
+        ))
+    }
 }
 
 /// Why a step failed.
@@ -147,13 +169,21 @@ impl<V: Send + 'static> Node<V> {
 }
 
 impl<V: Send + 'static> StreamingDataFrame<V> {
-    pub(crate) fn root(topology: Arc<Mutex<Topology>>) -> (Self, impl FnOnce() -> Step<V> + Send) {
+    pub(crate) fn root(
+        topology: Arc<Mutex<Topology>>,
+        topic: Arc<str>,
+    ) -> (Self, impl FnOnce() -> Step<V> + Send) {
         let node = Arc::new(Mutex::new(Node::new()));
         let composer = {
             let node = node.clone();
             move || node.lock().compose()
         };
-        (StreamingDataFrame { node, topology }, composer)
+        let sdf = StreamingDataFrame {
+            node,
+            topology,
+            topic,
+        };
+        (sdf, composer)
     }
 
     /// Appends a step: `make` receives the composed rest of the chain and
@@ -175,11 +205,17 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
         StreamingDataFrame {
             node: next,
             topology: self.topology,
+            topic: self.topic,
         }
     }
 
     pub(crate) fn topology(&self) -> &Arc<Mutex<Topology>> {
         &self.topology
+    }
+
+    /// Registers `store` for this frame's input topic; returns its index.
+    pub(crate) fn register_store(&self, store: &str) -> usize {
+        self.topology.lock().add_store(&self.topic, store)
     }
 }
 
@@ -191,6 +227,7 @@ impl<V: Clone + Send + 'static> Clone for StreamingDataFrame<V> {
         StreamingDataFrame {
             node: self.node.clone(),
             topology: self.topology.clone(),
+            topic: self.topic.clone(),
         }
     }
 }

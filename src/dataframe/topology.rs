@@ -8,6 +8,7 @@ use parking_lot::Mutex;
 use super::{Context, StepError, StreamingDataFrame};
 use crate::error::{Error, Field, Result};
 use crate::message::{Metadata, Output};
+use crate::state::PartitionState;
 use crate::topic::{Topic, TopicSpec};
 
 /// Decodes a message value and runs the chain of one input dataframe.
@@ -30,6 +31,8 @@ pub(crate) struct Topology {
     pending: Vec<(Arc<str>, BuildRoot)>,
     inputs: Vec<TopicSpec>,
     outputs: Vec<TopicSpec>,
+    /// Per input topic, the stores its stateful steps use.
+    stores: Vec<(Arc<str>, Vec<String>)>,
 }
 
 impl Topology {
@@ -38,7 +41,8 @@ impl Topology {
         topology: &Arc<Mutex<Topology>>,
         topic: &Topic<V, K>,
     ) -> StreamingDataFrame<V> {
-        let (sdf, compose) = StreamingDataFrame::root(topology.clone());
+        let (sdf, compose) =
+            StreamingDataFrame::root(topology.clone(), topic.shared_name().clone());
         let codec = topic.value_codec_ref().clone();
         let build = move || -> RootStep {
             let mut chain = compose();
@@ -60,6 +64,28 @@ impl Topology {
     /// Notes that the chain produces to `spec`.
     pub(crate) fn add_output(&mut self, spec: &TopicSpec) {
         push_unique(&mut self.outputs, spec);
+    }
+
+    /// Registers `store` for `topic`; returns its index among the topic's stores.
+    pub(crate) fn add_store(&mut self, topic: &Arc<str>, store: &str) -> usize {
+        let position = self.stores.iter().position(|(name, _)| name == topic);
+        let index = position.unwrap_or_else(|| {
+            self.stores.push((topic.clone(), Vec::new()));
+            self.stores.len() - 1
+        });
+        let names = &mut self.stores[index].1;
+        names
+            .iter()
+            .position(|name| name == store)
+            .unwrap_or_else(|| {
+                names.push(store.to_string());
+                names.len() - 1
+            })
+    }
+
+    /// Per input topic, its store names.
+    pub(crate) fn stores(&self) -> &[(Arc<str>, Vec<String>)] {
+        &self.stores
     }
 
     pub(crate) fn inputs(&self) -> &[TopicSpec] {
@@ -103,6 +129,7 @@ impl Pipeline {
         meta: &mut Metadata,
         value: Option<&[u8]>,
         outputs: &mut Vec<Output>,
+        state: Option<&mut PartitionState>,
     ) -> Result<()> {
         let Some((_, roots)) = self
             .roots
@@ -115,6 +142,7 @@ impl Pipeline {
         let mut ctx = Context {
             meta: &mut *meta,
             outputs: &mut *outputs,
+            state,
         };
         let result = roots.iter_mut().try_for_each(|root| root(value, &mut ctx));
         result.map_err(|error| {

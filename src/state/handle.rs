@@ -1,0 +1,135 @@
+//! [`State`]: what a stateful step sees of its store.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::key;
+use super::manager::PartitionState;
+use crate::error::{Error, Result};
+
+/// The state of one store, scoped to the key of the message being processed.
+///
+/// Values are JSON-encoded through serde. Reads see the writes (and
+/// deletes) made earlier in the same checkpoint. A handle can only reach its
+/// own message key's entries: keys of different messages never collide.
+///
+/// # Examples
+///
+/// ```
+/// use kstreams::{Application, State, TestDriver, TestMessage};
+/// use serde_json::{json, Value};
+///
+/// let app = Application::builder().use_embedded_broker().build()?;
+/// let purchases = app.topic::<f64>("purchases");
+/// let totals = app.topic::<Value>("totals");
+/// app.dataframe(&purchases)
+///     .apply_stateful(|amount, state: &mut State| {
+///         let total = state.get::<f64>("total")?.unwrap_or(0.0) + amount;
+///         state.set("total", &total)?;
+///         Ok(json!({"total": total}))
+///     })
+///     .to_topic(&totals);
+///
+/// let mut driver = TestDriver::new(&app)?;
+/// for (user, amount) in [("ada", 1.0), ("bob", 5.0), ("ada", 2.5)] {
+///     driver.push(&purchases, TestMessage::new(amount).key(user.as_bytes().to_vec()))?;
+/// }
+/// let totals: Vec<f64> = driver.values(&totals)?.iter().map(|t| t["total"].as_f64().unwrap()).collect();
+/// assert_eq!(totals, [1.0, 5.0, 3.5]);
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+pub struct State<'a> {
+    partition: &'a mut PartitionState,
+    store: usize,
+    prefix: Vec<u8>,
+}
+
+impl<'a> State<'a> {
+    pub(crate) fn new(partition: &'a mut PartitionState, store: usize, message_key: &[u8]) -> Self {
+        State {
+            partition,
+            store,
+            prefix: key::prefix(message_key),
+        }
+    }
+
+    /// The value of `key`, decoded as `T`; `None` if there is none.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StateValue`] when the stored value does not decode as `T`,
+    /// naming store, key and type; [`Error::Store`] when RocksDB fails.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        match self.get_bytes(key.as_bytes())? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|source| self.value_error::<T>(key, source)),
+        }
+    }
+
+    /// Sets `key` to `value`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StateValue`] when `value` cannot be encoded as JSON.
+    pub fn set<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
+        let bytes =
+            serde_json::to_vec(value).map_err(|source| self.value_error::<T>(key, source))?;
+        self.set_bytes(key.as_bytes(), bytes);
+        Ok(())
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: &str) {
+        self.delete_bytes(key.as_bytes());
+    }
+
+    /// Whether `key` has a value.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when RocksDB fails.
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.get_bytes(key.as_bytes())?.is_some())
+    }
+
+    /// The raw bytes of `key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Store`] when RocksDB fails.
+    pub fn get_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let full = key::compose(&self.prefix, key);
+        match self.partition.transactions[self.store].get(&full) {
+            Some(value) => Ok(value.map(<[u8]>::to_vec)),
+            None => self.partition.store.get(self.store, &full),
+        }
+    }
+
+    /// Sets `key` to raw bytes.
+    pub fn set_bytes(&mut self, key: &[u8], value: impl Into<Vec<u8>>) {
+        let full = key::compose(&self.prefix, key);
+        self.partition.transactions[self.store].put(full, value.into());
+    }
+
+    /// Deletes raw `key`.
+    pub fn delete_bytes(&mut self, key: &[u8]) {
+        let full = key::compose(&self.prefix, key);
+        self.partition.transactions[self.store].delete(full);
+    }
+
+    /// The key of the message this state belongs to (empty for messages
+    /// without key, which all share one state).
+    pub fn message_key(&self) -> &[u8] {
+        self.prefix.get(4..).unwrap_or_default()
+    }
+
+    fn value_error<T>(&self, key: &str, source: serde_json::Error) -> Error {
+        Error::StateValue {
+            store: self.partition.store_name(self.store).to_string(),
+            key: key.to_string(),
+            type_name: std::any::type_name::<T>(),
+            source: source.into(),
+        }
+    }
+}

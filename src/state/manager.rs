@@ -1,0 +1,178 @@
+//! The stores of every partition this instance owns.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::options::RocksDbOptions;
+use super::rocksdb::{destroy, PartitionStore};
+use super::transaction::Transaction;
+use crate::error::{Error, Result};
+
+/// One input partition's stores and the updates of the running checkpoint.
+pub(crate) struct PartitionState {
+    pub(crate) store: PartitionStore,
+    pub(crate) transactions: Vec<Transaction>,
+    stores: Arc<[String]>,
+    /// The offset after the last message processed since the last
+    /// checkpoint: what the next checkpoint records as absorbed.
+    pub(crate) pending_input: Option<i64>,
+}
+
+impl PartitionState {
+    pub(crate) fn store_name(&self, store: usize) -> &str {
+        &self.stores[store]
+    }
+
+    pub(crate) fn store_names(&self) -> &[String] {
+        &self.stores
+    }
+
+    /// Marks the message at `offset` as absorbed by this checkpoint, with
+    /// its writes.
+    pub(crate) fn absorb(&mut self, offset: i64) {
+        self.transactions
+            .iter_mut()
+            .for_each(Transaction::keep_message);
+        self.pending_input = Some(offset + 1);
+    }
+
+    /// Undoes the writes of a message that failed.
+    pub(crate) fn discard_message_writes(&mut self) {
+        self.transactions
+            .iter_mut()
+            .for_each(Transaction::undo_message);
+    }
+
+    /// Writes the checkpoint's updates with the changelog offsets they
+    /// reached, in one batch, and starts a new checkpoint.
+    pub(crate) fn commit(&mut self, changelog_offsets: &[Option<i64>]) -> Result<()> {
+        if self.pending_input.is_none() && self.transactions.iter().all(Transaction::is_empty) {
+            return Ok(());
+        }
+        self.store
+            .commit(&self.transactions, changelog_offsets, self.pending_input)?;
+        self.transactions.iter_mut().for_each(Transaction::clear);
+        self.pending_input = None;
+        Ok(())
+    }
+}
+
+/// Opens, holds and closes the partition stores under
+/// `<state_dir>/<consumer group>/<topic>/<partition>`.
+pub(crate) struct StateManager {
+    root: PathBuf,
+    /// Per input topic, the names of its stores.
+    stores: Vec<(Arc<str>, Arc<[String]>)>,
+    options: RocksDbOptions,
+    partitions: HashMap<Arc<str>, HashMap<i32, PartitionState>>,
+}
+
+impl StateManager {
+    pub(crate) fn new(
+        root: PathBuf,
+        stores: Vec<(Arc<str>, Vec<String>)>,
+        options: RocksDbOptions,
+    ) -> Self {
+        StateManager {
+            root,
+            stores: stores
+                .into_iter()
+                .map(|(topic, names)| (topic, names.into()))
+                .collect(),
+            options,
+            partitions: HashMap::new(),
+        }
+    }
+
+    /// The store names of `topic`; empty when it is processed statelessly.
+    pub(crate) fn stores_of(&self, topic: &str) -> &[String] {
+        self.stores
+            .iter()
+            .find(|(name, _)| **name == *topic)
+            .map_or(&[], |(_, stores)| stores)
+    }
+
+    /// Whether any input topic has stores.
+    pub(crate) fn is_stateful(&self) -> bool {
+        !self.stores.is_empty()
+    }
+
+    /// The open state of a partition, if it has stores and is open.
+    pub(crate) fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        self.partitions.get_mut(topic)?.get_mut(&partition)
+    }
+
+    /// Opens the stores of a partition (a no-op when open).
+    pub(crate) fn open(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
+        let Some((topic, stores)) = self.stores.iter().find(|(name, _)| **name == *topic) else {
+            return Err(Error::Config {
+                key: "state".into(),
+                reason: format!("topic {topic} has no stateful steps"),
+            });
+        };
+        let (topic, stores) = (topic.clone(), stores.clone());
+        let path = self.partition_path(&topic, partition);
+        let open = self.partitions.entry(topic.clone()).or_default();
+        match open.entry(partition) {
+            Entry::Occupied(entry) => Ok(entry.into_mut()),
+            Entry::Vacant(entry) => {
+                log::info!(
+                    "opening state of {topic}[{partition}] at {}",
+                    path.display()
+                );
+                let store = PartitionStore::open(&path, &stores, &self.options)?;
+                let transactions = stores.iter().map(|_| Transaction::default()).collect();
+                Ok(entry.insert(PartitionState {
+                    store,
+                    transactions,
+                    stores,
+                    pending_input: None,
+                }))
+            }
+        }
+    }
+
+    /// Deletes a partition's local state and opens it empty.
+    pub(crate) fn reset(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
+        self.close(topic, partition);
+        destroy(&self.partition_path(topic, partition))?;
+        self.open(topic, partition)
+    }
+
+    /// Closes a partition's stores, dropping its uncommitted updates.
+    pub(crate) fn close(&mut self, topic: &str, partition: i32) {
+        let removed = self
+            .partitions
+            .get_mut(topic)
+            .and_then(|open| open.remove(&partition));
+        if removed.is_some() {
+            log::info!("closed state of {topic}[{partition}]");
+        }
+    }
+
+    /// Every open partition.
+    pub(crate) fn partitions_mut(
+        &mut self,
+    ) -> impl Iterator<Item = (&Arc<str>, i32, &mut PartitionState)> {
+        self.partitions.iter_mut().flat_map(|(topic, open)| {
+            open.iter_mut()
+                .map(move |(partition, state)| (topic, *partition, state))
+        })
+    }
+
+    /// Closes every partition.
+    pub(crate) fn close_all(&mut self) {
+        self.partitions.clear();
+    }
+
+    fn partition_path(&self, topic: &str, partition: i32) -> PathBuf {
+        self.root.join(topic).join(partition.to_string())
+    }
+}
+
+/// The directory of a consumer group's state under `state_dir`.
+pub(crate) fn group_dir(state_dir: &Path, group: &str) -> PathBuf {
+    state_dir.join(group)
+}

@@ -1,0 +1,29 @@
+//! Key-scoped state: RocksDB stores per input partition, backed by compacted
+//! changelog topics and rebuilt from them when a partition arrives without
+//! its local state.
+//!
+//! Stateful steps ([`apply_stateful`](crate::StreamingDataFrame::apply_stateful)
+//! and friends) get a [`State`] scoped to the key of the message being
+//! processed. Writes stay in memory until the checkpoint, which produces
+//! them to the changelog, writes them to RocksDB in one atomic batch per
+//! partition with the input offset they absorbed, and only then commits the
+//! consumer offsets.
+
+mod changelog;
+mod handle;
+mod key;
+mod manager;
+mod options;
+mod recovery;
+mod rocksdb;
+mod transaction;
+
+pub use handle::State;
+pub use options::{Compression, RocksDbOptions};
+
+pub(crate) use changelog::{changelog_topic, OFFSET_HEADER};
+pub(crate) use manager::{group_dir, PartitionState, StateManager};
+pub(crate) use recovery::recover;
+
+/// The store stateful steps use unless told another.
+pub const DEFAULT_STORE: &str = "default";

@@ -1,0 +1,94 @@
+//! RocksDB settings of the state stores.
+
+use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options};
+
+/// Compression of the data files of the state stores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// No compression.
+    None,
+    /// Snappy.
+    Snappy,
+    /// LZ4: fast, with a fair ratio (the default).
+    #[default]
+    Lz4,
+    /// Zstandard: a better ratio for more CPU.
+    Zstd,
+}
+
+/// RocksDB settings, applied to every partition's database.
+///
+/// The defaults keep memory small (state lives on disk, not in memory):
+/// a 16 MiB block cache and 8 MiB write buffers per partition.
+///
+/// # Examples
+///
+/// ```
+/// use kstreams::{Application, Compression, RocksDbOptions};
+///
+/// let app = Application::builder()
+///     .use_embedded_broker()
+///     .rocksdb_options(
+///         RocksDbOptions::default()
+///             .block_cache_size(64 << 20)
+///             .write_buffer_size(32 << 20)
+///             .compression(Compression::Zstd),
+///     )
+///     .build()
+///     .unwrap();
+/// # drop(app);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct RocksDbOptions {
+    block_cache_size: usize,
+    write_buffer_size: usize,
+    compression: Compression,
+}
+
+impl Default for RocksDbOptions {
+    fn default() -> Self {
+        RocksDbOptions {
+            block_cache_size: 16 << 20,
+            write_buffer_size: 8 << 20,
+            compression: Compression::Lz4,
+        }
+    }
+}
+
+impl RocksDbOptions {
+    /// Bytes of the LRU block cache of each partition's database.
+    /// Default: 16 MiB.
+    pub fn block_cache_size(mut self, bytes: usize) -> Self {
+        self.block_cache_size = bytes;
+        self
+    }
+
+    /// Bytes of a memtable before it is flushed (RocksDB's
+    /// `write_buffer_size`). Default: 8 MiB.
+    pub fn write_buffer_size(mut self, bytes: usize) -> Self {
+        self.write_buffer_size = bytes;
+        self
+    }
+
+    /// Compression of data files. Default: [`Compression::Lz4`].
+    pub fn compression(mut self, compression: Compression) -> Self {
+        self.compression = compression;
+        self
+    }
+
+    pub(crate) fn to_rocksdb(&self) -> Options {
+        let mut options = Options::default();
+        options.set_write_buffer_size(self.write_buffer_size);
+        options.set_compression_type(match self.compression {
+            Compression::None => DBCompressionType::None,
+            Compression::Snappy => DBCompressionType::Snappy,
+            Compression::Lz4 => DBCompressionType::Lz4,
+            Compression::Zstd => DBCompressionType::Zstd,
+        });
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&Cache::new_lru_cache(self.block_cache_size));
+        options.set_block_based_table_factory(&table);
+        options
+    }
+}

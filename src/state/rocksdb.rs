@@ -1,0 +1,245 @@
+//! The RocksDB database of one input partition: a column family per store,
+//! plus one for kstreams' own bookkeeping, written in one atomic batch.
+
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, DB};
+
+use super::options::RocksDbOptions;
+use super::transaction::Transaction;
+use crate::error::{Error, Result};
+
+/// Column family of the offsets that say what the stores hold.
+const META: &str = "__kstreams";
+/// In `META`: the next input offset to process (the absorbed one + 1).
+const INPUT_OFFSET: &[u8] = b"input-offset";
+/// How long to wait for another process to release the store's lock.
+const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// One partition's stores.
+pub(crate) struct PartitionStore {
+    db: DB,
+    path: PathBuf,
+    stores: Vec<String>,
+}
+
+impl PartitionStore {
+    /// Opens (or creates) the database at `path` with one column family per
+    /// store. Waits up to 10 s for another process holding it to let go.
+    pub(crate) fn open(path: &Path, stores: &[String], options: &RocksDbOptions) -> Result<Self> {
+        let failed = |operation, source| Error::Store {
+            path: path.to_path_buf(),
+            operation,
+            source,
+        };
+        std::fs::create_dir_all(path).map_err(|source| Error::StateDir {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut db_options = options.to_rocksdb();
+        db_options.create_if_missing(true);
+        db_options.create_missing_column_families(true);
+        let names: Vec<&str> = stores.iter().map(String::as_str).chain([META]).collect();
+        let started = Instant::now();
+        let db = loop {
+            let families = names
+                .iter()
+                .map(|name| ColumnFamilyDescriptor::new(*name, options.to_rocksdb()));
+            match DB::open_cf_descriptors(&db_options, path, families) {
+                Ok(db) => break db,
+                Err(error) if is_lock_error(&error) => {
+                    if started.elapsed() > LOCK_PATIENCE {
+                        return Err(Error::StoreLocked {
+                            path: path.to_path_buf(),
+                        });
+                    }
+                    thread::sleep(Duration::from_millis(200));
+                }
+                Err(error) => return Err(failed("open", error)),
+            }
+        };
+        Ok(PartitionStore {
+            db,
+            path: path.to_path_buf(),
+            stores: stores.to_vec(),
+        })
+    }
+
+    /// The value of `key` in store number `store`.
+    pub(crate) fn get(&self, store: usize, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_cf(self.family(&self.stores[store]), key)
+            .map_err(|source| self.failed("read", source))
+    }
+
+    /// The next input offset to process, as of the last checkpoint.
+    pub(crate) fn input_offset(&self) -> Result<Option<i64>> {
+        self.meta(INPUT_OFFSET)
+    }
+
+    /// The next changelog offset of store number `store` to read in recovery.
+    pub(crate) fn changelog_offset(&self, store: usize) -> Result<Option<i64>> {
+        self.meta(&changelog_key(&self.stores[store]))
+    }
+
+    /// Writes a checkpoint in one atomic batch: every store's updates, the
+    /// changelog offsets they reached, and the input offset they absorbed.
+    pub(crate) fn commit(
+        &self,
+        transactions: &[Transaction],
+        changelog_offsets: &[Option<i64>],
+        input_offset: Option<i64>,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for (store, transaction) in transactions.iter().enumerate() {
+            let family = self.family(&self.stores[store]);
+            for (key, value) in transaction.updates() {
+                match value {
+                    Some(value) => batch.put_cf(family, key, value),
+                    None => batch.delete_cf(family, key),
+                }
+            }
+        }
+        let meta = self.family(META);
+        for (store, offset) in changelog_offsets.iter().enumerate() {
+            if let Some(offset) = offset {
+                batch.put_cf(
+                    meta,
+                    changelog_key(&self.stores[store]),
+                    offset.to_be_bytes(),
+                );
+            }
+        }
+        if let Some(offset) = input_offset {
+            batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
+        }
+        self.db
+            .write(batch)
+            .map_err(|source| self.failed("write", source))
+    }
+
+    /// Applies a batch of changelog records to store number `store` together
+    /// with the changelog offset it reached.
+    pub(crate) fn apply_changelog(
+        &self,
+        store: usize,
+        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        next_offset: i64,
+        input_offset: Option<i64>,
+    ) -> Result<()> {
+        let family = self.family(&self.stores[store]);
+        let mut batch = WriteBatch::default();
+        for (key, value) in records {
+            match value {
+                Some(value) => batch.put_cf(family, key, value),
+                None => batch.delete_cf(family, key),
+            }
+        }
+        let meta = self.family(META);
+        batch.put_cf(
+            meta,
+            changelog_key(&self.stores[store]),
+            next_offset.to_be_bytes(),
+        );
+        if let Some(offset) = input_offset {
+            batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
+        }
+        self.db
+            .write(batch)
+            .map_err(|source| self.failed("write", source))
+    }
+
+    fn meta(&self, key: &[u8]) -> Result<Option<i64>> {
+        let value = self
+            .db
+            .get_cf(self.family(META), key)
+            .map_err(|source| self.failed("read", source))?;
+        Ok(value.and_then(|bytes| bytes.try_into().ok().map(i64::from_be_bytes)))
+    }
+
+    fn family(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every store's column family is created when the database opens")
+    }
+
+    fn failed(&self, operation: &'static str, source: rocksdb::Error) -> Error {
+        Error::Store {
+            path: self.path.clone(),
+            operation,
+            source,
+        }
+    }
+}
+
+/// Deletes the database at `path`.
+pub(crate) fn destroy(path: &Path) -> Result<()> {
+    DB::destroy(&Options::default(), path).map_err(|source| Error::Store {
+        path: path.to_path_buf(),
+        operation: "destroy",
+        source,
+    })?;
+    match std::fs::remove_dir_all(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(Error::StateDir {
+            path: path.to_path_buf(),
+            source: error,
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn changelog_key(store: &str) -> Vec<u8> {
+    format!("changelog-offset/{store}").into_bytes()
+}
+
+fn is_lock_error(error: &rocksdb::Error) -> bool {
+    let text = error.to_string();
+    text.contains("lock") || text.contains("Lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stores() -> Vec<String> {
+        vec!["default".to_string(), "totals".to_string()]
+    }
+
+    #[test]
+    fn checkpoint_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store =
+                PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default()).unwrap();
+            let mut tx = Transaction::default();
+            tx.put(b"k".to_vec(), b"v".to_vec());
+            let mut other = Transaction::default();
+            other.put(b"k".to_vec(), b"w".to_vec());
+            store
+                .commit(&[tx, other], &[Some(7), None], Some(42))
+                .unwrap();
+        }
+        let store =
+            PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default()).unwrap();
+        assert_eq!(store.get(0, b"k").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(store.get(1, b"k").unwrap(), Some(b"w".to_vec()));
+        assert_eq!(store.input_offset().unwrap(), Some(42));
+        assert_eq!(store.changelog_offset(0).unwrap(), Some(7));
+        assert_eq!(store.changelog_offset(1).unwrap(), None);
+    }
+
+    #[test]
+    fn second_opener_gets_a_locked_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first =
+            PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default()).unwrap();
+        let second = PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default());
+        assert!(
+            matches!(second, Err(Error::StoreLocked { .. })),
+            "{:?}",
+            second.err()
+        );
+    }
+}

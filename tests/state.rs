@@ -1,0 +1,185 @@
+//! Key-scoped state: get/set/delete/exists, key isolation, read-your-writes
+//! and typed errors through the test driver; restart, lost state directory
+//! and clear_state on the test broker.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{kafka_app, unique};
+use kstreams::{Application, Error, State, TestDriver, TestMessage, Topic, Until};
+use serde_json::{json, Value};
+
+#[test]
+fn state_is_scoped_to_the_message_key_and_reads_its_own_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Application::builder()
+        .use_embedded_broker()
+        .state_dir(dir.path())
+        .build()
+        .unwrap();
+    let input = Topic::<Value>::new("ops");
+    let output = Topic::<Value>::new("seen");
+    app.dataframe(&input)
+        .apply_stateful(|op, state: &mut State| {
+            let name = op["key"].as_str().unwrap_or_default().to_string();
+            match op["op"].as_str() {
+                Some("set") => state.set(&name, &op["value"])?,
+                Some("delete") => state.delete(&name),
+                _ => {}
+            }
+            Ok(json!({
+                "exists": state.exists(&name)?,
+                "value": state.get::<Value>(&name)?,
+            }))
+        })
+        .to_topic(&output);
+    let mut driver = TestDriver::new(&app).unwrap();
+    let mut push = |key: &str, op: Value| {
+        driver
+            .push(&input, TestMessage::new(op).key(key.as_bytes().to_vec()))
+            .unwrap();
+    };
+    // Message key "a" + state key "bc" must not collide with "ab" + "c".
+    push("a", json!({"op": "set", "key": "bc", "value": 1}));
+    push("ab", json!({"op": "get", "key": "c"}));
+    push("a", json!({"op": "get", "key": "bc"}));
+    push("a", json!({"op": "delete", "key": "bc"}));
+    push("a", json!({"op": "get", "key": "bc"}));
+    let seen = driver.values(&output).unwrap();
+    assert_eq!(
+        seen,
+        [
+            json!({"exists": true, "value": 1}),
+            json!({"exists": false, "value": null}),
+            json!({"exists": true, "value": 1}),
+            json!({"exists": false, "value": null}),
+            json!({"exists": false, "value": null}),
+        ]
+    );
+}
+
+#[test]
+fn stored_value_of_another_type_is_an_error_naming_store_key_and_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = Application::builder()
+        .use_embedded_broker()
+        .state_dir(dir.path())
+        .build()
+        .unwrap();
+    let input = Topic::<i64>::new("numbers");
+    app.dataframe(&input)
+        .update_stateful_in("typed", |n, state| {
+            if *n == 0 {
+                state.set("x", &"text")?;
+            } else {
+                state.get::<u64>("x")?;
+            }
+            Ok(())
+        });
+    let mut driver = TestDriver::new(&app).unwrap();
+    driver.push(&input, TestMessage::new(0)).unwrap();
+    let error = driver.push(&input, TestMessage::new(1)).unwrap_err();
+    let text = error.to_string();
+    assert!(matches!(error, Error::Process { offset: 1, .. }), "{text}");
+    assert!(
+        text.contains("\"x\"") && text.contains("typed") && text.contains("u64"),
+        "{text}"
+    );
+}
+
+/// The count-per-key pipeline.
+fn counting_app(
+    group: &str,
+    state_dir: &Path,
+    changelog: bool,
+) -> (Application, Topic<Value>, Topic<Value>) {
+    let app = kafka_app(group)
+        .state_dir(state_dir)
+        .use_changelog_topics(changelog)
+        .build()
+        .unwrap();
+    let input = Topic::<Value>::new(format!("{group}-in"));
+    let output = Topic::<Value>::new(format!("{group}-out"));
+    app.dataframe(&input)
+        .apply_stateful(|row, state: &mut State| {
+            let count = state.get::<u64>("count")?.unwrap_or(0) + 1;
+            let total =
+                state.get::<f64>("total")?.unwrap_or(0.0) + row["amount"].as_f64().unwrap_or(0.0);
+            state.set("count", &count)?;
+            state.set("total", &total)?;
+            Ok(json!({"count": count, "total": total}))
+        })
+        .to_topic(&output);
+    (app, input, output)
+}
+
+/// Produces `n` messages over keys k0..k2 with amount 1.5, runs until they
+/// are processed, and returns each key's last (count, total).
+fn feed_and_run(
+    app: &Application,
+    input: &Topic<Value>,
+    output: &Topic<Value>,
+    n: u64,
+) -> BTreeMap<String, (u64, f64)> {
+    let producer = app.producer().unwrap();
+    for i in 0..n {
+        let key = format!("k{}", i % 3).into_bytes();
+        producer
+            .send(input, Some(&key), &json!({"amount": 1.5}))
+            .unwrap();
+    }
+    producer.flush().unwrap();
+    let outputs = app
+        .run_until(Until::messages(n).or_timeout(Duration::from_secs(90)))
+        .unwrap();
+    let mut last = BTreeMap::new();
+    for (key, value) in outputs.keys_and_values(output).unwrap() {
+        let key = String::from_utf8(key.unwrap()).unwrap();
+        last.insert(
+            key,
+            (
+                value["count"].as_u64().unwrap(),
+                value["total"].as_f64().unwrap(),
+            ),
+        );
+    }
+    last
+}
+
+fn expected(count: u64) -> BTreeMap<String, (u64, f64)> {
+    (0..3)
+        .map(|k| (format!("k{k}"), (count, count as f64 * 1.5)))
+        .collect()
+}
+
+#[test]
+fn restart_keeps_state_and_a_lost_state_dir_is_rebuilt_from_the_changelog() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("counts");
+    {
+        let (app, input, output) = counting_app(&group, dir.path(), true);
+        assert_eq!(feed_and_run(&app, &input, &output, 30), expected(10));
+    }
+    {
+        // Same state directory: the counts go on.
+        let (app, input, output) = counting_app(&group, dir.path(), true);
+        assert_eq!(feed_and_run(&app, &input, &output, 30), expected(20));
+    }
+    // The disk is lost: the changelog brings the state back.
+    std::fs::remove_dir_all(dir.path()).unwrap();
+    let (app, input, output) = counting_app(&group, dir.path(), true);
+    assert_eq!(feed_and_run(&app, &input, &output, 30), expected(30));
+}
+
+#[test]
+fn clear_state_without_changelog_starts_from_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("cleared");
+    let (app, input, output) = counting_app(&group, dir.path(), false);
+    assert_eq!(feed_and_run(&app, &input, &output, 9), expected(3));
+    app.clear_state().unwrap();
+    assert_eq!(feed_and_run(&app, &input, &output, 6), expected(2));
+}
