@@ -131,20 +131,22 @@ impl ConsumerContext for RebalanceContext {
             RebalanceProtocol::Cooperative
         );
         let mut state = self.state.lock();
-        let result = match error {
+        match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 log::info!("partitions assigned: {}", describe(partitions));
                 // Recovery first: nothing of a partition is fetched before
                 // its stores are caught up.
-                let prepared = state.prepare(consumer, partitions);
+                if let Err(error) = state.prepare(consumer, partitions) {
+                    state.failure.get_or_insert(error);
+                }
                 let assigned = if cooperative {
                     consumer.incremental_assign(partitions)
                 } else {
                     consumer.assign(partitions)
                 };
-                prepared.and(assigned.map_err(|source| Error::Consume {
-                    source: source.into(),
-                }))
+                if let Err(error) = assigned {
+                    log::warn!("assigning {} failed: {error}", describe(partitions));
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 log::info!("partitions revoked: {}", describe(partitions));
@@ -158,19 +160,18 @@ impl ConsumerContext for RebalanceContext {
                 } else {
                     consumer.unassign()
                 };
-                unassigned.map_err(|source| Error::Consume {
-                    source: source.into(),
-                })
+                // An assignment already lost (session expired) cannot be
+                // released; the group moves on without us either way.
+                if let Err(error) = unassigned {
+                    log::warn!("releasing {} failed: {error}", describe(partitions));
+                }
             }
             other => {
                 log::warn!("rebalance failed: {other:?}");
-                consumer.unassign().map_err(|source| Error::Consume {
-                    source: source.into(),
-                })
+                if let Err(error) = consumer.unassign() {
+                    log::warn!("releasing the assignment failed: {error}");
+                }
             }
-        };
-        if let Err(error) = result {
-            state.failure.get_or_insert(error);
         }
     }
 }

@@ -12,14 +12,19 @@ use common::{kafka_app, unique};
 use kstreams::{Application, Error, State, TestDriver, TestMessage, Topic, Until};
 use serde_json::{json, Value};
 
+/// An app for the test driver, with its state under `dir`.
+fn driver_app(dir: &Path) -> Application {
+    Application::builder()
+        .use_embedded_broker()
+        .state_dir(dir)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn state_is_scoped_to_the_message_key_and_reads_its_own_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let app = Application::builder()
-        .use_embedded_broker()
-        .state_dir(dir.path())
-        .build()
-        .unwrap();
+    let app = driver_app(dir.path());
     let input = Topic::<Value>::new("ops");
     let output = Topic::<Value>::new("seen");
     app.dataframe(&input)
@@ -64,11 +69,7 @@ fn state_is_scoped_to_the_message_key_and_reads_its_own_writes() {
 #[test]
 fn stored_value_of_another_type_is_an_error_naming_store_key_and_type() {
     let dir = tempfile::tempdir().unwrap();
-    let app = Application::builder()
-        .use_embedded_broker()
-        .state_dir(dir.path())
-        .build()
-        .unwrap();
+    let app = driver_app(dir.path());
     let input = Topic::<i64>::new("numbers");
     app.dataframe(&input)
         .update_stateful_in("typed", |n, state| {

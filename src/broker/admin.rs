@@ -22,13 +22,7 @@ const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
 /// Creates the missing topics among `specs`, or fails with
 /// [`Error::TopicNotFound`] when auto-creation is off.
 pub(crate) fn ensure_topics(broker: &Broker, config: &Config, specs: &[TopicSpec]) -> Result<()> {
-    let admin: AdminClient<DefaultClientContext> = broker
-        .client_config(&config.producer_config)
-        .create()
-        .map_err(|source| Error::CreateClient {
-            client: "admin client",
-            source: source.into(),
-        })?;
+    let admin = admin_client(broker, config)?;
     let existing = existing_topics(&admin, config)?;
     let missing: Vec<&TopicSpec> = specs
         .iter()
@@ -58,6 +52,16 @@ pub(crate) fn ensure_topics(broker: &Broker, config: &Config, specs: &[TopicSpec
         Broker::Kafka { .. } => create_on_kafka(&admin, config, &missing)?,
     }
     wait_until_visible(&admin, config, &missing)
+}
+
+fn admin_client(broker: &Broker, config: &Config) -> Result<AdminClient<DefaultClientContext>> {
+    broker
+        .client_config(&config.producer_config)
+        .create()
+        .map_err(|source| Error::CreateClient {
+            client: "admin client",
+            source: source.into(),
+        })
 }
 
 fn partitions(spec: &TopicSpec, config: &Config) -> i32 {
@@ -110,13 +114,7 @@ pub(crate) fn partition_counts(
     config: &Config,
     names: &[&str],
 ) -> Result<HashMap<String, i32>> {
-    let admin: AdminClient<DefaultClientContext> = broker
-        .client_config(&config.producer_config)
-        .create()
-        .map_err(|source| Error::CreateClient {
-            client: "admin client",
-            source: source.into(),
-        })?;
+    let admin = admin_client(broker, config)?;
     let mut counts = existing_topics(&admin, config)?;
     counts.retain(|name, _| names.contains(&name.as_str()));
     Ok(counts)

@@ -95,12 +95,7 @@ impl PartitionStore {
         let mut batch = WriteBatch::default();
         for (store, transaction) in transactions.iter().enumerate() {
             let family = self.family(&self.stores[store]);
-            for (key, value) in transaction.updates() {
-                match value {
-                    Some(value) => batch.put_cf(family, key, value),
-                    None => batch.delete_cf(family, key),
-                }
-            }
+            write_updates(&mut batch, family, transaction.updates());
         }
         let meta = self.family(META);
         for (store, offset) in changelog_offsets.iter().enumerate() {
@@ -131,12 +126,10 @@ impl PartitionStore {
     ) -> Result<()> {
         let family = self.family(&self.stores[store]);
         let mut batch = WriteBatch::default();
-        for (key, value) in records {
-            match value {
-                Some(value) => batch.put_cf(family, key, value),
-                None => batch.delete_cf(family, key),
-            }
-        }
+        let updates = records
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_deref()));
+        write_updates(&mut batch, family, updates);
         let meta = self.family(META);
         batch.put_cf(
             meta,
@@ -187,6 +180,20 @@ pub(crate) fn destroy(path: &Path) -> Result<()> {
             source: error,
         }),
         _ => Ok(()),
+    }
+}
+
+/// Adds puts (`Some`) and deletes (`None`) to `batch`.
+fn write_updates<'a>(
+    batch: &mut WriteBatch,
+    family: &ColumnFamily,
+    updates: impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+) {
+    for (key, value) in updates {
+        match value {
+            Some(value) => batch.put_cf(family, key, value),
+            None => batch.delete_cf(family, key),
+        }
     }
 }
 
