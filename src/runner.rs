@@ -238,23 +238,29 @@ impl PollLoop<'_> {
             headers: headers_of(message),
         };
         self.outputs.clear();
-        let mut state = self.state.lock();
-        let LoopState { stores, policy, .. } = &mut *state;
-        let partition_state = stores.get_mut(&meta.topic, meta.partition);
+        // One lock for the whole message: the rebalance callbacks that share
+        // this state only run inside `poll`, on this thread.
+        let mut guard = self.state.lock();
+        let LoopState {
+            checkpoint,
+            policy,
+            stores,
+            ..
+        } = &mut *guard;
+        let mut partition_state = stores.get_mut(&meta.topic, meta.partition);
         let result = self.pipeline.process(
             &mut meta,
             message.payload(),
             &mut self.outputs,
-            partition_state,
+            partition_state.as_deref_mut(),
         );
         if let Err(error) = result {
             // A skipped message leaves the state as it was before it.
-            if let Some(partition_state) = stores.get_mut(&meta.topic, meta.partition) {
+            if let Some(partition_state) = partition_state.as_deref_mut() {
                 partition_state.discard_message_writes();
             }
             policy.processing(error)?;
         }
-        drop(state);
         let origin = Origin {
             topic: meta.topic,
             partition: meta.partition,
@@ -262,13 +268,12 @@ impl PollLoop<'_> {
         };
         for output in &self.outputs {
             if let Err(error) = self.producer.send(output, Some(&origin)) {
-                let mut state = self.state.lock();
                 let refused = match error {
                     Error::BrokerUnavailable { .. } => Err(error),
-                    error => state.policy.producer(error),
+                    error => policy.producer(error),
                 };
                 if refused.is_err() {
-                    state.checkpoint.poison();
+                    checkpoint.poison();
                     return refused;
                 }
             }
@@ -276,12 +281,11 @@ impl PollLoop<'_> {
                 collected.records.push(output.to_record());
             }
         }
-        let mut state = self.state.lock();
-        state.checkpoint.store_offset(&origin);
-        if let Some(partition_state) = state.stores.get_mut(&origin.topic, origin.partition) {
+        checkpoint.store_offset(&origin);
+        if let Some(partition_state) = partition_state {
             partition_state.absorb(origin.offset);
         }
-        drop(state);
+        drop(guard);
         self.processed += 1;
         Ok(())
     }
