@@ -8,7 +8,7 @@
 //! ```text
 //! count_per_key --broker 127.0.0.1:9092 --input purchases --output counts \
 //!     --group counts --state-dir state [--commit-interval-ms 5000] \
-//!     [--commit-every 0] [--count N]
+//!     [--commit-every 0] [--count N] [--session-timeout-ms 45000]
 //! ```
 //!
 //! A new group starts from the earliest offset. SIGTERM stops it cleanly;
@@ -31,6 +31,7 @@ struct Flags {
     commit_interval_ms: u64,
     commit_every: u64,
     count: Option<u64>,
+    session_timeout_ms: Option<u64>,
 }
 
 fn flags() -> anyhow::Result<Flags> {
@@ -44,6 +45,7 @@ fn flags() -> anyhow::Result<Flags> {
         commit_interval_ms: 5_000,
         commit_every: 0,
         count: None,
+        session_timeout_ms: None,
     };
     for pair in args.chunks(2) {
         let [flag, value] = pair else {
@@ -58,6 +60,7 @@ fn flags() -> anyhow::Result<Flags> {
             "--commit-interval-ms" => flags.commit_interval_ms = value.parse()?,
             "--commit-every" => flags.commit_every = value.parse()?,
             "--count" => flags.count = Some(value.parse()?),
+            "--session-timeout-ms" => flags.session_timeout_ms = Some(value.parse()?),
             other => anyhow::bail!("unknown flag {other}"),
         }
     }
@@ -65,6 +68,8 @@ fn flags() -> anyhow::Result<Flags> {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Recovery progress and rebalances are logged at info level.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let flags = flags()?;
     let embedded = flags.broker.is_none();
     let mut builder = Application::builder()
@@ -73,6 +78,12 @@ fn main() -> anyhow::Result<()> {
         .commit_interval(Duration::from_millis(flags.commit_interval_ms))
         .commit_every(flags.commit_every)
         .state_dir(&flags.state_dir);
+    if let Some(timeout) = flags.session_timeout_ms {
+        // How long the group waits for a member that died without leaving.
+        builder = builder
+            .consumer_config("session.timeout.ms", timeout.to_string())
+            .consumer_config("heartbeat.interval.ms", (timeout / 6).max(100).to_string());
+    }
     builder = match &flags.broker {
         Some(broker) => builder.broker_address(broker),
         None => builder.use_embedded_broker(),

@@ -240,7 +240,9 @@ pub enum Error {
         source: Cause,
     },
 
-    /// A RocksDB state store failed.
+    /// A RocksDB state store failed. A store that fails to open because its
+    /// files are damaged can be deleted while the app is stopped: with
+    /// changelog topics on, the next run rebuilds it from the changelog.
     #[error("state store at {path} failed to {operation}: {source}")]
     Store {
         /// The partition's database directory.

@@ -208,7 +208,13 @@ impl PollLoop<'_> {
             if self.state.lock().checkpoint.is_due() {
                 self.checkpoint(consumer)?;
             }
-            match consumer.poll(POLL_TIMEOUT) {
+            let polled = consumer.poll(POLL_TIMEOUT);
+            // A rebalance callback inside `poll` failed (a store could not be
+            // opened or recovered): stop before processing anything more.
+            if let Some(error) = self.state.lock().failure.take() {
+                return Err(error);
+            }
+            match polled {
                 None => {}
                 Some(Ok(message)) => {
                     self.availability.up();
@@ -216,9 +222,6 @@ impl PollLoop<'_> {
                     self.process(&message)?;
                 }
                 Some(Err(error)) => self.on_consumer_error(error)?,
-            }
-            if let Some(error) = self.state.lock().failure.take() {
-                return Err(error);
             }
             self.availability.check(consumer)?;
         }

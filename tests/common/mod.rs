@@ -3,6 +3,8 @@
 //! broker.
 #![allow(dead_code)]
 
+pub mod count_per_key;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -1,0 +1,294 @@
+//! The `count_per_key` example as a child process against the test broker:
+//! a job (group, input, output), instances of it that can be killed or
+//! stopped, a feeder that trickles input in and remembers the true count
+//! and sum per key, and the final check of the emitted counts.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use kstreams::Topic;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use serde_json::{json, Value};
+
+use super::{committed_offset, kafka_app, kafka_broker, read_topic, unique};
+
+/// Per message key: how many messages, and the sum of their amounts.
+pub type Counts = BTreeMap<String, (u64, u64)>;
+
+/// One deployment of `count_per_key`: its group and topics.
+pub struct Job {
+    pub group: String,
+    pub input: Topic<Value>,
+    pub output: String,
+    watermarks: BaseConsumer,
+}
+
+impl Job {
+    /// A job with fresh names; its input has two partitions.
+    pub fn new(prefix: &str) -> Job {
+        let group = unique(prefix);
+        let watermarks = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", kafka_broker())
+            .create()
+            .expect("consumer");
+        Job {
+            input: Topic::new(format!("{group}-in")).partitions(2),
+            output: format!("{group}-out"),
+            group,
+            watermarks,
+        }
+    }
+
+    /// Starts an instance on `state_dir`; its stderr goes to `log`.
+    /// Checkpoints are frequent (every 100 ms or 25 messages) so that kills
+    /// land inside their steps, and a killed instance leaves the group
+    /// after 3 s.
+    pub fn spawn(&self, state_dir: &Path, log: &Path) -> Instance {
+        let stderr = File::options()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("log file");
+        let child = Command::new(example_binary())
+            .args(["--broker", &kafka_broker()])
+            .args(["--input", self.input.name()])
+            .args(["--output", &self.output])
+            .args(["--group", &self.group])
+            .arg("--state-dir")
+            .arg(state_dir)
+            .args(["--commit-interval-ms", "100", "--commit-every", "25"])
+            .args(["--session-timeout-ms", "3000"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("the count_per_key example, built by `cargo test`");
+        Instance {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// The high watermark of `topic`/`partition`.
+    pub fn high_watermark(&self, topic: &str, partition: i32) -> i64 {
+        self.watermarks
+            .fetch_watermarks(topic, partition, Duration::from_secs(30))
+            .expect("watermarks")
+            .1
+    }
+
+    /// How many outputs the job has produced so far (0 before its output
+    /// topic exists).
+    pub fn outputs(&self) -> usize {
+        let metadata = self
+            .watermarks
+            .fetch_metadata(Some(&self.output), Duration::from_secs(30))
+            .expect("metadata");
+        metadata.topics()[0]
+            .partitions()
+            .iter()
+            .map(|partition| self.high_watermark(&self.output, partition.id()) as usize)
+            .sum()
+    }
+
+    /// Waits until the outputs grow past `before`, while `instance` runs.
+    pub fn wait_for_outputs_beyond(&self, before: usize, instance: &mut Instance) {
+        let started = Instant::now();
+        while self.outputs() <= before {
+            instance.assert_running();
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no new outputs after 60 s:\n{}",
+                instance.log()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the group has committed every input message.
+    pub fn wait_until_caught_up(&self, instance: &mut Instance) {
+        let started = Instant::now();
+        for partition in 0..2 {
+            let end = self.high_watermark(self.input.name(), partition);
+            while committed_offset(&kafka_broker(), &self.group, self.input.name(), partition)
+                != Some(end)
+            {
+                instance.assert_running();
+                assert!(
+                    started.elapsed() < Duration::from_secs(240),
+                    "never caught up to {end} on partition {partition}:\n{}",
+                    instance.log()
+                );
+                thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
+
+    /// The last count and total the job emitted per key.
+    pub fn last_counts(&self) -> Counts {
+        let mut last = Counts::new();
+        let rows = read_topic(
+            &kafka_broker(),
+            &self.output,
+            self.outputs(),
+            Duration::from_secs(120),
+        );
+        for (_, value) in rows {
+            let row: Value = serde_json::from_slice(&value).expect("JSON output");
+            let key = row["key"].as_str().expect("key").to_string();
+            let count = row["count"].as_u64().expect("count");
+            let total = row["total"].as_f64().expect("total") as u64;
+            last.insert(key, (count, total));
+        }
+        last
+    }
+}
+
+/// The example binary, built by `cargo test` beside the test binaries.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    profile.join("examples").join("count_per_key")
+}
+
+/// A running instance; killed when dropped, so a failing test leaves no
+/// process behind.
+pub struct Instance {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Instance {
+    /// Kills it with SIGKILL: no checkpoint, no leaving the group.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// Stops it with SIGTERM and asserts that it exits cleanly.
+    pub fn terminate(mut self) {
+        let status = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill -TERM");
+        assert!(status.success());
+        let exit = self.child.wait().expect("wait");
+        assert!(exit.success(), "SIGTERM gave {exit}:\n{}", self.log());
+    }
+
+    /// Waits for the instance to exit on its own; returns its log.
+    pub fn wait_for_failure(mut self) -> String {
+        let started = Instant::now();
+        while self.child.try_wait().expect("try_wait").is_none() {
+            assert!(
+                started.elapsed() < Duration::from_secs(90),
+                "still running after 90 s:\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+        let exit = self.child.wait().expect("wait");
+        assert!(!exit.success(), "exited cleanly:\n{}", self.log());
+        self.log()
+    }
+
+    /// Waits until the instance logged `needle` at least `times` times.
+    pub fn wait_for_log(&mut self, needle: &str, times: usize) {
+        let started = Instant::now();
+        while self.log().matches(needle).count() < times {
+            self.assert_running();
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "never logged {needle:?} {times} time(s):\n{}",
+                self.log()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The instance's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_running(&mut self) {
+        if let Some(exit) = self.child.try_wait().expect("try_wait") {
+            panic!("instance exited with {exit}:\n{}", self.log());
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Trickles input in (about 200 messages/s over `keys` keys) on its own
+/// thread until finished; stops when dropped.
+pub struct Feeder {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Counts>>,
+}
+
+impl Feeder {
+    /// Starts feeding `job`'s input; returns once the input topic exists.
+    pub fn start(job: &Job, keys: u64) -> Feeder {
+        let input = job.input.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready, started) = std::sync::mpsc::channel();
+        let stopping = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let app = kafka_app(&unique("feeder")).build().expect("feeder app");
+            let producer = app.producer().expect("producer");
+            let mut truth = Counts::new();
+            let mut i = 0_u64;
+            while !stopping.load(Ordering::Relaxed) {
+                let key = format!("k{}", i % keys);
+                let amount = i % 17;
+                let entry = truth.entry(key.clone()).or_default();
+                entry.0 += 1;
+                entry.1 += amount;
+                producer
+                    .send(&input, Some(&key.into_bytes()), &json!({"amount": amount}))
+                    .expect("send");
+                if i.is_multiple_of(50) {
+                    producer.flush().expect("flush");
+                    let _ = ready.send(());
+                    thread::sleep(Duration::from_millis(250));
+                }
+                i += 1;
+            }
+            producer.flush().expect("flush");
+            truth
+        });
+        started.recv().expect("the feeder started");
+        Feeder {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stops feeding; returns the true count and sum per key of all input.
+    pub fn finish(mut self) -> Counts {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("running");
+        thread.join().expect("the feeder failed")
+    }
+}
+
+impl Drop for Feeder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,46 @@
+//! Two instances of `count_per_key` in one group, each with its own state
+//! directory, while input trickles in: when one starts or stops, partitions
+//! move, and the receiving instance rebuilds their state from the changelog
+//! before it processes them. Every key's final count and total are exact.
+
+mod common;
+
+use common::count_per_key::{Feeder, Job};
+
+const KEYS: u64 = 100;
+
+#[test]
+fn partitions_moving_between_two_instances_keep_every_count_exact() {
+    let job = Job::new("rebalance");
+    let dirs = tempfile::tempdir().unwrap();
+    let (state_a, state_b) = (dirs.path().join("a"), dirs.path().join("b"));
+    let (log_a, log_b) = (dirs.path().join("a.log"), dirs.path().join("b.log"));
+    let feeder = Feeder::start(&job, KEYS);
+
+    // A alone owns both partitions.
+    let mut a = job.spawn(&state_a, &log_a);
+    job.wait_for_outputs_beyond(0, &mut a);
+
+    // B joins: the partitions are split, B recovers the one it receives.
+    let mut b = job.spawn(&state_b, &log_b);
+    b.wait_for_log("recovered changelog__", 1);
+    job.wait_for_outputs_beyond(job.outputs(), &mut b);
+
+    // A leaves: B takes the other partition over and recovers it too.
+    a.terminate();
+    b.wait_for_log("recovered changelog__", 2);
+    job.wait_for_outputs_beyond(job.outputs(), &mut b);
+
+    // A comes back on its old, now stale, state directory, then B leaves:
+    // A catches up on what B wrote to the changelog meanwhile.
+    let mut a = job.spawn(&state_a, &dirs.path().join("a-again.log"));
+    a.wait_for_log("recovered changelog__", 1);
+    job.wait_for_outputs_beyond(job.outputs(), &mut a);
+    b.terminate();
+    a.wait_for_log("recovered changelog__", 2);
+
+    let truth = feeder.finish();
+    job.wait_until_caught_up(&mut a);
+    a.terminate();
+    assert_eq!(job.last_counts(), truth);
+}
