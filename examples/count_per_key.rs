@@ -17,10 +17,15 @@
 //! partition and offset.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use kstreams::{Application, OffsetReset, State, Until};
-use serde_json::{json, Value};
+
+#[path = "common/count.rs"]
+mod count;
+use count::{count_and_sum, Purchase, Totals};
 
 struct Flags {
     broker: Option<String>,
@@ -67,6 +72,31 @@ fn flags() -> anyhow::Result<Flags> {
     Ok(flags)
 }
 
+/// Messages seen, and when the first one came.
+#[derive(Default)]
+struct Progress {
+    first: OnceLock<Instant>,
+    seen: AtomicU64,
+}
+
+impl Progress {
+    /// Counts a message; returns how many were seen, this one included.
+    fn tick(&self) -> u64 {
+        self.first.get_or_init(Instant::now);
+        self.seen.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Prints `count_per_key: N messages in S s = R msg/s`.
+    fn report(&self) {
+        if let Some(first) = self.first.get() {
+            let seconds = first.elapsed().as_secs_f64();
+            let seen = self.seen.load(Ordering::Relaxed);
+            let rate = seen as f64 / seconds;
+            println!("count_per_key: {seen} messages in {seconds:.2} s = {rate:.0} msg/s");
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     // Recovery progress and rebalances are logged at info level.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
@@ -79,40 +109,41 @@ fn main() -> anyhow::Result<()> {
         .commit_every(flags.commit_every)
         .state_dir(&flags.state_dir);
     if let Some(timeout) = flags.session_timeout_ms {
-        // How long the group waits for a member that died without leaving.
+        // How long the group waits for a member that died without leaving;
+        // a rebalance waits for its members up to `max.poll.interval.ms`,
+        // so that one is kept short too (tansu waits it out for a member
+        // killed during a rebalance).
         builder = builder
             .consumer_config("session.timeout.ms", timeout.to_string())
-            .consumer_config("heartbeat.interval.ms", (timeout / 6).max(100).to_string());
+            .consumer_config("heartbeat.interval.ms", (timeout / 6).max(100).to_string())
+            .consumer_config("max.poll.interval.ms", (timeout * 3).to_string());
     }
     builder = match &flags.broker {
         Some(broker) => builder.broker_address(broker),
         None => builder.use_embedded_broker(),
     };
     let app = builder.build()?;
-    let input = app.topic::<Value>(&flags.input);
-    let output = app.topic::<Value>(&flags.output);
+    let input = app.topic::<Purchase>(&flags.input);
+    let output = app.topic::<Totals>(&flags.output);
 
+    // `--count N` stops after the Nth message (the run ends with a final
+    // checkpoint); the summary's clock starts at the first message, so group
+    // join and recovery are not counted (as in the Quix Streams reference).
+    let progress = Arc::new(Progress::default());
+    let seen = Arc::clone(&progress);
+    let (stop, limit) = (app.stop_handle(), flags.count.filter(|_| !embedded));
     app.dataframe(&input)
-        .apply_stateful(|purchase, state: &mut State| {
-            let amount = purchase["amount"]
-                .as_f64()
-                .ok_or_else(|| anyhow::anyhow!("field \"amount\" is missing or not a number"))?;
-            let count = state.get::<u64>("count")?.unwrap_or(0) + 1;
-            let total = state.get::<f64>("total")?.unwrap_or(0.0) + amount;
-            state.set("count", &count)?;
-            state.set("total", &total)?;
-            let key = String::from_utf8_lossy(state.message_key()).into_owned();
-            Ok(json!({"key": key, "count": count, "total": total}))
+        .apply_stateful(move |purchase, state: &mut State| {
+            if Some(seen.tick()) == limit {
+                stop.stop();
+            }
+            count_and_sum(purchase, state)
         })
         .to_topic(&output);
 
     if !embedded {
-        match flags.count {
-            Some(count) => {
-                app.run_until(Until::messages(count))?;
-            }
-            None => app.run()?,
-        }
+        app.run()?;
+        progress.report();
         return Ok(());
     }
 
@@ -127,17 +158,14 @@ fn main() -> anyhow::Result<()> {
         let entry = expected.entry(key.clone()).or_default();
         entry.0 += 1;
         entry.1 += amount;
-        producer.send(&input, Some(&key.into_bytes()), &json!({"amount": amount}))?;
+        producer.send(&input, Some(&key.into_bytes()), &Purchase { amount })?;
     }
     producer.flush()?;
     println!("produced {messages} purchases for {} keys", expected.len());
     let outputs = app.run_until(Until::messages(messages).or_timeout(Duration::from_secs(60)))?;
     let mut last: BTreeMap<String, (u64, f64)> = BTreeMap::new();
-    for row in outputs.values(&output)? {
-        let key = row["key"].as_str().unwrap_or_default().to_string();
-        let count = row["count"].as_u64().unwrap_or_default();
-        let total = row["total"].as_f64().unwrap_or_default();
-        last.insert(key, (count, total));
+    for totals in outputs.values(&output)? {
+        last.insert(totals.key, (totals.count, totals.total));
     }
     for (key, (count, total)) in &last {
         println!("  {key}: count {count}, total {total}");

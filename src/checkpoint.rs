@@ -42,6 +42,7 @@ pub(crate) struct Checkpoint {
     started: Instant,
     interval: Duration,
     every: u64,
+    state_bytes: usize,
     /// Set once a failed output stopped the application: from then on
     /// nothing may be committed, or offsets would skip the lost output.
     poisoned: bool,
@@ -57,6 +58,7 @@ impl Checkpoint {
             started: Instant::now(),
             interval: config.commit_interval,
             every: config.commit_every,
+            state_bytes: config.commit_state_bytes,
             poisoned: false,
             changelog_group: config
                 .use_changelog_topics
@@ -83,12 +85,14 @@ impl Checkpoint {
         self.pending += 1;
     }
 
-    /// Whether the commit interval has passed or `commit_every` messages
-    /// were processed since the last commit.
-    pub(crate) fn is_due(&self) -> bool {
+    /// Whether the commit interval has passed, `commit_every` messages were
+    /// processed, or the state updates waiting in memory reached
+    /// `commit_state_bytes` since the last commit.
+    pub(crate) fn is_due(&self, pending_state_bytes: usize) -> bool {
         self.pending > 0
             && (self.started.elapsed() >= self.interval
-                || (self.every > 0 && self.pending >= self.every))
+                || (self.every > 0 && self.pending >= self.every)
+                || pending_state_bytes >= self.state_bytes)
     }
 
     /// Forbids any further commit: see `poisoned`.

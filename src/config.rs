@@ -51,6 +51,7 @@ pub(crate) struct Config {
     pub(crate) auto_offset_reset: OffsetReset,
     pub(crate) commit_interval: Duration,
     pub(crate) commit_every: u64,
+    pub(crate) commit_state_bytes: usize,
     pub(crate) state_dir: PathBuf,
     pub(crate) consumer_config: Vec<(String, String)>,
     pub(crate) producer_config: Vec<(String, String)>,
@@ -109,6 +110,7 @@ impl ApplicationBuilder {
                 auto_offset_reset: OffsetReset::Latest,
                 commit_interval: Duration::from_secs(5),
                 commit_every: 0,
+                commit_state_bytes: 64 << 20,
                 state_dir: PathBuf::from("state"),
                 consumer_config: Vec::new(),
                 producer_config: Vec::new(),
@@ -176,6 +178,28 @@ impl ApplicationBuilder {
     /// Default: 0.
     pub fn commit_every(mut self, messages: u64) -> Self {
         self.config.commit_every = messages;
+        self
+    }
+
+    /// Also checkpoint once the state updates held in memory since the last
+    /// checkpoint take about this many bytes, so that memory stays bounded
+    /// however many keys a checkpoint touches (state lives on disk; only a
+    /// checkpoint's updates wait in memory).
+    ///
+    /// Default: 64 MiB.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use kstreams::Application;
+    /// let app = Application::builder()
+    ///     .use_embedded_broker()
+    ///     .commit_state_bytes(16 << 20)
+    ///     .build()?;
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn commit_state_bytes(mut self, bytes: usize) -> Self {
+        self.config.commit_state_bytes = bytes;
         self
     }
 
@@ -371,6 +395,7 @@ impl fmt::Debug for Config {
             .field("auto_offset_reset", &self.auto_offset_reset)
             .field("commit_interval", &self.commit_interval)
             .field("commit_every", &self.commit_every)
+            .field("commit_state_bytes", &self.commit_state_bytes)
             .field("state_dir", &self.state_dir)
             .field("consumer_config", &redacted(&self.consumer_config))
             .field("producer_config", &redacted(&self.producer_config))

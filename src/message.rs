@@ -114,6 +114,16 @@ pub(crate) struct Output {
 }
 
 impl Output {
+    pub(crate) fn into_record(self) -> Record {
+        Record {
+            topic: self.topic.to_string(),
+            key: self.key,
+            value: self.value,
+            timestamp: self.timestamp,
+            headers: self.headers,
+        }
+    }
+
     pub(crate) fn to_record(&self) -> Record {
         Record {
             topic: self.topic.to_string(),

@@ -103,7 +103,25 @@ impl<'a> Producer<'a> {
         }
     }
 
-    fn ensure_topic<V, K>(&self, topic: &Topic<V, K>) -> Result<()> {
+    /// Creates `topic`, with its partitions and configs, unless it exists:
+    /// what [`send`](Self::send) does before a topic's first record. For
+    /// topics that others write to, such as the input of a script.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TopicNotFound`] when the topic is missing and topic
+    /// auto-creation is off; [`Error::CreateTopic`] when the broker refuses.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use kstreams::{Application, Topic};
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let events = Topic::<serde_json::Value>::new("events").partitions(4);
+    /// app.producer()?.ensure_topic(&events)?;
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn ensure_topic<V, K>(&self, topic: &Topic<V, K>) -> Result<()> {
         let mut ready = self.ready.lock();
         if !ready.contains(topic.name()) {
             ensure_topics(

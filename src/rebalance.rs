@@ -1,12 +1,14 @@
 //! What happens when the consumer group moves partitions: a revoked
 //! partition is checkpointed and its stores closed before it is released; an
-//! assigned one has its stores recovered before it is fetched.
+//! assigned one whose stores are behind their changelog is paused until the
+//! recoverer has caught them up, while the others are processed at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaError;
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -14,7 +16,7 @@ use crate::broker::OutputProducer;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
-use crate::state::{recover, StateManager};
+use crate::state::{plan, Plan, Recovered, Recoverer, Recovery, StateManager};
 
 /// How long to wait for the group's committed offsets on assignment.
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
@@ -25,10 +27,9 @@ pub(crate) struct LoopState {
     pub(crate) producer: Arc<OutputProducer>,
     pub(crate) policy: ErrorPolicy,
     pub(crate) stores: StateManager,
-    /// Reads changelogs during recovery; `None` without changelog topics.
-    pub(crate) changelog_reader: Option<BaseConsumer>,
+    /// Recovers stores from their changelogs; `None` without changelog topics.
+    pub(crate) recoverer: Option<Recoverer>,
     pub(crate) group: String,
-    pub(crate) patience: Duration,
     /// An error raised inside a callback, for the loop to return.
     pub(crate) failure: Option<Error>,
 }
@@ -49,14 +50,15 @@ impl LoopState {
         }
     }
 
-    /// Opens and recovers the stores of newly assigned partitions; where
-    /// local state is ahead of the committed offset, sets the offset to
-    /// resume from in `assignment`.
+    /// Opens the stores of newly assigned partitions and plans their
+    /// recovery; where local state is ahead of the committed offset, sets
+    /// the offset to resume from in `assignment`. Returns the recoveries to
+    /// run before their partitions may be processed.
     fn prepare<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         assignment: &mut TopicPartitionList,
-    ) -> Result<()> {
+    ) -> Result<Vec<Recovery>> {
         let mut stateful = TopicPartitionList::new();
         for element in assignment.elements() {
             if !self.stores.stores_of(element.topic()).is_empty() {
@@ -64,7 +66,7 @@ impl LoopState {
             }
         }
         if stateful.count() == 0 {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let committed = match consumer.committed_offsets(stateful.clone(), COMMITTED_TIMEOUT) {
             Ok(committed) => committed,
@@ -77,12 +79,10 @@ impl LoopState {
             {
                 TopicPartitionList::new()
             }
-            Err(source) => {
-                return Err(Error::Consume {
-                    source: source.into(),
-                })
-            }
+            Err(source) => return Err(consume_error(source)),
         };
+        let changelog_group = self.recoverer.is_some().then_some(self.group.as_str());
+        let mut recoveries = Vec::new();
         for element in stateful.elements() {
             let (topic, partition) = (element.topic(), element.partition());
             let committed = committed
@@ -91,24 +91,80 @@ impl LoopState {
                     Offset::Offset(offset) => Some(offset),
                     _ => None,
                 });
-            let resume = recover(
+            let plan = plan(
                 &mut self.stores,
-                self.changelog_reader.as_ref(),
-                &self.group,
+                consumer,
+                changelog_group,
                 topic,
                 partition,
                 committed,
-                self.patience,
             )?;
-            if let Some(offset) = resume {
-                assignment
+            match plan {
+                Plan::Ready { resume: None } => {}
+                Plan::Ready {
+                    resume: Some(offset),
+                } => assignment
                     .set_partition_offset(topic, partition, Offset::Offset(offset))
-                    .map_err(|source| Error::Consume {
-                        source: source.into(),
-                    })?;
+                    .map_err(consume_error)?,
+                Plan::Recover(recovery) => recoveries.push(*recovery),
             }
         }
+        Ok(recoveries)
+    }
+
+    /// Pauses the partitions of `recoveries` (just assigned, so nothing of
+    /// them was fetched yet) and hands the recoveries to the recoverer.
+    fn start_recoveries<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        recoveries: Vec<Recovery>,
+    ) -> Result<()> {
+        let Some(recoverer) = &mut self.recoverer else {
+            return Ok(());
+        };
+        let mut paused = TopicPartitionList::new();
+        for recovery in &recoveries {
+            paused.add_partition(&recovery.topic, recovery.partition);
+        }
+        consumer.pause(&paused).map_err(consume_error)?;
+        for recovery in recoveries {
+            recoverer.submit(recovery);
+        }
         Ok(())
+    }
+
+    /// Takes back the stores of partitions whose recovery ended and resumes
+    /// fetching them.
+    ///
+    /// # Errors
+    ///
+    /// The error of a failed recovery.
+    pub(crate) fn resume_recovered<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<()> {
+        let Some(recoverer) = &mut self.recoverer else {
+            return Ok(());
+        };
+        for Recovered {
+            topic,
+            partition,
+            state,
+        } in recoverer.collect()
+        {
+            self.stores.insert(topic.clone(), partition, state?);
+            let mut list = TopicPartitionList::new();
+            list.add_partition(&topic, partition);
+            consumer.resume(&list).map_err(consume_error)?;
+            log::info!("{topic}[{partition}] is up to date: processing it");
+        }
+        Ok(())
+    }
+}
+
+fn consume_error(source: KafkaError) -> Error {
+    Error::Consume {
+        source: source.into(),
     }
 }
 
@@ -134,11 +190,9 @@ impl ConsumerContext for RebalanceContext {
         match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 log::info!("partitions assigned: {}", describe(partitions));
-                // Recovery first: nothing of a partition is fetched before
-                // its stores are caught up.
-                if let Err(error) = state.prepare(consumer, partitions) {
-                    state.failure.get_or_insert(error);
-                }
+                // Recovery first: a partition whose stores are behind their
+                // changelog is paused until the recoverer caught them up.
+                let recoveries = state.prepare(consumer, partitions);
                 let assigned = if cooperative {
                     consumer.incremental_assign(partitions)
                 } else {
@@ -147,13 +201,22 @@ impl ConsumerContext for RebalanceContext {
                 if let Err(error) = assigned {
                     log::warn!("assigning {} failed: {error}", describe(partitions));
                 }
+                let started =
+                    recoveries.and_then(|recoveries| state.start_recoveries(consumer, recoveries));
+                if let Err(error) = started {
+                    state.failure.get_or_insert(error);
+                }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 log::info!("partitions revoked: {}", describe(partitions));
                 state.commit(consumer);
                 state.checkpoint.forget(partitions);
                 for element in partitions.elements() {
-                    state.stores.close(element.topic(), element.partition());
+                    let (topic, partition) = (element.topic(), element.partition());
+                    if let Some(recoverer) = &mut state.recoverer {
+                        recoverer.cancel(topic, partition);
+                    }
+                    state.stores.close(topic, partition);
                 }
                 let unassigned = if cooperative {
                     consumer.incremental_unassign(partitions)

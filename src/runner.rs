@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::ClientConfig;
 
 use crate::broker::{ensure_topics, partition_counts, Broker, Origin, OutputProducer};
 use crate::checkpoint::{Checkpoint, Outcome};
@@ -19,7 +20,7 @@ use crate::message::{Headers, Metadata, Output};
 use crate::outputs::Outputs;
 use crate::rebalance::{LoopState, RebalanceContext};
 use crate::retriable::is_retriable;
-use crate::state::{changelog_topic, StateManager};
+use crate::state::{changelog_topic, Recoverer, StateManager};
 use crate::stop::StopHandle;
 use crate::topic::TopicSpec;
 use crate::until::Until;
@@ -59,9 +60,13 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
     } = run;
     let topics: Vec<TopicSpec> = inputs.iter().chain(&outputs).cloned().collect();
     ensure_topics(broker, config, &topics)?;
-    let changelog_reader = if config.use_changelog_topics && stores.is_stateful() {
+    let recoverer = if config.use_changelog_topics && stores.is_stateful() {
         ensure_changelogs(broker, config, &inputs, &stores)?;
-        Some(create_changelog_reader(broker, config)?)
+        let reader = create_changelog_reader(broker, config)?;
+        Some(Recoverer::start(
+            reader,
+            config.broker_availability_timeout,
+        )?)
     } else {
         None
     };
@@ -72,9 +77,8 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         producer: producer.clone(),
         policy: config.on_error.clone(),
         stores,
-        changelog_reader,
+        recoverer,
         group: config.consumer_group.clone(),
-        patience: config.broker_availability_timeout,
         failure: None,
     }));
     let consumer = create_consumer(broker, config, state.clone())?;
@@ -142,8 +146,24 @@ fn ensure_changelogs(
     ensure_topics(broker, config, &changelogs)
 }
 
+/// How long librdkafka postpones fetching a partition whose local queue is
+/// full (its default is 1 s, which throttles a consumer that keeps its queue
+/// near the threshold, as recovery does, to a third of what it can read).
+const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+
+/// The settings every kstreams consumer starts from; the user's
+/// `consumer_config` comes after them, so it can override them.
+fn consumer_client(broker: &Broker, config: &Config) -> ClientConfig {
+    let mut client = broker.client_config(&[]);
+    client.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+    for (key, value) in &config.consumer_config {
+        client.set(key, value);
+    }
+    client
+}
+
 fn create_changelog_reader(broker: &Broker, config: &Config) -> Result<BaseConsumer> {
-    let mut client = broker.client_config(&config.consumer_config);
+    let mut client = consumer_client(broker, config);
     // librdkafka assigns partitions only to a consumer with a group id; the
     // reader never joins the group (no subscribe) and never commits.
     client
@@ -164,7 +184,7 @@ fn create_consumer(
     config: &Config,
     state: Arc<Mutex<LoopState>>,
 ) -> Result<BaseConsumer<RebalanceContext>> {
-    let mut client = broker.client_config(&config.consumer_config);
+    let mut client = consumer_client(broker, config);
     client
         .set("group.id", &config.consumer_group)
         .set(
@@ -205,8 +225,13 @@ impl PollLoop<'_> {
         let started = Instant::now();
         let mut last_message = started;
         while !stop.is_stopped() && !until.reached(self.processed, started, last_message) {
-            if self.state.lock().checkpoint.is_due() {
-                self.checkpoint(consumer)?;
+            {
+                let mut state = self.state.lock();
+                state.resume_recovered(consumer)?;
+                if state.checkpoint.is_due(state.stores.pending_bytes()) {
+                    drop(state);
+                    self.checkpoint(consumer)?;
+                }
             }
             let polled = consumer.poll(POLL_TIMEOUT);
             // A rebalance callback inside `poll` failed (a store could not be

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use crate::app::Application;
 use crate::dataframe::Pipeline;
@@ -12,8 +13,6 @@ use crate::message::{Headers, Metadata, Output};
 use crate::outputs::Outputs;
 use crate::state::StateManager;
 
-/// Messages between two writes of the test driver's state to RocksDB.
-const CHECKPOINT_EVERY: u64 = 10_000;
 use crate::topic::Topic;
 
 /// Pushes messages through an application's dataframes without a broker and
@@ -53,6 +52,9 @@ pub struct TestDriver<'a> {
     outputs: Outputs,
     next_offsets: HashMap<(Arc<str>, i32), i64>,
     buffer: Vec<Output>,
+    /// Messages since state was last written to RocksDB, and when.
+    since_checkpoint: u64,
+    last_checkpoint: Instant,
 }
 
 /// A message for [`TestDriver::push`]: a value and optionally a key,
@@ -127,6 +129,8 @@ impl<'a> TestDriver<'a> {
             outputs: Outputs::default(),
             next_offsets: HashMap::new(),
             buffer: Vec::new(),
+            since_checkpoint: 0,
+            last_checkpoint: Instant::now(),
         })
     }
 
@@ -169,8 +173,9 @@ impl<'a> TestDriver<'a> {
         self.process(meta, Some(&value))
     }
 
-    /// Processes one message of `topic` given as raw bytes (`None`: no
-    /// value), to test what undecodable input does.
+    /// Processes one message of `topic` given as raw key and value bytes
+    /// (`None`: none), on partition 0: to test what undecodable input does,
+    /// or to push input encoded once up front.
     ///
     /// # Errors
     ///
@@ -185,12 +190,17 @@ impl<'a> TestDriver<'a> {
     /// app.dataframe(&input).to_topic(&app.topic::<serde_json::Value>("output"));
     ///
     /// let mut driver = TestDriver::new(&app)?;
-    /// let err = driver.push_bytes(&input, Some(b"{oops")).unwrap_err();
+    /// let err = driver.push_bytes(&input, None, Some(b"{oops")).unwrap_err();
     /// assert!(matches!(err, Error::Deserialize { offset: 0, .. }));
     /// # Ok::<(), kstreams::Error>(())
     /// ```
-    pub fn push_bytes<V, K>(&mut self, topic: &Topic<V, K>, value: Option<&[u8]>) -> Result<()> {
-        let meta = self.metadata(topic, 0, None, None, Vec::new());
+    pub fn push_bytes<V, K>(
+        &mut self,
+        topic: &Topic<V, K>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+    ) -> Result<()> {
+        let meta = self.metadata(topic, 0, key.map(<[u8]>::to_vec), None, Vec::new());
         self.process(meta, value)
     }
 
@@ -264,17 +274,37 @@ impl<'a> TestDriver<'a> {
                 Ok(()) => state.absorb(meta.offset),
                 Err(_) => state.discard_message_writes(),
             }
-            // Keep memory bounded in long tests: write to RocksDB now and then.
-            if self.outputs.processed.is_multiple_of(CHECKPOINT_EVERY) {
-                state.commit(&[])?;
-            }
         }
+        self.checkpoint_when_due()?;
         if let Err(error) = result {
             self.app.config().on_error.processing(error)?;
         }
         self.outputs
             .records
-            .extend(self.buffer.drain(..).map(|output| output.to_record()));
+            .extend(self.buffer.drain(..).map(Output::into_record));
+        Ok(())
+    }
+}
+
+impl TestDriver<'_> {
+    /// Writes the state to RocksDB as the application's poll loop would:
+    /// every `commit_interval`, after `commit_every` messages, or once the
+    /// updates in memory reach `commit_state_bytes`.
+    fn checkpoint_when_due(&mut self) -> Result<()> {
+        self.since_checkpoint += 1;
+        let config = self.app.config();
+        let due = (config.commit_every > 0 && self.since_checkpoint >= config.commit_every)
+            // Reading the clock and summing the state costs: every 64 messages.
+            || (self.since_checkpoint.is_multiple_of(64)
+                && (self.last_checkpoint.elapsed() >= config.commit_interval
+                    || self.stores.pending_bytes() >= config.commit_state_bytes));
+        if due {
+            for (_, _, state) in self.stores.partitions_mut() {
+                state.commit(&[])?;
+            }
+            self.since_checkpoint = 0;
+            self.last_checkpoint = Instant::now();
+        }
         Ok(())
     }
 }

@@ -5,80 +5,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::tansu::{free_port, Tansu};
 use common::{app_at, committed_offset, read_topic, unique};
 use kstreams::{Topic, Until};
-
-struct Tansu {
-    child: Child,
-    address: String,
-}
-
-impl Tansu {
-    fn start(dir: &Path, port: u16) -> Tansu {
-        let address = format!("127.0.0.1:{port}");
-        let url = format!("tcp://{address}");
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(dir.join("tansu.log"))
-            .unwrap();
-        let child = Command::new("tansu")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-                "--cluster-id",
-                "kstreams-broker-restart",
-            ])
-            .args([
-                "--storage-engine",
-                "sqlite://tansu.db?maintenance_interval=1000h",
-            ])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("tansu must be on PATH (.ci/run installs it)");
-        let started = Instant::now();
-        while TcpStream::connect(&address).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "tansu did not start"
-            );
-            thread::sleep(Duration::from_millis(100));
-        }
-        Tansu { child, address }
-    }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let started = Instant::now();
-        while self.child.try_wait().unwrap().is_none() {
-            if started.elapsed() > Duration::from_secs(10) {
-                let _ = self.child.kill();
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Sends `values` and waits for them, again and again until the broker
 /// takes them all: the harness must not lose input while tansu restarts
@@ -116,14 +48,6 @@ fn high_watermark(address: &str, topic: &str) -> i64 {
         .fetch_watermarks(topic, 0, Duration::from_secs(30))
         .unwrap()
         .1
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]

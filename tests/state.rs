@@ -184,3 +184,50 @@ fn clear_state_without_changelog_starts_from_empty() {
     app.clear_state().unwrap();
     assert_eq!(feed_and_run(&app, &input, &output, 6), expected(2));
 }
+
+/// Runs three keyed messages through a stateful step on the embedded
+/// broker, with checkpoints due only by `commit_state_bytes`; returns the
+/// group's committed offset as the third message saw it.
+fn committed_before_third_message(commit_state_bytes: usize) -> Option<i64> {
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("state-bytes");
+    let app = common::embedded_app(&group)
+        .state_dir(dir.path())
+        .commit_interval(Duration::from_secs(3600))
+        .commit_state_bytes(commit_state_bytes)
+        .build()
+        .unwrap();
+    let input = app.topic::<u64>(unique("state-bytes-in"));
+    let output = app.topic::<Value>(unique("state-bytes-out"));
+    let (bootstrap, topic) = (
+        app.bootstrap_servers().to_string(),
+        input.name().to_string(),
+    );
+    app.dataframe(&input)
+        .apply_stateful(move |n, state: &mut State| {
+            state.set("last", &n)?;
+            let committed =
+                (n == 2).then(|| common::committed_offset(&bootstrap, &group, &topic, 0));
+            Ok(json!({"n": n, "committed": committed.flatten()}))
+        })
+        .filter(|seen| seen["n"] == 2)
+        .to_topic(&output);
+    let producer = app.producer().unwrap();
+    for n in 0..3u64 {
+        producer.send(&input, Some(&b"k".to_vec()), &n).unwrap();
+    }
+    producer.flush().unwrap();
+    let outputs = app
+        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    outputs.values(&output).unwrap()[0]["committed"].as_i64()
+}
+
+#[test]
+fn state_updates_beyond_commit_state_bytes_trigger_a_checkpoint() {
+    // Every message's update exceeds one byte: each is checkpointed before
+    // the next message is polled.
+    assert_eq!(committed_before_third_message(1), Some(2));
+    // With the default budget, nothing is committed before the interval.
+    assert_eq!(committed_before_third_message(64 << 20), None);
+}

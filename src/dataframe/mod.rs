@@ -92,6 +92,8 @@ pub(crate) struct Context<'a> {
     pub(crate) outputs: &'a mut Vec<Output>,
     /// The stores of the message's partition, when its topic has any.
     pub(crate) state: Option<&'a mut PartitionState>,
+    /// The message key's store key prefix, when there are stores.
+    pub(crate) key_prefix: &'a [u8],
 }
 
 impl Context<'_> {
@@ -102,11 +104,7 @@ impl Context<'_> {
                 "no state store is open for this partition (is it still assigned?)"
             ))
         })?;
-        Ok(State::new(
-            partition,
-            store,
-            self.meta.key().unwrap_or_default(),
-        ))
+        Ok(State::new(partition, store, self.key_prefix))
     }
 }
 

@@ -36,14 +36,11 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
     pub fn to_topic<K>(self, topic: &Topic<V, K>) -> Self {
         let (name, codec) = self.register_output(topic);
         self.then(move |mut next: Step<V>| {
+            let mut size = EncodedSize::default();
             Box::new(move |value, ctx| {
                 let key = ctx.meta.key.clone();
-                produce(
-                    ctx,
-                    &name,
-                    key,
-                    encode(&*codec, &value, &name, Field::Value)?,
-                );
+                let value_bytes = size.encode(&*codec, &value, &name, Field::Value)?;
+                produce(ctx, &name, key, value_bytes);
                 next(value, ctx)
             })
         })
@@ -78,14 +75,11 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
         let (name, codec) = self.register_output(topic);
         let key_codec = topic.key_codec_ref().clone();
         self.then(move |mut next: Step<V>| {
+            let (mut key_size, mut value_size) = (EncodedSize::default(), EncodedSize::default());
             Box::new(move |value, ctx| {
-                let key = encode(&*key_codec, &key(&value), &name, Field::Key)?;
-                produce(
-                    ctx,
-                    &name,
-                    Some(key),
-                    encode(&*codec, &value, &name, Field::Value)?,
-                );
+                let key = key_size.encode(&*key_codec, &key(&value), &name, Field::Key)?;
+                let value_bytes = value_size.encode(&*codec, &value, &name, Field::Value)?;
+                produce(ctx, &name, Some(key), value_bytes);
                 next(value, ctx)
             })
         })
@@ -97,21 +91,30 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
     }
 }
 
-fn encode<T>(
-    codec: &dyn Codec<T>,
-    value: &T,
-    topic: &Arc<str>,
-    field: Field,
-) -> Result<Vec<u8>, StepError> {
-    let mut bytes = Vec::new();
-    codec
-        .encode(value, &mut bytes)
-        .map_err(|source| StepError::Encode {
-            output_topic: topic.clone(),
-            field,
-            source,
-        })?;
-    Ok(bytes)
+/// The size of the last encoding of one step's keys or values: the next
+/// one gets a buffer that size up front, instead of growing it step by step.
+#[derive(Default)]
+struct EncodedSize(usize);
+
+impl EncodedSize {
+    fn encode<T>(
+        &mut self,
+        codec: &dyn Codec<T>,
+        value: &T,
+        topic: &Arc<str>,
+        field: Field,
+    ) -> Result<Vec<u8>, StepError> {
+        let mut bytes = Vec::with_capacity(self.0);
+        codec
+            .encode(value, &mut bytes)
+            .map_err(|source| StepError::Encode {
+                output_topic: topic.clone(),
+                field,
+                source,
+            })?;
+        self.0 = bytes.len();
+        Ok(bytes)
+    }
 }
 
 fn produce(ctx: &mut Context<'_>, topic: &Arc<str>, key: Option<Vec<u8>>, value: Vec<u8>) {

@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use super::{Context, StepError, StreamingDataFrame};
 use crate::error::{Error, Field, Result};
 use crate::message::{Metadata, Output};
-use crate::state::PartitionState;
+use crate::state::{key, PartitionState};
 use crate::topic::{Topic, TopicSpec};
 
 /// Decodes a message value and runs the chain of one input dataframe.
@@ -118,6 +118,8 @@ fn push_unique(specs: &mut Vec<TopicSpec>, spec: &TopicSpec) {
 #[derive(Default)]
 pub(crate) struct Pipeline {
     roots: Vec<(Arc<str>, Vec<RootStep>)>,
+    /// The current message key's store key prefix (reused between messages).
+    key_prefix: Vec<u8>,
 }
 
 impl Pipeline {
@@ -139,10 +141,14 @@ impl Pipeline {
             return Ok(());
         };
         let before = outputs.len();
+        if state.is_some() {
+            key::write_prefix(&mut self.key_prefix, meta.key().unwrap_or_default());
+        }
         let mut ctx = Context {
             meta: &mut *meta,
             outputs: &mut *outputs,
             state,
+            key_prefix: &self.key_prefix,
         };
         let result = roots.iter_mut().try_for_each(|root| root(value, &mut ctx));
         result.map_err(|error| {

@@ -4,6 +4,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use super::key;
 use super::manager::PartitionState;
+use super::transaction::Transaction;
 use crate::error::{Error, Result};
 
 /// The state of one store, scoped to the key of the message being processed.
@@ -40,15 +41,18 @@ use crate::error::{Error, Result};
 pub struct State<'a> {
     partition: &'a mut PartitionState,
     store: usize,
-    prefix: Vec<u8>,
+    /// The message key, length-delimited: the prefix of every store key.
+    prefix: &'a [u8],
 }
 
 impl<'a> State<'a> {
-    pub(crate) fn new(partition: &'a mut PartitionState, store: usize, message_key: &[u8]) -> Self {
+    /// The state of store number `store`; `prefix` is the message key's
+    /// (see `key::write_prefix`).
+    pub(crate) fn new(partition: &'a mut PartitionState, store: usize, prefix: &'a [u8]) -> Self {
         State {
             partition,
             store,
-            prefix: key::prefix(message_key),
+            prefix,
         }
     }
 
@@ -59,12 +63,11 @@ impl<'a> State<'a> {
     /// [`Error::StateValue`] when the stored value does not decode as `T`,
     /// naming store, key and type; [`Error::Store`] when RocksDB fails.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        match self.get_bytes(key.as_bytes())? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|source| self.value_error::<T>(key, source)),
-        }
+        self.read(key.as_bytes(), |bytes| {
+            bytes.map(serde_json::from_slice::<T>)
+        })?
+        .transpose()
+        .map_err(|source| self.value_error::<T>(key, source))
     }
 
     /// Sets `key` to `value`.
@@ -73,8 +76,9 @@ impl<'a> State<'a> {
     ///
     /// [`Error::StateValue`] when `value` cannot be encoded as JSON.
     pub fn set<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
-        let bytes =
-            serde_json::to_vec(value).map_err(|source| self.value_error::<T>(key, source))?;
+        let mut bytes = self.transaction().buffer();
+        serde_json::to_writer(&mut bytes, value)
+            .map_err(|source| self.value_error::<T>(key, source))?;
         self.set_bytes(key.as_bytes(), bytes);
         Ok(())
     }
@@ -90,7 +94,7 @@ impl<'a> State<'a> {
     ///
     /// [`Error::Store`] when RocksDB fails.
     pub fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.get_bytes(key.as_bytes())?.is_some())
+        self.read(key.as_bytes(), |bytes| bytes.is_some())
     }
 
     /// The raw bytes of `key`.
@@ -99,29 +103,48 @@ impl<'a> State<'a> {
     ///
     /// [`Error::Store`] when RocksDB fails.
     pub fn get_bytes(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let full = key::compose(&self.prefix, key);
-        match self.partition.transactions[self.store].get(&full) {
-            Some(value) => Ok(value.map(<[u8]>::to_vec)),
-            None => self.partition.store.get(self.store, &full),
-        }
+        self.read(key, |bytes| bytes.map(<[u8]>::to_vec))
     }
 
     /// Sets `key` to raw bytes.
     pub fn set_bytes(&mut self, key: &[u8], value: impl Into<Vec<u8>>) {
-        let full = key::compose(&self.prefix, key);
-        self.partition.transactions[self.store].put(full, value.into());
+        let full = self.store_key(key);
+        self.transaction().put(full, value.into());
     }
 
     /// Deletes raw `key`.
     pub fn delete_bytes(&mut self, key: &[u8]) {
-        let full = key::compose(&self.prefix, key);
-        self.partition.transactions[self.store].delete(full);
+        let full = self.store_key(key);
+        self.transaction().delete(full);
+    }
+
+    fn transaction(&mut self) -> &mut Transaction {
+        &mut self.partition.transactions[self.store]
+    }
+
+    /// The store key of `key`, in a reused buffer.
+    fn store_key(&mut self, key: &[u8]) -> Vec<u8> {
+        let mut full = self.partition.transactions[self.store].buffer();
+        full.extend_from_slice(self.prefix);
+        full.extend_from_slice(key);
+        full
     }
 
     /// The key of the message this state belongs to (empty for messages
     /// without key, which all share one state).
     pub fn message_key(&self) -> &[u8] {
         self.prefix.get(4..).unwrap_or_default()
+    }
+
+    /// Hands the value of `key` (the checkpoint's latest write, else the
+    /// store's) to `read` without copying it.
+    fn read<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+        key::with_composed(self.prefix, key, |full| {
+            match self.partition.transactions[self.store].get(full) {
+                Some(value) => Ok(read(value)),
+                None => self.partition.store.read(self.store, full, read),
+            }
+        })
     }
 
     fn value_error<T>(&self, key: &str, source: serde_json::Error) -> Error {

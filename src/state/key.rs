@@ -3,12 +3,20 @@
 
 /// The prefix of every store key of one message key: its length as 4 bytes
 /// big-endian, then the key itself.
+#[cfg(test)]
 pub(crate) fn prefix(message_key: &[u8]) -> Vec<u8> {
     let mut prefix = Vec::with_capacity(4 + message_key.len());
+    write_prefix(&mut prefix, message_key);
+    prefix
+}
+
+/// Replaces the contents of `prefix` with the prefix of `message_key`:
+/// its length as 4 bytes big-endian, then the key itself.
+pub(crate) fn write_prefix(prefix: &mut Vec<u8>, message_key: &[u8]) {
+    prefix.clear();
     // A Kafka key cannot reach 4 GiB: message.max.bytes is an i32.
     prefix.extend_from_slice(&(message_key.len() as u32).to_be_bytes());
     prefix.extend_from_slice(message_key);
-    prefix
 }
 
 /// The store key of `state_key` under `prefix`.
@@ -17,6 +25,20 @@ pub(crate) fn compose(prefix: &[u8], state_key: &[u8]) -> Vec<u8> {
     key.extend_from_slice(prefix);
     key.extend_from_slice(state_key);
     key
+}
+
+/// Calls `f` with the store key of `state_key` under `prefix`, composed on
+/// the stack when it is short (no allocation for lookups).
+pub(crate) fn with_composed<R>(prefix: &[u8], state_key: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    const STACK: usize = 256;
+    let length = prefix.len() + state_key.len();
+    if length > STACK {
+        return f(&compose(prefix, state_key));
+    }
+    let mut buffer = [0u8; STACK];
+    buffer[..prefix.len()].copy_from_slice(prefix);
+    buffer[prefix.len()..length].copy_from_slice(state_key);
+    f(&buffer[..length])
 }
 
 /// Splits a store key into message key and state key; `None` when it is not

@@ -45,6 +45,11 @@ impl PartitionState {
             .for_each(Transaction::undo_message);
     }
 
+    /// About how much memory the checkpoint's updates hold.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.transactions.iter().map(Transaction::bytes).sum()
+    }
+
     /// Writes the checkpoint's updates with the changelog offsets they
     /// reached, in one batch, and starts a new checkpoint.
     pub(crate) fn commit(&mut self, changelog_offsets: &[Option<i64>]) -> Result<()> {
@@ -113,11 +118,11 @@ impl StateManager {
             });
         };
         let (topic, stores) = (topic.clone(), stores.clone());
-        let path = self.partition_path(&topic, partition);
         let open = self.partitions.entry(topic.clone()).or_default();
         match open.entry(partition) {
             Entry::Occupied(entry) => Ok(entry.into_mut()),
             Entry::Vacant(entry) => {
+                let path = partition_path(&self.root, &topic, partition);
                 log::info!(
                     "opening state of {topic}[{partition}] at {}",
                     path.display()
@@ -134,10 +139,31 @@ impl StateManager {
         }
     }
 
+    /// Takes a partition's open stores out, for recovery on another thread.
+    pub(crate) fn take(&mut self, topic: &str, partition: i32) -> Option<PartitionState> {
+        self.partitions.get_mut(topic)?.remove(&partition)
+    }
+
+    /// Puts back stores taken out with [`take`](Self::take).
+    pub(crate) fn insert(&mut self, topic: Arc<str>, partition: i32, state: PartitionState) {
+        self.partitions
+            .entry(topic)
+            .or_default()
+            .insert(partition, state);
+    }
+
+    /// The shared name of input `topic`.
+    pub(crate) fn topic_name(&self, topic: &str) -> Arc<str> {
+        self.stores
+            .iter()
+            .find(|(name, _)| **name == *topic)
+            .map_or_else(|| Arc::from(topic), |(name, _)| name.clone())
+    }
+
     /// Deletes a partition's local state and opens it empty.
     pub(crate) fn reset(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
         self.close(topic, partition);
-        destroy(&self.partition_path(topic, partition))?;
+        destroy(&partition_path(&self.root, topic, partition))?;
         self.open(topic, partition)
     }
 
@@ -162,14 +188,25 @@ impl StateManager {
         })
     }
 
+    /// About how much memory the checkpoint's updates of every open
+    /// partition hold.
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.partitions
+            .values()
+            .flat_map(HashMap::values)
+            .map(PartitionState::pending_bytes)
+            .sum()
+    }
+
     /// Closes every partition.
     pub(crate) fn close_all(&mut self) {
         self.partitions.clear();
     }
+}
 
-    fn partition_path(&self, topic: &str, partition: i32) -> PathBuf {
-        self.root.join(topic).join(partition.to_string())
-    }
+/// The directory of a partition's stores under the group's state directory.
+fn partition_path(root: &Path, topic: &str, partition: i32) -> PathBuf {
+    root.join(topic).join(partition.to_string())
 }
 
 /// The directory of a consumer group's state under `state_dir`.

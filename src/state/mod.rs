@@ -11,9 +11,10 @@
 
 mod changelog;
 mod handle;
-mod key;
+pub(crate) mod key;
 mod manager;
 mod options;
+mod recoverer;
 mod recovery;
 mod rocksdb;
 mod transaction;
@@ -23,7 +24,8 @@ pub use options::{Compression, RocksDbOptions};
 
 pub(crate) use changelog::{changelog_topic, OFFSET_HEADER};
 pub(crate) use manager::{group_dir, PartitionState, StateManager};
-pub(crate) use recovery::recover;
+pub(crate) use recoverer::{Recovered, Recoverer};
+pub(crate) use recovery::{plan, Plan, Recovery};
 
 /// The store stateful steps use unless told another.
 pub const DEFAULT_STORE: &str = "default";

@@ -77,7 +77,13 @@ impl RocksDbOptions {
         self
     }
 
-    pub(crate) fn to_rocksdb(&self) -> Options {
+    /// The block cache that every column family of one database shares.
+    pub(crate) fn block_cache(&self) -> Cache {
+        Cache::new_lru_cache(self.block_cache_size)
+    }
+
+    /// RocksDB options with these settings, reading through `cache`.
+    pub(crate) fn to_rocksdb(&self, cache: &Cache) -> Options {
         let mut options = Options::default();
         options.set_write_buffer_size(self.write_buffer_size);
         options.set_compression_type(match self.compression {
@@ -87,7 +93,7 @@ impl RocksDbOptions {
             Compression::Zstd => DBCompressionType::Zstd,
         });
         let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&Cache::new_lru_cache(self.block_cache_size));
+        table.set_block_cache(cache);
         options.set_block_based_table_factory(&table);
         options
     }

@@ -1,152 +1,283 @@
 //! Recovery: bringing a partition's stores up to date with their changelog
 //! topics before its first message is processed.
+//!
+//! Deciding whether a partition needs it ([`plan`]) is quick and runs when
+//! the partition is assigned; reading the changelog can take long and runs
+//! on the [`Recoverer`](super::Recoverer)'s thread, which feeds each record
+//! to its partition's [`Recovery`], so that partitions which need no
+//! recovery are processed meanwhile.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::changelog::{changelog_topic, OFFSET_HEADER};
-use super::manager::StateManager;
+use super::manager::{PartitionState, StateManager};
+use super::rocksdb::ChangelogBatch;
 use crate::error::{Error, Result};
 
 /// Records applied per RocksDB write batch during recovery.
 const BATCH: usize = 10_000;
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+/// Minimum time between two progress lines of one changelog.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Recovers the stores of `topic`/`partition` from their changelogs.
+/// What an assigned partition needs before its messages can be processed.
+pub(crate) enum Plan {
+    /// Its stores are up to date: process it at once, from `resume` when
+    /// local state is ahead of the committed offset, else from the
+    /// committed offset.
+    Ready { resume: Option<i64> },
+    /// Its stores are behind their changelogs: run this recovery first.
+    Recover(Box<Recovery>),
+}
+
+/// The changelog records a partition's stores lack, and the stores
+/// themselves while they are being brought up to date.
+pub(crate) struct Recovery {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) state: PartitionState,
+    /// The group's committed offset of the input partition.
+    committed: Option<i64>,
+    changelogs: Vec<Range>,
+    cancelled: Arc<AtomicBool>,
+}
+
+/// The part of one store's changelog to apply, and how far it got.
+struct Range {
+    store: usize,
+    changelog: String,
+    start: i64,
+    /// The changelog's high watermark when the partition was assigned.
+    end: i64,
+    /// The next changelog offset to apply.
+    next: i64,
+    /// Records read and not yet written, with how many of them apply.
+    batch: ChangelogBatch,
+    applied: u64,
+    started: Instant,
+    last_progress: Instant,
+}
+
+/// Decides what `topic`/`partition` needs before it is processed; with a
+/// recovery to run, the partition's stores move out of `manager` into it.
 ///
-/// `committed` is the group's committed offset for the input partition:
-/// changelog records stamped with an input offset at or past it belong to a
-/// checkpoint that never finished and are skipped, so the state equals the
-/// fold of exactly the input before `committed`. Local state that is ahead
-/// of `committed` (a checkpoint written to RocksDB whose offset commit did
-/// not happen) is kept when no other instance wrote to the changelog since,
-/// and the returned offset says where to resume; otherwise it is discarded
-/// and rebuilt.
-pub(crate) fn recover(
+/// `committed` is the group's committed offset for the input partition.
+/// Local state that is ahead of it (a checkpoint written to RocksDB whose
+/// offset commit did not happen) is kept when no other instance wrote to
+/// the changelog since, and processing resumes where it ends; otherwise it
+/// is discarded and rebuilt from the changelog.
+pub(crate) fn plan<C: ConsumerContext>(
     manager: &mut StateManager,
-    reader: Option<&BaseConsumer>,
-    group: &str,
+    consumer: &BaseConsumer<C>,
+    group: Option<&str>,
     topic: &str,
     partition: i32,
     committed: Option<i64>,
-    patience: Duration,
-) -> Result<Option<i64>> {
+) -> Result<Plan> {
     let stores = manager.stores_of(topic).to_vec();
     let state = manager.open(topic, partition)?;
     let local_next = state.store.input_offset()?;
-    let mut plans = Vec::with_capacity(stores.len());
-    let Some(reader) = reader else {
+    let ahead = local_next.is_some_and(|next| Some(next) > committed);
+    let Some(group) = group else {
         // Without changelogs the local state is all there is.
-        return Ok(local_next.filter(|next| Some(*next) > committed));
+        return Ok(Plan::Ready {
+            resume: local_next.filter(|_| ahead),
+        });
     };
-    for (index, store) in stores.iter().enumerate() {
-        let changelog = changelog_topic(group, topic, store, 0).name;
-        let (low, high) = reader
+    let mut changelogs = Vec::with_capacity(stores.len());
+    for (store, name) in stores.iter().enumerate() {
+        let changelog = changelog_topic(group, topic, name, 0).name;
+        let (low, high) = consumer
             .fetch_watermarks(&changelog, partition, WATERMARK_TIMEOUT)
             .map_err(|source| Error::Metadata {
                 topic: changelog.clone(),
                 source: source.into(),
             })?;
-        let stored = state.store.changelog_offset(index)?.unwrap_or(0);
-        plans.push((index, changelog, stored, low, high));
+        let stored = state.store.changelog_offset(store)?.unwrap_or(0);
+        changelogs.push((store, changelog, stored, low, high));
     }
-    let ahead = local_next.is_some_and(|next| Some(next) > committed);
-    let others_wrote = plans.iter().any(|(_, _, stored, _, high)| high > stored);
-    let state = if ahead && others_wrote {
-        log::warn!(
-            "local state of {topic}[{partition}] is ahead of the committed offset and the \
-             changelog moved on: rebuilding it from the changelog"
-        );
-        for plan in &mut plans {
-            plan.2 = 0;
-        }
-        manager.reset(topic, partition)?
-    } else {
-        manager.open(topic, partition)?
-    };
+    let others_wrote = changelogs
+        .iter()
+        .any(|(_, _, stored, _, high)| high > stored);
     if ahead && !others_wrote {
         log::info!(
             "state of {topic}[{partition}] already absorbed up to offset {local_next:?}; \
              resuming there"
         );
-        return Ok(local_next);
+        return Ok(Plan::Ready { resume: local_next });
     }
-    for (index, changelog, stored, low, high) in plans {
-        let start = stored.max(low);
-        if start >= high {
-            continue;
+    if ahead {
+        log::warn!(
+            "local state of {topic}[{partition}] is ahead of the committed offset and the \
+             changelog moved on: rebuilding it from the changelog"
+        );
+        manager.reset(topic, partition)?;
+        for changelog in &mut changelogs {
+            changelog.2 = 0;
         }
-        let total = high - start;
-        log::info!("recovering {changelog}[{partition}]: {total} record(s) from offset {start}");
-        let started = Instant::now();
+    }
+    let changelogs: Vec<Range> = changelogs
+        .into_iter()
+        .map(|(store, changelog, stored, low, high)| {
+            let start = stored.max(low);
+            Range {
+                store,
+                changelog,
+                start,
+                end: high,
+                next: start,
+                batch: ChangelogBatch::default(),
+                applied: 0,
+                started: Instant::now(),
+                last_progress: Instant::now(),
+            }
+        })
+        .filter(|range| range.start < range.end)
+        .collect();
+    if changelogs.is_empty() {
+        return Ok(Plan::Ready { resume: None });
+    }
+    let Some(state) = manager.take(topic, partition) else {
+        unreachable!("the partition's stores were opened above");
+    };
+    Ok(Plan::Recover(Box::new(Recovery {
+        topic: manager.topic_name(topic),
+        partition,
+        state,
+        committed,
+        changelogs,
+        cancelled: Arc::default(),
+    })))
+}
+
+impl Recovery {
+    /// A flag set when the partition is revoked while it recovers: the
+    /// recoverer then drops it; what was applied so far stays, and a later
+    /// recovery goes on from there.
+    pub(crate) fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// The number of changelog records to read.
+    pub(crate) fn records(&self) -> i64 {
+        self.changelogs
+            .iter()
+            .map(|range| range.end - range.start)
+            .sum()
+    }
+
+    /// The changelog partitions to read, each from where it got to.
+    pub(crate) fn assignment(&self) -> Result<TopicPartitionList> {
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(&changelog, partition, Offset::Offset(start))
-            .map_err(|source| Error::Consume {
-                source: source.into(),
-            })?;
-        reader.assign(&list).map_err(|source| Error::Consume {
-            source: source.into(),
-        })?;
-        let mut batch = Vec::with_capacity(BATCH);
-        let mut next = start;
-        let mut applied = 0u64;
-        let mut last_message = Instant::now();
-        while next < high {
-            let message = match reader.poll(Duration::from_millis(200)) {
-                Some(Ok(message)) => message,
-                Some(Err(error)) => {
-                    log::warn!("reading {changelog}[{partition}]: {error}");
-                    continue;
-                }
-                None if last_message.elapsed() > patience => {
-                    return Err(Error::BrokerUnavailable {
-                        unavailable_for: last_message.elapsed(),
-                    })
-                }
-                None => continue,
-            };
-            last_message = Instant::now();
-            next = message.offset() + 1;
-            let input_offset = message.headers().and_then(|headers| {
-                headers
-                    .iter()
-                    .find(|header| header.key == OFFSET_HEADER)
-                    .and_then(|header| header.value)
-                    .and_then(|value| value.try_into().ok())
-                    .map(i64::from_be_bytes)
-            });
-            // A record of an unfinished checkpoint: its input will be processed again.
-            let finished = match (input_offset, committed) {
-                (Some(offset), Some(committed)) => offset < committed,
-                (Some(_), None) => false,
-                (None, _) => true,
-            };
-            if finished {
-                let key = message.key().unwrap_or_default().to_vec();
-                batch.push((key, message.payload().map(<[u8]>::to_vec)));
-                applied += 1;
-            }
-            if batch.len() >= BATCH || next >= high {
-                let input = (next >= high).then_some(committed).flatten();
-                state.store.apply_changelog(index, &batch, next, input)?;
-                batch.clear();
-                let done = next - start;
-                let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
-                log::info!(
-                    "recovering {changelog}[{partition}]: {done}/{total} records, {rate:.0}/s"
-                );
-            }
+        for range in &self.changelogs {
+            list.add_partition_offset(&range.changelog, self.partition, Offset::Offset(range.next))
+                .map_err(|source| Error::Consume {
+                    source: source.into(),
+                })?;
         }
-        reader.unassign().map_err(|source| Error::Consume {
-            source: source.into(),
-        })?;
+        Ok(list)
+    }
+
+    /// Whether a record of `topic`/`partition` belongs to this recovery.
+    pub(crate) fn reads(&self, topic: &str, partition: i32) -> bool {
+        partition == self.partition && self.changelogs.iter().any(|range| range.changelog == topic)
+    }
+
+    /// Whether every changelog is applied up to its end.
+    pub(crate) fn is_done(&self) -> bool {
+        self.changelogs.iter().all(|range| range.next >= range.end)
+    }
+
+    /// Applies one changelog record (of `topic`), in large write batches, each written
+    /// with the changelog offset it reached (and the last one with where
+    /// the input resumes). Records stamped with an input offset at or past
+    /// the committed one belong to a checkpoint that never finished and are
+    /// skipped, so that the state equals the fold of exactly the input
+    /// before the committed offset.
+    ///
+    /// Returns `true` when this record completed its changelog.
+    pub(crate) fn apply(&mut self, topic: &str, message: &BorrowedMessage<'_>) -> Result<bool> {
+        let committed = self.committed;
+        let Some(range) = self
+            .changelogs
+            .iter_mut()
+            .find(|range| range.changelog == topic)
+        else {
+            return Ok(false);
+        };
+        if message.offset() < range.next || range.next >= range.end {
+            return Ok(false);
+        }
+        range.next = message.offset() + 1;
+        if belongs_to_committed_input(message, committed) {
+            let store = &self.state.store;
+            store.add_to_batch(
+                &mut range.batch,
+                range.store,
+                message.key().unwrap_or_default(),
+                message.payload(),
+            );
+            range.applied += 1;
+        }
+        let finished = range.next >= range.end;
+        if range.batch.len() >= BATCH || finished {
+            // The last batch also records where the input resumes.
+            let input = finished.then_some(committed).flatten();
+            let batch = std::mem::take(&mut range.batch);
+            self.state
+                .store
+                .write_changelog_batch(batch, range.store, range.next, input)?;
+            log_progress(range, self.partition, finished);
+        }
+        Ok(finished)
+    }
+}
+
+/// Logs a range's progress now and then, and its end.
+fn log_progress(range: &mut Range, partition: i32, finished: bool) {
+    let (changelog, total) = (&range.changelog, range.end - range.start);
+    let seconds = range.started.elapsed().as_secs_f64().max(1e-6);
+    let done = range.next - range.start;
+    if finished {
         log::info!(
-            "recovered {changelog}[{partition}]: applied {applied} of {total} record(s) in {:?}",
-            started.elapsed()
+            "recovered {changelog}[{partition}]: applied {} of {total} record(s) in \
+             {seconds:.2} s, {:.0}/s",
+            range.applied,
+            total as f64 / seconds
+        );
+    } else if range.last_progress.elapsed() >= PROGRESS_INTERVAL {
+        range.last_progress = Instant::now();
+        log::info!(
+            "recovering {changelog}[{partition}]: {done}/{total} records, {:.0}/s",
+            done as f64 / seconds
         );
     }
-    Ok(None)
+}
+
+/// Whether a changelog record belongs to input that was committed (a record
+/// without the offset header predates kstreams' stamping).
+fn belongs_to_committed_input(message: &BorrowedMessage<'_>, committed: Option<i64>) -> bool {
+    let input_offset = message.headers().and_then(|headers| {
+        headers
+            .iter()
+            .find(|header| header.key == OFFSET_HEADER)
+            .and_then(|header| header.value)
+            .and_then(|value| value.try_into().ok())
+            .map(i64::from_be_bytes)
+    });
+    match (input_offset, committed) {
+        (Some(offset), Some(committed)) => offset < committed,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
 }

@@ -18,6 +18,19 @@ const INPUT_OFFSET: &[u8] = b"input-offset";
 /// How long to wait for another process to release the store's lock.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
 
+/// Changelog records on their way into a store during recovery.
+#[derive(Default)]
+pub(crate) struct ChangelogBatch {
+    batch: WriteBatch,
+    records: usize,
+}
+
+impl ChangelogBatch {
+    pub(crate) fn len(&self) -> usize {
+        self.records
+    }
+}
+
 /// One partition's stores.
 pub(crate) struct PartitionStore {
     db: DB,
@@ -38,7 +51,8 @@ impl PartitionStore {
             path: path.to_path_buf(),
             source,
         })?;
-        let mut db_options = options.to_rocksdb();
+        let cache = options.block_cache();
+        let mut db_options = options.to_rocksdb(&cache);
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         let names: Vec<&str> = stores.iter().map(String::as_str).chain([META]).collect();
@@ -46,7 +60,7 @@ impl PartitionStore {
         let db = loop {
             let families = names
                 .iter()
-                .map(|name| ColumnFamilyDescriptor::new(*name, options.to_rocksdb()));
+                .map(|name| ColumnFamilyDescriptor::new(*name, options.to_rocksdb(&cache)));
             match DB::open_cf_descriptors(&db_options, path, families) {
                 Ok(db) => break db,
                 Err(error) if is_lock_error(&error) => {
@@ -67,11 +81,19 @@ impl PartitionStore {
         })
     }
 
-    /// The value of `key` in store number `store`.
-    pub(crate) fn get(&self, store: usize, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db
-            .get_cf(self.family(&self.stores[store]), key)
-            .map_err(|source| self.failed("read", source))
+    /// Hands the value of `key` in store number `store` to `read`, without
+    /// copying it out of RocksDB.
+    pub(crate) fn read<R>(
+        &self,
+        store: usize,
+        key: &[u8],
+        read: impl FnOnce(Option<&[u8]>) -> R,
+    ) -> Result<R> {
+        let value = self
+            .db
+            .get_pinned_cf(self.family(&self.stores[store]), key)
+            .map_err(|source| self.failed("read", source))?;
+        Ok(read(value.as_deref()))
     }
 
     /// The next input offset to process, as of the last checkpoint.
@@ -115,32 +137,41 @@ impl PartitionStore {
             .map_err(|source| self.failed("write", source))
     }
 
-    /// Applies a batch of changelog records to store number `store` together
-    /// with the changelog offset it reached.
-    pub(crate) fn apply_changelog(
+    /// Adds a changelog record for store number `store` to `batch`: a put,
+    /// or a delete for a tombstone (`None`).
+    pub(crate) fn add_to_batch(
         &self,
+        batch: &mut ChangelogBatch,
         store: usize,
-        records: &[(Vec<u8>, Option<Vec<u8>>)],
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) {
+        let family = self.family(&self.stores[store]);
+        write_updates(&mut batch.batch, family, [(key, value)].into_iter());
+        batch.records += 1;
+    }
+
+    /// Writes changelog records of store number `store` together with the
+    /// changelog offset they reached and, at the end of a recovery, the
+    /// input offset processing resumes from.
+    pub(crate) fn write_changelog_batch(
+        &self,
+        mut batch: ChangelogBatch,
+        store: usize,
         next_offset: i64,
         input_offset: Option<i64>,
     ) -> Result<()> {
-        let family = self.family(&self.stores[store]);
-        let mut batch = WriteBatch::default();
-        let updates = records
-            .iter()
-            .map(|(key, value)| (key.as_slice(), value.as_deref()));
-        write_updates(&mut batch, family, updates);
         let meta = self.family(META);
-        batch.put_cf(
+        batch.batch.put_cf(
             meta,
             changelog_key(&self.stores[store]),
             next_offset.to_be_bytes(),
         );
         if let Some(offset) = input_offset {
-            batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
+            batch.batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
         }
         self.db
-            .write(batch)
+            .write(batch.batch)
             .map_err(|source| self.failed("write", source))
     }
 
@@ -222,16 +253,24 @@ mod tests {
                 PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default()).unwrap();
             let mut tx = Transaction::default();
             tx.put(b"k".to_vec(), b"v".to_vec());
+            tx.keep_message();
             let mut other = Transaction::default();
             other.put(b"k".to_vec(), b"w".to_vec());
+            other.keep_message();
             store
                 .commit(&[tx, other], &[Some(7), None], Some(42))
                 .unwrap();
         }
         let store =
             PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default()).unwrap();
-        assert_eq!(store.get(0, b"k").unwrap(), Some(b"v".to_vec()));
-        assert_eq!(store.get(1, b"k").unwrap(), Some(b"w".to_vec()));
+        assert_eq!(
+            store.read(0, b"k", |v| v.map(<[u8]>::to_vec)).unwrap(),
+            Some(b"v".to_vec())
+        );
+        assert_eq!(
+            store.read(1, b"k", |v| v.map(<[u8]>::to_vec)).unwrap(),
+            Some(b"w".to_vec())
+        );
         assert_eq!(store.input_offset().unwrap(), Some(42));
         assert_eq!(store.changelog_offset(0).unwrap(), Some(7));
         assert_eq!(store.changelog_offset(1).unwrap(), None);

@@ -16,39 +16,69 @@ use kstreams::Topic;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{json, Value};
 
-use super::{committed_offset, kafka_app, kafka_broker, read_topic, unique};
+use super::tansu::{self, free_port, Tansu};
+use super::{app_at, committed_offset, kafka_broker, read_topic, unique};
 
 /// Per message key: how many messages, and the sum of their amounts.
 pub type Counts = BTreeMap<String, (u64, u64)>;
 
-/// One deployment of `count_per_key`: its group and topics.
+/// One deployment of `count_per_key`: its broker, group and topics.
 pub struct Job {
+    /// The broker address the job's instances use.
+    pub broker: String,
+    /// The broker of the job's own, when it has one.
+    _own_broker: Option<(Tansu, tempfile::TempDir)>,
     pub group: String,
     pub input: Topic<Value>,
     pub output: String,
+    /// How long the group waits for an instance that died without leaving.
+    session_timeout_ms: u64,
     watermarks: BaseConsumer,
 }
 
 impl Job {
-    /// A job with fresh names; its input has two partitions.
+    /// A job with fresh names; its input has two partitions. It runs on a
+    /// tansu broker of its own when tansu is installed (the shared test
+    /// broker serves fetches more slowly the more the suite wrote to it,
+    /// and these jobs' short sessions do not ride that out), else on the
+    /// test broker.
     pub fn new(prefix: &str) -> Job {
         let group = unique(prefix);
+        let own_broker = tansu::installed().then(|| {
+            let dir = tempfile::tempdir().expect("broker directory");
+            (Tansu::start(dir.path(), free_port()), dir)
+        });
+        let broker = match &own_broker {
+            Some((tansu, _)) => tansu.address.clone(),
+            None => kafka_broker(),
+        };
         let watermarks = rdkafka::ClientConfig::new()
-            .set("bootstrap.servers", kafka_broker())
+            .set("bootstrap.servers", &broker)
             .create()
             .expect("consumer");
         Job {
+            broker,
+            _own_broker: own_broker,
             input: Topic::new(format!("{group}-in")).partitions(2),
             output: format!("{group}-out"),
             group,
+            session_timeout_ms: 3_000,
             watermarks,
         }
+    }
+
+    /// The same job with a longer session timeout: for tests whose instances
+    /// leave gracefully, so that a broker stall under load does not expire
+    /// their sessions (3 s by default, for tests that kill instances).
+    pub fn session_timeout_ms(mut self, timeout: u64) -> Job {
+        self.session_timeout_ms = timeout;
+        self
     }
 
     /// Starts an instance on `state_dir`; its stderr goes to `log`.
     /// Checkpoints are frequent (every 100 ms or 25 messages) so that kills
     /// land inside their steps, and a killed instance leaves the group
-    /// after 3 s.
+    /// after the session timeout.
     pub fn spawn(&self, state_dir: &Path, log: &Path) -> Instance {
         let stderr = File::options()
             .create(true)
@@ -56,14 +86,15 @@ impl Job {
             .open(log)
             .expect("log file");
         let child = Command::new(example_binary())
-            .args(["--broker", &kafka_broker()])
+            .args(["--broker", &self.broker])
             .args(["--input", self.input.name()])
             .args(["--output", &self.output])
             .args(["--group", &self.group])
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--commit-interval-ms", "100", "--commit-every", "25"])
-            .args(["--session-timeout-ms", "3000"])
+            .arg("--session-timeout-ms")
+            .arg(self.session_timeout_ms.to_string())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(stderr)
@@ -111,12 +142,33 @@ impl Job {
         }
     }
 
+    /// Waits until the group's committed offsets of both input partitions
+    /// moved past where they are now, while `instance` runs: it processed
+    /// and checkpointed messages of both (and wrote both changelogs).
+    pub fn wait_for_commits_on_both_partitions(&self, instance: &mut Instance) {
+        let committed =
+            |partition| committed_offset(&self.broker, &self.group, self.input.name(), partition);
+        let before = [committed(0), committed(1)];
+        let started = Instant::now();
+        for partition in 0..2 {
+            while committed(partition) <= before[partition as usize] {
+                instance.assert_running();
+                assert!(
+                    started.elapsed() < Duration::from_secs(60),
+                    "no commit on partition {partition} after 60 s:\n{}",
+                    instance.log()
+                );
+                thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
     /// Waits until the group has committed every input message.
     pub fn wait_until_caught_up(&self, instance: &mut Instance) {
         let started = Instant::now();
         for partition in 0..2 {
             let end = self.high_watermark(self.input.name(), partition);
-            while committed_offset(&kafka_broker(), &self.group, self.input.name(), partition)
+            while committed_offset(&self.broker, &self.group, self.input.name(), partition)
                 != Some(end)
             {
                 instance.assert_running();
@@ -134,7 +186,7 @@ impl Job {
     pub fn last_counts(&self) -> Counts {
         let mut last = Counts::new();
         let rows = read_topic(
-            &kafka_broker(),
+            &self.broker,
             &self.output,
             self.outputs(),
             Duration::from_secs(120),
@@ -244,12 +296,14 @@ pub struct Feeder {
 impl Feeder {
     /// Starts feeding `job`'s input; returns once the input topic exists.
     pub fn start(job: &Job, keys: u64) -> Feeder {
-        let input = job.input.clone();
+        let (input, broker) = (job.input.clone(), job.broker.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let (ready, started) = std::sync::mpsc::channel();
         let stopping = Arc::clone(&stop);
         let thread = thread::spawn(move || {
-            let app = kafka_app(&unique("feeder")).build().expect("feeder app");
+            let app = app_at(&broker, &unique("feeder"))
+                .build()
+                .expect("feeder app");
             let producer = app.producer().expect("producer");
             let mut truth = Counts::new();
             let mut i = 0_u64;

@@ -1,0 +1,216 @@
+//! Workloads 1 and 2 end to end against a broker, beside the plain rdkafka
+//! ceiling and Quix Streams on the same input.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use kstreams::{Application, OffsetReset, Topic};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::ToBytes;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+use crate::measure::{cpu_seconds, run_child, sibling_example, Measure, Who};
+use crate::{fresh, progress, purchase, Flags};
+
+/// Produces the purchases into a fresh topic with two partitions.
+pub fn produce_input(broker: &str, flags: &Flags) -> anyhow::Result<String> {
+    let name = fresh("purchases");
+    // The first purchase goes through kstreams, which creates the topic
+    // with two partitions; the rest through a plain rdkafka producer.
+    let app = Application::builder().broker_address(broker).build()?;
+    // Explicit configs: tansu reports only configs set at creation, and
+    // Quix Streams needs `retention.ms` (as in produce_purchases.py).
+    let topic = Topic::<Value>::new(&name)
+        .partitions(2)
+        .config("retention.ms", "-1")
+        .config("retention.bytes", "-1")
+        .config("cleanup.policy", "delete");
+    let (key, value) = purchase(0, flags.keys);
+    let kstreams_producer = app.producer()?;
+    kstreams_producer.send(
+        &topic,
+        Some(&key.into_bytes()),
+        &serde_json::from_slice(&value)?,
+    )?;
+    kstreams_producer.flush()?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let started = Instant::now();
+    for i in 1..flags.messages {
+        let (key, value) = purchase(i, flags.keys);
+        send(&producer, BaseRecord::to(&name).key(&key).payload(&value))?;
+        progress("produce", i + 1, started);
+    }
+    producer.flush(Duration::from_secs(300))?;
+    eprintln!(
+        "produced {} purchases to {name} in {:.1} s",
+        flags.messages,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(name)
+}
+
+/// The ceiling: a plain rdkafka loop that consumes the input and produces
+/// every payload to an output topic, with no state and no framework.
+pub fn ceiling(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    let output = fresh("ceiling-out");
+    // The output topic exists before the clock starts (librdkafka would
+    // wait for it to appear otherwise): created with a marker record.
+    let marker = Topic::<Value>::new(&output).partitions(2);
+    let app = Application::builder().broker_address(broker).build()?;
+    let kstreams_producer = app.producer()?;
+    kstreams_producer.send(&marker, None, &json!({"marker": true}))?;
+    kstreams_producer.flush()?;
+    // Assigned, not subscribed: no group join to wait for.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", fresh("ceiling"))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..2 {
+        assignment.add_partition_offset(input, partition, Offset::Beginning)?;
+    }
+    consumer.assign(&assignment)?;
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "5")
+        .create()?;
+    let mut done = 0;
+    let mut first = None;
+    let mut cpu = 0.0;
+    let mut last_message = Instant::now();
+    while done < flags.messages {
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            anyhow::ensure!(
+                last_message.elapsed() < Duration::from_secs(60),
+                "ceiling: no message for 60 s after {done}"
+            );
+            continue;
+        };
+        last_message = Instant::now();
+        let message = message?;
+        if first.is_none() {
+            first = Some(Instant::now());
+            cpu = cpu_seconds(Who::Process);
+        }
+        let mut record = BaseRecord::to(&output).payload(message.payload().unwrap_or_default());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        send(&producer, record)?;
+        done += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    let first = first.unwrap_or_else(Instant::now);
+    Ok(Measure {
+        messages: done,
+        seconds: first.elapsed().as_secs_f64(),
+        cpu: Some(cpu_seconds(Who::Process) - cpu),
+    })
+}
+
+/// Sends `record`, waiting while the producer's queue is full.
+pub fn send<K, P>(
+    producer: &ThreadedProducer<DefaultProducerContext>,
+    mut record: BaseRecord<'_, K, P>,
+) -> anyhow::Result<()>
+where
+    K: ToBytes + ?Sized,
+    P: ToBytes + ?Sized,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), again)) => {
+                record = again;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((error, _)) => return Err(error.into()),
+        }
+    }
+}
+
+/// kstreams, stateless: JSON filter + apply + to_topic, end to end.
+pub fn e2e_stateless(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    let app = Application::builder()
+        .broker_address(broker)
+        .consumer_group(fresh("stateless"))
+        .auto_offset_reset(OffsetReset::Earliest)
+        .handle_signals(false)
+        // A lone member: tansu holds it for half the session timeout.
+        .consumer_config("session.timeout.ms", "6000")
+        .build()?;
+    let purchases = app.topic::<Value>(input);
+    let big = app.topic::<Value>(fresh("stateless-out"));
+    let first = Arc::new(OnceLock::new());
+    let seen = Arc::new(AtomicU64::new(0));
+    let (first_seen, counter, stop, limit) = (
+        Arc::clone(&first),
+        Arc::clone(&seen),
+        app.stop_handle(),
+        flags.messages,
+    );
+    app.dataframe(&purchases)
+        .update(move |_: &mut Value| {
+            first_seen.get_or_init(|| (Instant::now(), cpu_seconds(Who::Process)));
+            if counter.fetch_add(1, Ordering::Relaxed) + 1 == limit {
+                stop.stop();
+            }
+        })
+        .filter(|p: &Value| p["amount"].as_u64().unwrap_or(0) >= 50)
+        .apply(|p: Value| json!({"user": p["user"], "amount": p["amount"], "big": true}))
+        .to_topic(&big);
+    app.run()?;
+    let (started, cpu) = *first
+        .get()
+        .ok_or_else(|| anyhow::anyhow!("nothing consumed"))?;
+    Ok(Measure {
+        messages: seen.load(Ordering::Relaxed),
+        seconds: started.elapsed().as_secs_f64(),
+        cpu: Some(cpu_seconds(Who::Process) - cpu),
+    })
+}
+
+/// kstreams, stateful: the `count_per_key` example as a child process; CPU
+/// is the whole process's, start-up included.
+pub fn e2e_stateful(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    let state_dir = tempfile::tempdir()?;
+    let binary = sibling_example("count_per_key")?;
+    let mut command = Command::new(binary);
+    command
+        .args(["--broker", broker, "--input", input])
+        .args(["--output", &fresh("counts"), "--group", &fresh("counts")])
+        .arg("--state-dir")
+        .arg(state_dir.path())
+        .args(["--count", &flags.messages.to_string()])
+        .args(["--session-timeout-ms", "6000"])
+        .env("RUST_LOG", "warn");
+    run_child(command, "count_per_key:")
+}
+
+/// Quix Streams on the same input: `../shared/bench/quix_count_per_key.py`.
+pub fn quix(python: &str, broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    let state_dir = tempfile::tempdir()?;
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/quix_count_per_key.py");
+    let mut command = Command::new(python);
+    command
+        .arg(script)
+        .args(["--broker", broker, "--input", input])
+        .args(["--output", &fresh("quix-out"), "--group", &fresh("quix")])
+        .arg("--state-dir")
+        .arg(state_dir.path())
+        .args(["--count", &flags.messages.to_string()]);
+    run_child(command, "quix:")
+}

@@ -1,0 +1,266 @@
+//! The benchmark suite: kstreams against its baselines, measured in one run.
+//! See BENCHMARKS.md for the workloads, the targets and the last figures.
+//!
+//! ```text
+//! cargo run --release --example bench -- [--broker 127.0.0.1:9092] \
+//!     [--messages 300000] [--keys 10000] [--runs 3] [--quix PYTHON] \
+//!     [--recovery-keys 500000] [--broker-recovery-keys 2500] \
+//!     [--memory-keys 10000000] \
+//!     [--workloads driver,e2e,recovery,memory]
+//! ```
+//!
+//! Without `--broker` only the test-driver, memory and embedded-broker
+//! recovery workloads run (no network). With it, the input is produced once into a fresh topic (two
+//! partitions) and every end-to-end workload reads it with a fresh consumer
+//! group: the plain rdkafka ceiling, kstreams stateless, kstreams stateful
+//! (the `count_per_key` example as a child process) and, with `--quix` (a
+//! Python that has quixstreams), Quix Streams on the same input. The
+//! recovery workload seeds a changelog and times its rebuild (see
+//! `recovery.rs`): `--recovery-keys` on the embedded broker, and
+//! `--broker-recovery-keys` on the broker (tansu serves records with
+//! headers slowly: see BENCHMARKS.md).
+
+mod driver;
+mod e2e;
+mod measure;
+mod memory;
+mod recovery;
+
+#[path = "../common/count.rs"]
+mod count;
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use serde_json::json;
+
+use driver::{driver_stateful, driver_stateless};
+use e2e::{ceiling, e2e_stateful, e2e_stateless, produce_input, quix};
+use measure::Measure;
+
+pub struct Flags {
+    pub broker: Option<String>,
+    pub messages: u64,
+    pub keys: u64,
+    pub runs: usize,
+    pub quix: Option<String>,
+    pub recovery_keys: u64,
+    pub broker_recovery_keys: u64,
+    pub memory_keys: u64,
+    pub workloads: Vec<String>,
+}
+
+impl Flags {
+    fn runs(&self, workload: &str) -> bool {
+        self.workloads.iter().any(|name| name == workload)
+    }
+}
+
+fn flags() -> anyhow::Result<Flags> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut flags = Flags {
+        broker: None,
+        messages: 300_000,
+        keys: 10_000,
+        runs: 3,
+        quix: None,
+        recovery_keys: 500_000,
+        broker_recovery_keys: 2_500,
+        memory_keys: 10_000_000,
+        workloads: ["driver", "e2e", "recovery", "memory"]
+            .map(String::from)
+            .to_vec(),
+    };
+    for pair in args.chunks(2) {
+        let [flag, value] = pair else {
+            anyhow::bail!("{} needs a value", pair[0]);
+        };
+        match flag.as_str() {
+            "--broker" => flags.broker = Some(value.clone()),
+            "--messages" => flags.messages = value.parse()?,
+            "--keys" => flags.keys = value.parse()?,
+            "--runs" => flags.runs = value.parse()?,
+            "--quix" => flags.quix = Some(value.clone()),
+            "--recovery-keys" => flags.recovery_keys = value.parse()?,
+            "--broker-recovery-keys" => flags.broker_recovery_keys = value.parse()?,
+            "--memory-keys" => flags.memory_keys = value.parse()?,
+            "--workloads" => flags.workloads = value.split(',').map(String::from).collect(),
+            // `cargo bench` passes this to every bench target.
+            "--bench" => {}
+            other => anyhow::bail!("unknown flag {other}"),
+        }
+    }
+    anyhow::ensure!(
+        flags.messages > 0 && flags.runs > 0,
+        "--messages and --runs must be > 0"
+    );
+    Ok(flags)
+}
+
+/// The purchases of `../shared/bench/produce_purchases.py`.
+pub fn purchase(i: u64, keys: u64) -> (String, Vec<u8>) {
+    let key = format!("user-{}", i % keys);
+    let value = json!({"user": key, "amount": i % 100, "seq": i});
+    (key, value.to_string().into_bytes())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, keys] = args.as_slice() {
+        if flag == memory::CHILD_FLAG {
+            return memory::child(keys.parse()?);
+        }
+    }
+    let flags = flags()?;
+    recovery::install_logger();
+    let mut results = Results::default();
+    for run in 1..=flags.runs {
+        eprintln!("== run {run} of {}", flags.runs);
+        if flags.runs("driver") {
+            results.add("driver stateless", driver_stateless(&flags)?);
+            results.add("driver stateful", driver_stateful(&flags)?);
+        }
+    }
+    if let Some(broker) = &flags.broker {
+        if flags.runs("e2e") {
+            let input = produce_input(broker, &flags)?;
+            for run in 1..=flags.runs {
+                eprintln!("== end-to-end run {run} of {}", flags.runs);
+                results.add("e2e rdkafka ceiling", ceiling(broker, &input, &flags)?);
+                results.add(
+                    "e2e kstreams stateless",
+                    e2e_stateless(broker, &input, &flags)?,
+                );
+                results.add(
+                    "e2e kstreams stateful",
+                    e2e_stateful(broker, &input, &flags)?,
+                );
+                if let Some(python) = &flags.quix {
+                    results.add("e2e quix stateful", quix(python, broker, &input, &flags)?);
+                }
+            }
+        }
+    }
+    if flags.runs("recovery") {
+        for run in 1..=flags.runs {
+            eprintln!("== recovery run {run} of {}", flags.runs);
+            let measured = recovery::run(None, flags.recovery_keys, None)?;
+            results.add("recovery embedded: plain consume", measured.plain);
+            results.add("recovery embedded: kstreams", measured.kstreams);
+            if let Some(broker) = &flags.broker {
+                let keys = flags.broker_recovery_keys;
+                let measured = recovery::run(Some(broker), keys, flags.quix.as_deref())?;
+                results.add("recovery broker: plain consume", measured.plain);
+                results.add("recovery broker: kstreams", measured.kstreams);
+                if let Some(quix) = measured.quix {
+                    results.add("recovery broker: quix", quix);
+                }
+            }
+        }
+    }
+    report(&results.runs);
+    if flags.runs("memory") {
+        eprintln!("== memory: {} keys", flags.memory_keys);
+        let memory = memory::run(flags.memory_keys)?;
+        println!(
+            "memory: {} keys of state in {:.1} s, peak RSS {:.0} MB (target <= 200 MB)",
+            memory.keys, memory.seconds, memory.peak_rss_mb
+        );
+    }
+    Ok(())
+}
+
+/// Every measured run, per workload.
+#[derive(Default)]
+struct Results {
+    runs: BTreeMap<&'static str, Vec<Measure>>,
+}
+
+impl Results {
+    fn add(&mut self, workload: &'static str, measure: Measure) {
+        summary(workload, &measure);
+        self.runs.entry(workload).or_default().push(measure);
+    }
+}
+
+fn summary(name: &str, measure: &Measure) {
+    let cpu = measure
+        .cpu_per_message_us()
+        .map_or(String::new(), |us| format!(", {us:.2} µs CPU/msg"));
+    eprintln!(
+        "{name}: {} messages in {:.2} s = {:.0} msg/s{cpu}",
+        measure.messages,
+        measure.seconds,
+        measure.rate()
+    );
+}
+
+/// Medians of the runs, and the ratios the targets are stated in.
+fn report(results: &BTreeMap<&str, Vec<Measure>>) {
+    let median = |name: &str| -> Option<Measure> {
+        let mut runs = results.get(name)?.clone();
+        runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        Some(runs[runs.len() / 2])
+    };
+    println!("| workload | msg/s (median) | CPU µs/msg |");
+    println!("|---|---:|---:|");
+    for name in results.keys() {
+        if let Some(measure) = median(name) {
+            let cpu = measure
+                .cpu_per_message_us()
+                .map_or("-".to_string(), |us| format!("{us:.2}"));
+            println!("| {name} | {:.0} | {cpu} |", measure.rate());
+        }
+    }
+    let ratio = |a: &str, b: &str, of: fn(&Measure) -> Option<f64>| {
+        let (a, b) = (median(a)?, median(b)?);
+        Some(of(&a)? / of(&b)?)
+    };
+    let rate = |m: &Measure| Some(m.rate());
+    let cpu = |m: &Measure| m.cpu_per_message_us();
+    if let Some(r) = ratio("e2e kstreams stateful", "e2e rdkafka ceiling", rate) {
+        println!("stateful throughput vs ceiling: {r:.2}x (target >= 0.8x)");
+    }
+    if let Some(r) = ratio("e2e kstreams stateless", "e2e rdkafka ceiling", rate) {
+        println!("stateless throughput vs ceiling: {r:.2}x");
+    }
+    if let Some(r) = ratio("e2e quix stateful", "e2e kstreams stateful", cpu) {
+        println!("Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)");
+    }
+    if let Some(r) = ratio("e2e kstreams stateful", "e2e quix stateful", rate) {
+        println!("stateful throughput vs Quix Streams: {r:.1}x");
+    }
+    for broker in ["embedded", "broker"] {
+        let (kstreams, plain) = (
+            format!("recovery {broker}: kstreams"),
+            format!("recovery {broker}: plain consume"),
+        );
+        if let Some(r) = ratio(&kstreams, &plain, rate) {
+            println!("recovery rate vs plain consume ({broker}): {r:.2}x (target >= 0.8x)");
+        }
+    }
+    let seconds = |m: &Measure| Some(m.seconds);
+    if let Some(r) = ratio(
+        "recovery broker: quix",
+        "recovery broker: kstreams",
+        seconds,
+    ) {
+        println!("Quix recovery time / kstreams recovery time: {r:.1} (target >= 10)");
+    }
+}
+
+/// Progress on long runs: a line every million messages.
+pub fn progress(name: &str, done: u64, started: Instant) {
+    if done.is_multiple_of(1_000_000) {
+        let rate = done as f64 / started.elapsed().as_secs_f64();
+        eprintln!("  {name}: {done} messages, {rate:.0} msg/s");
+    }
+}
+
+/// A fresh name for topics and groups of this run.
+pub fn fresh(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    format!("bench-{prefix}-{nanos}")
+}

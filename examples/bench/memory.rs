@@ -1,0 +1,86 @@
+//! Memory with many keys of state: the count pipeline through the test
+//! driver, every message a new key, in a child process of its own so that
+//! its peak RSS is its alone. State lives on disk; what stays in memory is
+//! bounded by `commit_state_bytes` and RocksDB's caches.
+
+use std::process::Command;
+use std::time::Instant;
+
+use kstreams::{Application, TestDriver};
+
+use crate::count::{count_and_sum, Purchase, Totals};
+use crate::{progress, purchase};
+
+/// Flag that makes the bench binary run [`child`] instead of the suite.
+pub const CHILD_FLAG: &str = "--memory-child";
+
+/// What the child measured.
+pub struct Memory {
+    pub keys: u64,
+    pub seconds: f64,
+    pub peak_rss_mb: f64,
+}
+
+/// Runs the child on `keys` keys and reads its summary line.
+pub fn run(keys: u64) -> anyhow::Result<Memory> {
+    let output = Command::new(std::env::current_exe()?)
+        .args([CHILD_FLAG, &keys.to_string()])
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "the memory child failed with {}:\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("memory:"))
+        .ok_or_else(|| anyhow::anyhow!("no summary line in:\n{stdout}"))?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Ok(Memory {
+        keys: words.get(1).unwrap_or(&"").parse()?,
+        seconds: words.get(4).unwrap_or(&"").parse()?,
+        peak_rss_mb: words.get(8).unwrap_or(&"").parse()?,
+    })
+}
+
+/// The child: pushes one message for each of `keys` keys, then prints
+/// `memory: KEYS keys in S s, peak RSS MB MB`.
+pub fn child(keys: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let app = Application::builder()
+        .use_embedded_broker()
+        .state_dir(dir.path())
+        .build()?;
+    let purchases = app.topic::<Purchase>("purchases");
+    let totals = app.topic::<Totals>("totals");
+    app.dataframe(&purchases)
+        .apply_stateful(count_and_sum)
+        .to_topic(&totals);
+    let mut driver = TestDriver::new(&app)?;
+    let started = Instant::now();
+    for i in 0..keys {
+        let (key, value) = purchase(i, keys);
+        driver.push_bytes(&purchases, Some(key.as_bytes()), Some(&value))?;
+        if i.is_multiple_of(10_000) {
+            driver.take_outputs();
+        }
+        progress("memory", i + 1, started);
+    }
+    drop(driver);
+    println!(
+        "memory: {keys} keys in {:.1} s, peak RSS {:.1} MB",
+        started.elapsed().as_secs_f64(),
+        peak_rss_mb()
+    );
+    Ok(())
+}
+
+/// This process's peak resident set size, in MB.
+fn peak_rss_mb() -> f64 {
+    // SAFETY: getrusage only writes into the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    usage.ru_maxrss as f64 / 1024.0
+}

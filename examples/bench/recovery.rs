@@ -1,0 +1,386 @@
+//! Workload 3, recovery: the state of `keys` message keys (two state keys
+//! each, `count` and `total`, as the count pipeline keeps them) is written
+//! straight into a changelog topic, and a fresh instance with an empty
+//! `state_dir` rebuilds it before it processes one new message per
+//! partition. Baselines: a plain consume of the same changelog, and Quix
+//! Streams recovering the same state from its own changelog
+//! (`benches/quix_seed_changelog.py` writes it as Quix would).
+//!
+//! Per input partition p the input holds a "history" message at offset 0,
+//! already counted in the seeded state, and a new one at offset 1; the
+//! group's committed offset is 1. So every seeded record belongs to
+//! committed input and is applied, and the new message must come out with
+//! count 2: the bench checks it.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kstreams::{Application, OffsetReset, Topic, Until};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde_json::{json, Value};
+
+use crate::count::{count_and_sum, Purchase, Totals};
+use crate::e2e::send;
+use crate::fresh;
+use crate::measure::Measure;
+
+/// Partitions of input and changelog on a broker, as in the other
+/// workloads; on the embedded broker more, because librdkafka's mock
+/// cluster keeps only the last 100 000 records or 5 MB of a partition.
+const BROKER_PARTITIONS: i32 = 2;
+const EMBEDDED_PARTITIONS: i32 = 16;
+/// kstreams' changelog record header with the input offset (src/state/changelog.rs).
+const OFFSET_HEADER: &str = "__kstreams_input_offset";
+
+/// The message key of key number `i`, and its input partition.
+fn key(i: u64, partitions: i32) -> (String, i32) {
+    (format!("user-{i}"), (i % partitions as u64) as i32)
+}
+
+/// The seeded total of key number `i`.
+fn total(i: u64) -> u64 {
+    i % 100 + 1
+}
+
+/// A kstreams store key: the message key, length-delimited, then the state
+/// key (src/state/key.rs).
+fn store_key(message_key: &str, state_key: &str) -> Vec<u8> {
+    let mut key = (message_key.len() as u32).to_be_bytes().to_vec();
+    key.extend_from_slice(message_key.as_bytes());
+    key.extend_from_slice(state_key.as_bytes());
+    key
+}
+
+/// Creates the input with a history and a new message per partition, and
+/// commits the history for the app's group.
+fn seed_input(app: &Application, input: &str, partitions: i32) -> anyhow::Result<()> {
+    let topic = Topic::<Value>::new(input)
+        .partitions(partitions)
+        .config("retention.ms", "-1")
+        .config("retention.bytes", "-1")
+        .config("cleanup.policy", "delete");
+    app.producer()?.ensure_topic(&topic)?;
+    let plain = plain_producer(app.bootstrap_servers())?;
+    for partition in 0..partitions {
+        let (key, _) = key(partition as u64, partitions);
+        for _ in 0..2 {
+            let record = BaseRecord::to(input)
+                .partition(partition)
+                .key(&key)
+                .payload(r#"{"amount": 1}"#);
+            send(&plain, record)?;
+        }
+    }
+    plain.flush(Duration::from_secs(60))?;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", app.bootstrap_servers())
+        .set("group.id", app.consumer_group())
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut offsets = TopicPartitionList::new();
+    for partition in 0..partitions {
+        offsets.add_partition_offset(input, partition, Offset::Offset(1))?;
+    }
+    consumer.commit(&offsets, CommitMode::Sync)?;
+    Ok(())
+}
+
+fn plain_producer(broker: &str) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("linger.ms", "50")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?)
+}
+
+/// Writes the changelog of the default store of the app's group on `input`.
+fn seed_changelog(
+    app: &Application,
+    input: &str,
+    keys: u64,
+    partitions: i32,
+) -> anyhow::Result<String> {
+    let name = format!("changelog__{}--{input}--default", app.consumer_group());
+    let changelog = Topic::<Value>::new(&name)
+        .partitions(partitions)
+        .config("cleanup.policy", "compact");
+    app.producer()?.ensure_topic(&changelog)?;
+    let producer = plain_producer(app.bootstrap_servers())?;
+    let started = Instant::now();
+    for i in 0..keys {
+        let (message_key, partition) = key(i, partitions);
+        for (state_key, value) in [("count", 1), ("total", total(i))] {
+            let headers = OwnedHeaders::new().insert(Header {
+                key: OFFSET_HEADER,
+                value: Some(&0i64.to_be_bytes()),
+            });
+            let key = store_key(&message_key, state_key);
+            let value = value.to_string();
+            let record = BaseRecord::to(&name)
+                .partition(partition)
+                .key(&key)
+                .payload(&value)
+                .headers(headers);
+            send(&producer, record)?;
+        }
+    }
+    producer.flush(Duration::from_secs(300))?;
+    eprintln!(
+        "seeded {} changelog records in {:.1} s",
+        keys * 2,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(name)
+}
+
+/// The baseline: a plain consumer reads the whole changelog, with the
+/// fetch setting kstreams' own consumers use (librdkafka's default backs
+/// off for a second whenever its queue is full, which makes the figure
+/// swing between runs).
+fn plain_consume(
+    broker: &str,
+    changelog: &str,
+    records: u64,
+    partitions: i32,
+) -> anyhow::Result<Measure> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", fresh("plain-consume"))
+        .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", "10")
+        .create()?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in 0..partitions {
+        assignment.add_partition_offset(changelog, partition, Offset::Beginning)?;
+    }
+    let started = Instant::now();
+    consumer.assign(&assignment)?;
+    let mut done = 0;
+    while done < records {
+        match consumer.poll(Duration::from_secs(30)) {
+            Some(message) => {
+                message?;
+                done += 1;
+            }
+            None => anyhow::bail!("plain consume: no record for 30 s after {done}"),
+        }
+    }
+    Ok(Measure {
+        messages: done,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu: None,
+    })
+}
+
+/// Timestamps of kstreams' recovery log lines, caught by [`RecoveryLog`].
+#[derive(Default)]
+struct RecoveryTimes {
+    first_start: Option<Instant>,
+    last_end: Option<Instant>,
+    ended: usize,
+}
+
+/// A logger that notes when recoveries start and end, and prints warnings.
+struct RecoveryLog;
+
+fn recovery_times() -> &'static Mutex<RecoveryTimes> {
+    static TIMES: OnceLock<Mutex<RecoveryTimes>> = OnceLock::new();
+    TIMES.get_or_init(Mutex::default)
+}
+
+impl log::Log for RecoveryLog {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if record.level() <= log::Level::Warn {
+            eprintln!("{} {}: {}", record.level(), record.target(), record.args());
+        }
+        if !record.target().starts_with("kstreams") {
+            return;
+        }
+        let line = record.args().to_string();
+        let mut times = recovery_times().lock().unwrap_or_else(|e| e.into_inner());
+        if line.contains("needs recovery") {
+            times.first_start.get_or_insert_with(Instant::now);
+        } else if line.contains("is up to date") {
+            times.last_end = Some(Instant::now());
+            times.ended += 1;
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+/// Installs the logger (once per process).
+pub fn install_logger() {
+    static LOGGER: RecoveryLog = RecoveryLog;
+    if log::set_logger(&LOGGER).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
+/// An app of a fresh group, on `broker` or else the embedded broker, with
+/// an empty `state_dir`.
+fn recovering_app(broker: Option<&str>, state_dir: &Path) -> anyhow::Result<Application> {
+    let builder = Application::builder()
+        .consumer_group(fresh("recovery"))
+        .auto_offset_reset(OffsetReset::Earliest)
+        .state_dir(state_dir)
+        .handle_signals(false)
+        // tansu stalls for seconds under a big fetch: a long session rides
+        // it out (and holds the first join for half of it, before the clock).
+        .consumer_config("session.timeout.ms", "15000")
+        .consumer_config("heartbeat.interval.ms", "1000");
+    let builder = match broker {
+        Some(broker) => builder.broker_address(broker),
+        None => builder.use_embedded_broker(),
+    };
+    Ok(builder.build()?)
+}
+
+/// kstreams rebuilds the state into an empty `state_dir`, then processes
+/// the new messages; checks that they count on top of the seeded state.
+fn kstreams_recovers(
+    app: &Application,
+    input: &str,
+    records: u64,
+    partitions: i32,
+) -> anyhow::Result<Measure> {
+    *recovery_times().lock().unwrap_or_else(|e| e.into_inner()) = RecoveryTimes::default();
+    let purchases = app.topic::<Purchase>(input);
+    let totals = app.topic::<Totals>(fresh("recovery-out"));
+    app.dataframe(&purchases)
+        .apply_stateful(count_and_sum)
+        .to_topic(&totals);
+    let outputs =
+        app.run_until(Until::messages(partitions as u64).or_timeout(Duration::from_secs(600)))?;
+    for row in outputs.values(&totals)? {
+        let i: u64 = row.key.trim_start_matches("user-").parse()?;
+        let expected = json!({"count": 2, "total": total(i) as f64 + 1.0});
+        let got = json!({"count": row.count, "total": row.total});
+        anyhow::ensure!(
+            got == expected,
+            "{}: got {got}, expected {expected}",
+            row.key
+        );
+    }
+    let times = recovery_times().lock().unwrap_or_else(|e| e.into_inner());
+    let (Some(start), Some(end)) = (times.first_start, times.last_end) else {
+        anyhow::bail!("kstreams did not log its recovery");
+    };
+    anyhow::ensure!(
+        times.ended == partitions as usize,
+        "{} of {partitions} partitions recovered",
+        times.ended
+    );
+    Ok(Measure {
+        messages: records,
+        seconds: end.duration_since(start).as_secs_f64(),
+        cpu: None,
+    })
+}
+
+/// The three measures of one recovery run: plain consume, kstreams, and
+/// (given a Python with quixstreams) Quix Streams.
+pub struct Recovery {
+    pub plain: Measure,
+    pub kstreams: Measure,
+    pub quix: Option<Measure>,
+}
+
+/// Seeds `keys` message keys on `broker` (else the embedded broker) and
+/// measures their recovery.
+pub fn run(broker: Option<&str>, keys: u64, quix: Option<&str>) -> anyhow::Result<Recovery> {
+    let records = keys * 2;
+    let partitions = match broker {
+        Some(_) => BROKER_PARTITIONS,
+        None => EMBEDDED_PARTITIONS,
+    };
+    let state_dir = tempfile::tempdir()?;
+    let app = recovering_app(broker, state_dir.path())?;
+    let input = fresh("recovery-in");
+    seed_input(&app, &input, partitions)?;
+    let changelog = seed_changelog(&app, &input, keys, partitions)?;
+    let plain = plain_consume(app.bootstrap_servers(), &changelog, records, partitions)?;
+    let kstreams = kstreams_recovers(&app, &input, records, partitions)?;
+    let quix = match (quix, broker) {
+        (Some(python), Some(broker)) => Some(quix_recovers(python, broker, keys, partitions)?),
+        _ => None,
+    };
+    Ok(Recovery {
+        plain,
+        kstreams,
+        quix,
+    })
+}
+
+/// Quix Streams recovers the same state from a changelog written by
+/// `benches/quix_seed_changelog.py`; timed from its "Beginning recovery
+/// check" log line to "Recovery process complete".
+fn quix_recovers(
+    python: &str,
+    broker: &str,
+    keys: u64,
+    partitions: i32,
+) -> anyhow::Result<Measure> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let (group, input) = (fresh("quix-recovery"), fresh("quix-recovery-in"));
+    let seeded = Command::new(python)
+        .arg(manifest.join("benches/quix_seed_changelog.py"))
+        .args(["--broker", broker, "--group", &group, "--input", &input])
+        .args(["--partitions", &partitions.to_string()])
+        .args(["--keys", &keys.to_string()])
+        .stdout(Stdio::inherit())
+        .status()?;
+    anyhow::ensure!(seeded.success(), "seeding the Quix changelog failed");
+    let state_dir = tempfile::tempdir()?;
+    let output = Command::new(python)
+        .arg(manifest.join("../shared/bench/quix_count_per_key.py"))
+        .args(["--broker", broker, "--group", &group, "--input", &input])
+        .args(["--output", &fresh("quix-recovery-out")])
+        .arg("--state-dir")
+        .arg(state_dir.path())
+        .args(["--count", &partitions.to_string()])
+        .env("QUIXSTREAMS_STATE_LOG_LEVEL", "INFO")
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    anyhow::ensure!(
+        output.status.success(),
+        "Quix failed with {}:\n{stderr}",
+        output.status
+    );
+    let at = |needle: &str| {
+        stderr
+            .lines()
+            .find(|line| line.contains(needle))
+            .and_then(quix_timestamp)
+            .ok_or_else(|| anyhow::anyhow!("no {needle:?} line in Quix's log:\n{stderr}"))
+    };
+    let seconds = at("Recovery process complete")? - at("Beginning recovery check")?;
+    Ok(Measure {
+        messages: keys * 2,
+        seconds,
+        cpu: None,
+    })
+}
+
+/// Seconds since midnight of a Quix log line `[YYYY-mm-dd HH:MM:SS,mmm] ...`.
+fn quix_timestamp(line: &str) -> Option<f64> {
+    let time = line.get(12..24)?;
+    let (hms, millis) = time.split_once(',')?;
+    let mut parts = hms.split(':').map(str::parse::<f64>);
+    let (h, m, s) = (
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+        parts.next()?.ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s + millis.parse::<f64>().ok()? / 1000.0)
+}

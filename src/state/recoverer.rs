@@ -1,0 +1,272 @@
+//! The recoverer: a thread of its own, with its own changelog reader, that
+//! runs every pending [`Recovery`] at once (one reader fetching all their
+//! changelog partitions), so that the poll loop goes on processing the
+//! partitions that need none.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Message};
+
+use super::manager::PartitionState;
+use super::recovery::Recovery;
+use crate::error::{Error, Result};
+
+/// A recovery that ended: the partition's stores, up to date, or why not.
+pub(crate) struct Recovered {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) state: Result<PartitionState>,
+}
+
+/// Runs recoveries on a thread with its own changelog reader.
+pub(crate) struct Recoverer {
+    jobs: Option<Sender<Recovery>>,
+    done: Receiver<Recovered>,
+    /// The recoveries submitted and not yet collected, with their cancel flags.
+    running: HashMap<(Arc<str>, i32), Arc<AtomicBool>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Recoverer {
+    /// Starts the thread. `reader` reads the changelogs; `patience` is how
+    /// long it waits for the broker before failing a recovery.
+    pub(crate) fn start(reader: BaseConsumer, patience: Duration) -> Result<Self> {
+        let (jobs, queue) = crossbeam_channel::unbounded::<Recovery>();
+        let (report, done) = crossbeam_channel::unbounded();
+        let worker = Worker {
+            reader,
+            patience,
+            active: Active {
+                recoveries: Vec::new(),
+                report,
+            },
+        };
+        let thread = std::thread::Builder::new()
+            .name("kstreams-recovery".into())
+            .spawn(move || worker.run(&queue))
+            .map_err(|error| Error::Config {
+                key: "recovery".into(),
+                reason: format!("cannot start the recovery thread: {error}"),
+            })?;
+        Ok(Recoverer {
+            jobs: Some(jobs),
+            done,
+            running: HashMap::new(),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `recovery`; its partition is recovering until
+    /// [`collect`](Self::collect) hands it back or it is cancelled.
+    pub(crate) fn submit(&mut self, recovery: Recovery) {
+        let key = (recovery.topic.clone(), recovery.partition);
+        log::info!(
+            "{}[{}] needs recovery of {} changelog record(s); other partitions go on meanwhile",
+            key.0,
+            key.1,
+            recovery.records()
+        );
+        self.running.insert(key, recovery.cancel_flag());
+        if let Some(jobs) = &self.jobs {
+            // The thread only ends when `jobs` is dropped.
+            let _ = jobs.send(recovery);
+        }
+    }
+
+    /// Stops the recovery of a revoked partition; what it applied so far
+    /// stays in its stores.
+    pub(crate) fn cancel(&mut self, topic: &str, partition: i32) {
+        self.running.retain(|(name, number), cancelled| {
+            let revoked = **name == *topic && *number == partition;
+            if revoked {
+                cancelled.store(true, Ordering::Relaxed);
+            }
+            !revoked
+        });
+    }
+
+    /// The recoveries that ended since the last call (not those cancelled).
+    pub(crate) fn collect(&mut self) -> Vec<Recovered> {
+        let mut ended = Vec::new();
+        while let Ok(recovered) = self.done.try_recv() {
+            let key = (recovered.topic.clone(), recovered.partition);
+            // A recovery cancelled after it ended: its stores just close.
+            if self.running.remove(&key).is_some() {
+                ended.push(recovered);
+            }
+        }
+        ended
+    }
+}
+
+impl Drop for Recoverer {
+    fn drop(&mut self) {
+        for cancelled in self.running.values() {
+            cancelled.store(true, Ordering::Relaxed);
+        }
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// How long one poll of the changelog reader waits: bounds how late a new
+/// recovery or a cancellation is noticed.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// Records read without waiting before the worker looks at its queue again.
+const RUN: usize = 1_000;
+
+/// The recoverer's thread: reads the changelogs of every active recovery
+/// with one consumer and hands each record to its recovery.
+struct Worker {
+    reader: BaseConsumer,
+    /// How long the broker may stay silent before every recovery fails.
+    patience: Duration,
+    active: Active,
+}
+
+impl Worker {
+    /// Runs until the recoverer is dropped.
+    fn run(mut self, queue: &Receiver<Recovery>) {
+        let reader = &self.reader;
+        let mut last_record = Instant::now();
+        loop {
+            if self.active.recoveries.is_empty() {
+                // Idle: wait for work.
+                let Ok(recovery) = queue.recv() else {
+                    return;
+                };
+                last_record = Instant::now();
+                self.active.start(reader, recovery);
+            }
+            for recovery in queue.try_iter() {
+                self.active.start(reader, recovery);
+            }
+            self.active.drop_cancelled(reader);
+            if self.active.recoveries.is_empty() {
+                continue;
+            }
+            match reader.poll(POLL_TIMEOUT) {
+                Some(Ok(message)) => {
+                    last_record = Instant::now();
+                    self.active.apply(reader, &message);
+                    // Records come in runs: take the rest of the run before
+                    // looking for new or cancelled recoveries again.
+                    for _ in 0..RUN {
+                        match reader.poll(Duration::ZERO) {
+                            Some(Ok(message)) => self.active.apply(reader, &message),
+                            Some(Err(error)) => log::warn!("reading changelogs: {error}"),
+                            None => break,
+                        }
+                    }
+                }
+                Some(Err(error)) => log::warn!("reading changelogs: {error}"),
+                None if last_record.elapsed() > self.patience => {
+                    let unavailable_for = last_record.elapsed();
+                    while !self.active.recoveries.is_empty() {
+                        let error = Error::BrokerUnavailable { unavailable_for };
+                        self.active.finish(reader, 0, Err(error));
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// The recoveries under way, and where to report those that end.
+struct Active {
+    recoveries: Vec<Recovery>,
+    report: Sender<Recovered>,
+}
+
+impl Active {
+    /// Adds the changelog partitions of `recovery` to what `reader` reads.
+    fn start(&mut self, reader: &BaseConsumer, recovery: Recovery) {
+        let assigned = recovery.assignment().and_then(|list| {
+            reader
+                .incremental_assign(&list)
+                .map_err(|source| Error::Consume {
+                    source: source.into(),
+                })
+        });
+        self.recoveries.push(recovery);
+        if let Err(error) = assigned {
+            self.finish(reader, self.recoveries.len() - 1, Err(error));
+        }
+    }
+
+    /// Hands a record to the recovery that reads its changelog partition.
+    fn apply(&mut self, reader: &BaseConsumer, message: &BorrowedMessage<'_>) {
+        let (topic, partition) = (message.topic(), message.partition());
+        let Some(index) = self
+            .recoveries
+            .iter()
+            .position(|recovery| recovery.reads(topic, partition))
+        else {
+            // A record fetched before its recovery was cancelled.
+            return;
+        };
+        match self.recoveries[index].apply(topic, message) {
+            Ok(true) if self.recoveries[index].is_done() => self.finish(reader, index, Ok(())),
+            Ok(_) => {}
+            Err(error) => self.finish(reader, index, Err(error)),
+        }
+    }
+
+    /// Ends a recovery: stops reading its changelogs and reports it.
+    fn finish(&mut self, reader: &BaseConsumer, index: usize, result: Result<()>) {
+        let recovery = self.recoveries.swap_remove(index);
+        release(reader, &recovery);
+        let recovered = Recovered {
+            topic: recovery.topic.clone(),
+            partition: recovery.partition,
+            state: result.map(|()| recovery.state),
+        };
+        // The recoverer is gone when nobody listens: nothing to report to.
+        let _ = self.report.send(recovered);
+    }
+
+    /// Drops the recoveries of revoked partitions; their stores close.
+    fn drop_cancelled(&mut self, reader: &BaseConsumer) {
+        let mut index = 0;
+        while index < self.recoveries.len() {
+            if self.recoveries[index].is_cancelled() {
+                let recovery = self.recoveries.swap_remove(index);
+                release(reader, &recovery);
+                log::info!(
+                    "recovery of {}[{}] cancelled: the partition was revoked",
+                    recovery.topic,
+                    recovery.partition
+                );
+            } else {
+                index += 1;
+            }
+        }
+    }
+}
+
+/// Stops reading the changelogs of `recovery`.
+fn release(reader: &BaseConsumer, recovery: &Recovery) {
+    let released = recovery.assignment().and_then(|list| {
+        reader
+            .incremental_unassign(&list)
+            .map_err(|source| Error::Consume {
+                source: source.into(),
+            })
+    });
+    if let Err(error) = released {
+        log::warn!(
+            "releasing the changelogs of {}[{}]: {error}",
+            recovery.topic,
+            recovery.partition
+        );
+    }
+}

@@ -1,0 +1,81 @@
+//! The bench binary starts and finishes on a tiny input: the test-driver
+//! and memory workloads alone, and the end-to-end and recovery workloads
+//! against the test broker.
+//! (The benchmarks themselves are run by hand: see BENCHMARKS.md.)
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+/// The bench example, built by `cargo test` beside the test binaries.
+fn bench_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(|deps| deps.parent()).unwrap();
+    profile.join("examples").join("bench")
+}
+
+fn run_bench(args: &[&str]) -> String {
+    let output = Command::new(bench_binary())
+        .args(args)
+        .output()
+        .expect("the bench example, built by `cargo test`");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    stdout
+}
+
+#[test]
+fn driver_workloads_finish_on_a_tiny_input() {
+    let table = run_bench(&[
+        "--messages",
+        "2000",
+        "--runs",
+        "1",
+        "--workloads",
+        "driver,memory",
+        "--memory-keys",
+        "2000",
+    ]);
+    assert!(table.contains("| driver stateless |"), "{table}");
+    assert!(table.contains("| driver stateful |"), "{table}");
+    assert!(table.contains("memory: 2000 keys of state"), "{table}");
+}
+
+#[test]
+fn end_to_end_workloads_finish_on_a_tiny_input() {
+    let broker = common::kafka_broker();
+    let table = run_bench(&[
+        "--broker",
+        &broker,
+        "--messages",
+        "2000",
+        "--runs",
+        "1",
+        "--workloads",
+        "e2e,recovery",
+        "--recovery-keys",
+        "1000",
+        "--broker-recovery-keys",
+        "500",
+    ]);
+    for workload in [
+        "e2e rdkafka ceiling",
+        "e2e kstreams stateless",
+        "e2e kstreams stateful",
+        "recovery embedded: plain consume",
+        "recovery embedded: kstreams",
+        "recovery broker: plain consume",
+        "recovery broker: kstreams",
+    ] {
+        assert!(table.contains(&format!("| {workload} |")), "{table}");
+    }
+    assert!(table.contains("stateful throughput vs ceiling"), "{table}");
+    assert!(
+        table.contains("recovery rate vs plain consume (broker)"),
+        "{table}"
+    );
+}

@@ -1,0 +1,138 @@
+//! Recovery runs beside processing: a partition whose stores are rebuilt
+//! from the changelog waits for them, while partitions that need no
+//! recovery are processed at once. On librdkafka's mock cluster, whose
+//! brokers can be slowed down one at a time.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{app_at, unique};
+use kstreams::{Application, State, Topic, Until};
+use rdkafka::mocking::{MockCluster, MockCoordinator};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+
+type Mock = MockCluster<'static, DefaultProducerContext>;
+
+/// The broker that leads the changelog of input partition 0 (and nothing
+/// else), so that its recovery alone can be slowed down.
+const SLOW_BROKER: i32 = 2;
+
+/// Produces one message per key, in order, to `partition` of `topic`.
+fn feed(mock: &Mock, topic: &str, partition: i32, keys: &[&str]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .create()
+        .unwrap();
+    for key in keys {
+        let record = BaseRecord::to(topic)
+            .partition(partition)
+            .key(*key)
+            .payload("{}");
+        producer.send(record).map_err(|(error, _)| error).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// An app that counts the messages of each key in state and emits
+/// `{"key", "count"}` for each.
+fn counting_app(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>) {
+    let app = app_at(&mock.bootstrap_servers(), group)
+        .state_dir(state_dir)
+        .build()
+        .unwrap();
+    let (input, output) = (app.topic::<Value>(input_name(group)), output_topic(group));
+    app.dataframe(&input)
+        .apply_stateful(|_, state: &mut State| {
+            let count = state.get::<u64>("count")?.unwrap_or(0) + 1;
+            state.set("count", &count)?;
+            let key = String::from_utf8_lossy(state.message_key()).into_owned();
+            Ok(json!({"key": key, "count": count}))
+        })
+        .to_topic(&output);
+    (app, output)
+}
+
+fn input_name(group: &str) -> String {
+    format!("{group}-in")
+}
+
+fn output_topic(group: &str) -> Topic<Value> {
+    Topic::new(format!("{group}-out"))
+}
+
+/// Runs `app` until it processed `messages`; returns `(key, count)` pairs.
+fn run(app: &Application, output: &Topic<Value>, messages: u64) -> Vec<(String, u64)> {
+    let outputs = app
+        .run_until(Until::messages(messages).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    outputs
+        .values(output)
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            let key = row["key"].as_str().unwrap().to_string();
+            (key, row["count"].as_u64().unwrap())
+        })
+        .collect()
+}
+
+fn pairs(expected: &[(&str, u64)]) -> Vec<(String, u64)> {
+    expected
+        .iter()
+        .map(|(key, count)| (key.to_string(), *count))
+        .collect()
+}
+
+#[test]
+fn partitions_needing_no_recovery_are_processed_while_others_recover() {
+    let group = unique("concurrent-recovery");
+    let (input, output) = (input_name(&group), output_topic(&group).name().to_string());
+    let changelog = format!("changelog__{group}--{input}--default");
+    let mock: Mock = MockCluster::new(2).unwrap();
+    for topic in [&input, &output, &changelog] {
+        mock.create_topic(topic, 2, 1).unwrap();
+        for partition in 0..2 {
+            mock.partition_leader(topic, partition, Some(1)).unwrap();
+        }
+    }
+    mock.partition_leader(&changelog, 0, Some(SLOW_BROKER))
+        .unwrap();
+    mock.coordinator(MockCoordinator::Group(group.clone()), 1)
+        .unwrap();
+    let state_dir = tempfile::tempdir().unwrap();
+
+    // Run 1 counts keys a, b (partition 0) and c, d (partition 1); its last
+    // checkpoint writes the counts to the changelog.
+    feed(&mock, &input, 0, &["a", "b", "a"]);
+    feed(&mock, &input, 1, &["c", "d", "c"]);
+    let (app, out) = counting_app(&mock, &group, state_dir.path());
+    let mut first = run(&app, &out, 6);
+    first.sort();
+    assert_eq!(
+        first,
+        pairs(&[("a", 1), ("a", 2), ("b", 1), ("c", 1), ("c", 2), ("d", 1)])
+    );
+    drop(app);
+
+    // Partition 0 loses its local state, partition 1 keeps it, and the
+    // broker that serves partition 0's changelog answers after 3 s.
+    std::fs::remove_dir_all(state_dir.path().join(&group).join(&input).join("0")).unwrap();
+    feed(&mock, &input, 0, &["a", "b"]);
+    feed(&mock, &input, 1, &["c", "d"]);
+    mock.broker_round_trip_time(SLOW_BROKER, Duration::from_secs(3))
+        .unwrap();
+    let (app, out) = counting_app(&mock, &group, state_dir.path());
+    // Partition 1 is processed while partition 0 still waits for its changelog.
+    assert_eq!(run(&app, &out, 2), pairs(&[("c", 3), ("d", 2)]));
+    drop(app);
+
+    // Once its changelog is served, partition 0 resumes with exact counts.
+    mock.broker_round_trip_time(SLOW_BROKER, Duration::ZERO)
+        .unwrap();
+    let (app, out) = counting_app(&mock, &group, state_dir.path());
+    assert_eq!(run(&app, &out, 2), pairs(&[("a", 3), ("b", 2)]));
+}
