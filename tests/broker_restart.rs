@@ -87,7 +87,8 @@ fn broker_restart_mid_run_loses_nothing() {
     let producer = app.producer().unwrap();
     send_reliably(&producer, &input, 0..20);
 
-    thread::scope(|scope| {
+    // The restarted broker lives until the output is read.
+    let _restarted = thread::scope(|scope| {
         let run = scope.spawn(|| supervise(&app));
         // Wait until the first messages are processed and committed.
         let started = Instant::now();
@@ -102,7 +103,7 @@ fn broker_restart_mid_run_loses_nothing() {
         send_reliably(&producer, &input, 20..30);
         broker.stop();
         thread::sleep(Duration::from_secs(3));
-        let _restarted = Tansu::start(dir.path(), port);
+        let restarted = Tansu::start(dir.path(), port);
         send_reliably(&producer, &input, 30..40);
         // The app catches up with everything the broker holds, then stops.
         let end = high_watermark(&address, input.name());
@@ -126,6 +127,7 @@ fn broker_restart_mid_run_loses_nothing() {
         }
         app.stop_handle().stop();
         run.join().unwrap();
+        restarted
     });
     let stored: BTreeSet<i64> = read_topic(&address, output.name(), 40, Duration::from_secs(60))
         .into_iter()
