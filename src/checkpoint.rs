@@ -1,7 +1,7 @@
 //! The checkpoint: what was processed since the last commit, and the commit
 //! itself, whose order keeps invariant 1 of the design ("offsets last").
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,7 +53,7 @@ pub(crate) struct Checkpoint {
 impl Checkpoint {
     pub(crate) fn new(config: &Config) -> Self {
         Checkpoint {
-            offsets: HashMap::new(),
+            offsets: HashMap::default(),
             pending: 0,
             started: Instant::now(),
             interval: config.commit_interval,

@@ -1,6 +1,6 @@
 //! Runs an application's dataframes with no broker at all.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -127,7 +127,7 @@ impl<'a> TestDriver<'a> {
             stores: app.state_manager_at(state_dir.clone()),
             state_dir,
             outputs: Outputs::default(),
-            next_offsets: HashMap::new(),
+            next_offsets: HashMap::default(),
             buffer: Vec::new(),
             since_checkpoint: 0,
             last_checkpoint: Instant::now(),
@@ -262,14 +262,19 @@ impl<'a> TestDriver<'a> {
             return Err(Error::AlreadyRunning);
         };
         self.buffer.clear();
-        let partition_state = if self.stores.stores_of(&meta.topic).is_empty() {
+        let mut partition_state = if self.stores.stores_of(&meta.topic).is_empty() {
             None
         } else {
             Some(self.stores.open(&meta.topic, meta.partition)?)
         };
-        let result = pipeline.process(&mut meta, value, &mut self.buffer, partition_state);
+        let result = pipeline.process(
+            &mut meta,
+            value,
+            &mut self.buffer,
+            partition_state.as_deref_mut(),
+        );
         self.outputs.processed += 1;
-        if let Some(state) = self.stores.get_mut(&meta.topic, meta.partition) {
+        if let Some(state) = partition_state {
             match &result {
                 Ok(()) => state.absorb(meta.offset),
                 Err(_) => state.discard_message_writes(),

@@ -1,22 +1,35 @@
 //! Workloads 1 and 2 through the test driver: no broker, no network, the
-//! engine's own cost.
+//! engine's own cost. Beside them, their baseline: the same closures in a
+//! plain loop, with no kstreams at all (what any framework must spend at
+//! least).
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use kstreams::{Application, TestDriver, Topic};
 use serde_json::{json, Value};
 
-use crate::count::{count_and_sum, Purchase, Totals};
+use crate::count::{Purchase, Totals};
 use crate::measure::{cpu_seconds, Measure, Who};
 use crate::{progress, purchase, Flags};
+
+/// The stateless workload's filter.
+fn is_big(purchase: &Value) -> bool {
+    purchase["amount"].as_u64().unwrap_or(0) >= 50
+}
+
+/// The stateless workload's apply.
+fn summary(purchase: Value) -> Value {
+    json!({"user": purchase["user"], "amount": purchase["amount"], "big": true})
+}
 
 pub fn driver_stateless(flags: &Flags) -> anyhow::Result<Measure> {
     let app = Application::builder().use_embedded_broker().build()?;
     let purchases = app.topic::<Value>("purchases");
     let big = app.topic::<Value>("big-purchases");
     app.dataframe(&purchases)
-        .filter(|p: &Value| p["amount"].as_u64().unwrap_or(0) >= 50)
-        .apply(|p: Value| json!({"user": p["user"], "amount": p["amount"], "big": true}))
+        .filter(is_big)
+        .apply(summary)
         .to_topic(&big);
     run_driver(&app, &purchases, "driver stateless", flags)
 }
@@ -30,7 +43,7 @@ pub fn driver_stateful(flags: &Flags) -> anyhow::Result<Measure> {
     let purchases = app.topic::<Purchase>("purchases");
     let totals = app.topic::<Totals>("totals");
     app.dataframe(&purchases)
-        .apply_stateful(count_and_sum)
+        .apply_stateful(crate::count::count_and_sum)
         .to_topic(&totals);
     run_driver(&app, &purchases, "driver stateful", flags)
 }
@@ -42,9 +55,7 @@ fn run_driver<V>(
     name: &str,
     flags: &Flags,
 ) -> anyhow::Result<Measure> {
-    let inputs: Vec<(String, Vec<u8>)> = (0..flags.messages.min(1_000_000))
-        .map(|i| purchase(i, flags.keys))
-        .collect();
+    let inputs = inputs(flags);
     let mut driver = TestDriver::new(app)?;
     let cpu = cpu_seconds(Who::Process);
     let started = Instant::now();
@@ -61,4 +72,72 @@ fn run_driver<V>(
         seconds: started.elapsed().as_secs_f64(),
         cpu: Some(cpu_seconds(Who::Process) - cpu),
     })
+}
+
+/// The stateless closures in a plain loop: decode, filter, apply, encode.
+pub fn closures_stateless(flags: &Flags) -> anyhow::Result<Measure> {
+    let mut output = Vec::new();
+    run_closures("closures alone stateless", flags, |_key, value| {
+        let purchase: Value = serde_json::from_slice(value)?;
+        if is_big(&purchase) {
+            output.clear();
+            serde_json::to_writer(&mut output, &summary(purchase))?;
+        }
+        Ok(())
+    })
+}
+
+/// The `count_per_key` closure in a plain loop, with its state in a
+/// `HashMap` in memory (JSON values under key + name, as kstreams stores
+/// them): the cost of the work itself, with no durability at all.
+pub fn closures_stateful(flags: &Flags) -> anyhow::Result<Measure> {
+    let mut state: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut output = Vec::new();
+    run_closures("closures alone stateful", flags, |key, value| {
+        let purchase: Purchase = serde_json::from_slice(value)?;
+        let state_key = |name: &str| [key, name.as_bytes()].concat();
+        let (count_key, total_key) = (state_key("count"), state_key("total"));
+        let count: u64 = match state.get(&count_key) {
+            Some(bytes) => serde_json::from_slice::<u64>(bytes)? + 1,
+            None => 1,
+        };
+        let total: f64 = match state.get(&total_key) {
+            Some(bytes) => serde_json::from_slice::<f64>(bytes)? + purchase.amount,
+            None => purchase.amount,
+        };
+        state.insert(count_key, serde_json::to_vec(&count)?);
+        state.insert(total_key, serde_json::to_vec(&total)?);
+        let key = String::from_utf8_lossy(key).into_owned();
+        output.clear();
+        serde_json::to_writer(&mut output, &Totals { key, count, total })?;
+        Ok(())
+    })
+}
+
+/// Runs `closures` on the purchases, encoded up front.
+fn run_closures(
+    name: &str,
+    flags: &Flags,
+    mut closures: impl FnMut(&[u8], &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<Measure> {
+    let inputs = inputs(flags);
+    let cpu = cpu_seconds(Who::Process);
+    let started = Instant::now();
+    for done in 1..=flags.messages {
+        let (key, value) = &inputs[(done as usize - 1) % inputs.len()];
+        closures(key.as_bytes(), value)?;
+        progress(name, done, started);
+    }
+    Ok(Measure {
+        messages: flags.messages,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu: Some(cpu_seconds(Who::Process) - cpu),
+    })
+}
+
+/// The purchases, encoded: at most a million, reused in turn.
+fn inputs(flags: &Flags) -> Vec<(String, Vec<u8>)> {
+    (0..flags.messages.min(1_000_000))
+        .map(|i| purchase(i, flags.keys))
+        .collect()
 }

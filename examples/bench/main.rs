@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use driver::{driver_stateful, driver_stateless};
+use driver::{closures_stateful, closures_stateless, driver_stateful, driver_stateless};
 use e2e::{ceiling, e2e_stateful, e2e_stateless, produce_input, quix};
 use measure::Measure;
 
@@ -119,6 +119,8 @@ fn main() -> anyhow::Result<()> {
         if flags.runs("driver") {
             results.add("driver stateless", driver_stateless(&flags)?);
             results.add("driver stateful", driver_stateful(&flags)?);
+            results.add("closures alone stateless", closures_stateless(&flags)?);
+            results.add("closures alone stateful", closures_stateful(&flags)?);
         }
     }
     if let Some(broker) = &flags.broker {
@@ -218,6 +220,12 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>) {
     };
     let rate = |m: &Measure| Some(m.rate());
     let cpu = |m: &Measure| m.cpu_per_message_us();
+    for kind in ["stateless", "stateful"] {
+        let (driver, alone) = (format!("driver {kind}"), format!("closures alone {kind}"));
+        if let Some(r) = ratio(&driver, &alone, rate) {
+            println!("driver {kind} vs its closures alone: {r:.2}x");
+        }
+    }
     if let Some(r) = ratio("e2e kstreams stateful", "e2e rdkafka ceiling", rate) {
         println!("stateful throughput vs ceiling: {r:.2}x (target >= 0.8x)");
     }

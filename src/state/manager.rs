@@ -1,9 +1,9 @@
 //! The stores of every partition this instance owns.
 
-use std::collections::hash_map::Entry;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use foldhash::HashMap;
 
 use super::options::RocksDbOptions;
 use super::rocksdb::{destroy, PartitionStore};
@@ -87,7 +87,7 @@ impl StateManager {
                 .map(|(topic, names)| (topic, names.into()))
                 .collect(),
             options,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
         }
     }
 
@@ -111,6 +111,21 @@ impl StateManager {
 
     /// Opens the stores of a partition (a no-op when open).
     pub(crate) fn open(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
+        let is_open = self
+            .partitions
+            .get(topic)
+            .is_some_and(|open| open.contains_key(&partition));
+        if !is_open {
+            return self.open_new(topic, partition);
+        }
+        // Returning `get_mut`'s borrow on one branch only is beyond today's
+        // borrow checker: hence the check above.
+        Ok(self
+            .get_mut(topic, partition)
+            .expect("the partition is open"))
+    }
+
+    fn open_new(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
         let Some((topic, stores)) = self.stores.iter().find(|(name, _)| **name == *topic) else {
             return Err(Error::Config {
                 key: "state".into(),
@@ -118,25 +133,20 @@ impl StateManager {
             });
         };
         let (topic, stores) = (topic.clone(), stores.clone());
-        let open = self.partitions.entry(topic.clone()).or_default();
-        match open.entry(partition) {
-            Entry::Occupied(entry) => Ok(entry.into_mut()),
-            Entry::Vacant(entry) => {
-                let path = partition_path(&self.root, &topic, partition);
-                log::info!(
-                    "opening state of {topic}[{partition}] at {}",
-                    path.display()
-                );
-                let store = PartitionStore::open(&path, &stores, &self.options)?;
-                let transactions = stores.iter().map(|_| Transaction::default()).collect();
-                Ok(entry.insert(PartitionState {
-                    store,
-                    transactions,
-                    stores,
-                    pending_input: None,
-                }))
-            }
-        }
+        let path = partition_path(&self.root, &topic, partition);
+        log::info!(
+            "opening state of {topic}[{partition}] at {}",
+            path.display()
+        );
+        let store = PartitionStore::open(&path, &stores, &self.options)?;
+        let transactions = stores.iter().map(|_| Transaction::default()).collect();
+        let open = self.partitions.entry(topic).or_default();
+        Ok(open.entry(partition).or_insert(PartitionState {
+            store,
+            transactions,
+            stores,
+            pending_input: None,
+        }))
     }
 
     /// Takes a partition's open stores out, for recovery on another thread.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, DB};
 
 use super::options::RocksDbOptions;
 use super::transaction::Transaction;
@@ -36,6 +36,8 @@ pub(crate) struct PartitionStore {
     db: DB,
     path: PathBuf,
     stores: Vec<String>,
+    /// Made once: the rocksdb crate's plain `get` builds and frees one per read.
+    read_options: ReadOptions,
 }
 
 impl PartitionStore {
@@ -78,6 +80,7 @@ impl PartitionStore {
             db,
             path: path.to_path_buf(),
             stores: stores.to_vec(),
+            read_options: ReadOptions::default(),
         })
     }
 
@@ -91,7 +94,7 @@ impl PartitionStore {
     ) -> Result<R> {
         let value = self
             .db
-            .get_pinned_cf(self.family(&self.stores[store]), key)
+            .get_pinned_cf_opt(self.family(&self.stores[store]), key, &self.read_options)
             .map_err(|source| self.failed("read", source))?;
         Ok(read(value.as_deref()))
     }

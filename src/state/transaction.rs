@@ -1,6 +1,6 @@
 //! The updates of one store and partition since the last checkpoint.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// A store's pending writes for one partition: the latest value per key, or
 /// `None` for a delete. A hot key costs one write per checkpoint, however
