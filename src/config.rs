@@ -110,7 +110,7 @@ impl ApplicationBuilder {
                 auto_offset_reset: OffsetReset::Latest,
                 commit_interval: Duration::from_secs(5),
                 commit_every: 0,
-                commit_state_bytes: 64 << 20,
+                commit_state_bytes: 32 << 20,
                 state_dir: PathBuf::from("state"),
                 consumer_config: Vec::new(),
                 producer_config: Vec::new(),
@@ -186,7 +186,7 @@ impl ApplicationBuilder {
     /// however many keys a checkpoint touches (state lives on disk; only a
     /// checkpoint's updates wait in memory).
     ///
-    /// Default: 64 MiB.
+    /// Default: 32 MiB (Kafka Streams caches 10 MB by default).
     ///
     /// # Examples
     ///

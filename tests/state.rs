@@ -228,6 +228,6 @@ fn state_updates_beyond_commit_state_bytes_trigger_a_checkpoint() {
     // Every message's update exceeds one byte: each is checkpointed before
     // the next message is polled.
     assert_eq!(committed_before_third_message(1), Some(2));
-    // With the default budget, nothing is committed before the interval.
-    assert_eq!(committed_before_third_message(64 << 20), None);
+    // With a budget of the default size, nothing is committed before the interval.
+    assert_eq!(committed_before_third_message(32 << 20), None);
 }
