@@ -31,7 +31,7 @@ fn run_bench(args: &[&str]) -> String {
 #[test]
 fn driver_workloads_finish_on_a_tiny_input() {
     let table = run_bench(&[
-        "--messages",
+        "--driver-messages",
         "2000",
         "--runs",
         "1",
@@ -42,6 +42,11 @@ fn driver_workloads_finish_on_a_tiny_input() {
     ]);
     assert!(table.contains("| driver stateless |"), "{table}");
     assert!(table.contains("| driver stateful |"), "{table}");
+    assert!(table.contains("| closures alone stateful |"), "{table}");
+    assert!(
+        table.contains("driver stateful vs its closures alone"),
+        "{table}"
+    );
     assert!(table.contains("memory: 2000 keys of state"), "{table}");
 }
 

@@ -59,7 +59,7 @@ fn run_driver<V>(
     let mut driver = TestDriver::new(app)?;
     let cpu = cpu_seconds(Who::Process);
     let started = Instant::now();
-    for done in 1..=flags.messages {
+    for done in 1..=flags.driver_messages {
         let (key, value) = &inputs[(done as usize - 1) % inputs.len()];
         driver.push_bytes(topic, Some(key.as_bytes()), Some(value))?;
         if done.is_multiple_of(10_000) {
@@ -68,7 +68,7 @@ fn run_driver<V>(
         progress(name, done, started);
     }
     Ok(Measure {
-        messages: flags.messages,
+        messages: flags.driver_messages,
         seconds: started.elapsed().as_secs_f64(),
         cpu: Some(cpu_seconds(Who::Process) - cpu),
     })
@@ -123,13 +123,13 @@ fn run_closures(
     let inputs = inputs(flags);
     let cpu = cpu_seconds(Who::Process);
     let started = Instant::now();
-    for done in 1..=flags.messages {
+    for done in 1..=flags.driver_messages {
         let (key, value) = &inputs[(done as usize - 1) % inputs.len()];
         closures(key.as_bytes(), value)?;
         progress(name, done, started);
     }
     Ok(Measure {
-        messages: flags.messages,
+        messages: flags.driver_messages,
         seconds: started.elapsed().as_secs_f64(),
         cpu: Some(cpu_seconds(Who::Process) - cpu),
     })
@@ -137,7 +137,7 @@ fn run_closures(
 
 /// The purchases, encoded: at most a million, reused in turn.
 fn inputs(flags: &Flags) -> Vec<(String, Vec<u8>)> {
-    (0..flags.messages.min(1_000_000))
+    (0..flags.driver_messages.min(1_000_000))
         .map(|i| purchase(i, flags.keys))
         .collect()
 }

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--broker 127.0.0.1:9092] \
-//!     [--messages 300000] [--keys 10000] [--runs 3] [--quix PYTHON] \
+//!     [--messages 300000] [--driver-messages 1000000] [--keys 10000] \
+//!     [--runs 3] [--quix PYTHON] \
 //!     [--recovery-keys 500000] [--broker-recovery-keys 2500] \
 //!     [--memory-keys 10000000] \
 //!     [--workloads driver,e2e,recovery,memory]
@@ -41,6 +42,8 @@ use measure::Measure;
 pub struct Flags {
     pub broker: Option<String>,
     pub messages: u64,
+    /// Messages of each test-driver run (no broker: many more are cheap).
+    pub driver_messages: u64,
     pub keys: u64,
     pub runs: usize,
     pub quix: Option<String>,
@@ -61,6 +64,7 @@ fn flags() -> anyhow::Result<Flags> {
     let mut flags = Flags {
         broker: None,
         messages: 300_000,
+        driver_messages: 1_000_000,
         keys: 10_000,
         runs: 3,
         quix: None,
@@ -78,6 +82,7 @@ fn flags() -> anyhow::Result<Flags> {
         match flag.as_str() {
             "--broker" => flags.broker = Some(value.clone()),
             "--messages" => flags.messages = value.parse()?,
+            "--driver-messages" => flags.driver_messages = value.parse()?,
             "--keys" => flags.keys = value.parse()?,
             "--runs" => flags.runs = value.parse()?,
             "--quix" => flags.quix = Some(value.clone()),
@@ -91,8 +96,8 @@ fn flags() -> anyhow::Result<Flags> {
         }
     }
     anyhow::ensure!(
-        flags.messages > 0 && flags.runs > 0,
-        "--messages and --runs must be > 0"
+        flags.messages > 0 && flags.driver_messages > 0 && flags.runs > 0,
+        "--messages, --driver-messages and --runs must be > 0"
     );
     Ok(flags)
 }

@@ -43,6 +43,8 @@ pub fn run_child(mut command: Command, prefix: &str) -> anyhow::Result<Measure> 
     let words: Vec<&str> = line.split_whitespace().collect();
     let messages: u64 = words.get(1).unwrap_or(&"").parse()?;
     let seconds: f64 = words.get(4).unwrap_or(&"").parse()?;
+    // A child stopped before its first message reports no time at all.
+    anyhow::ensure!(seconds > 0.0, "{command:?} processed nothing: {line}");
     Ok(Measure {
         messages,
         seconds,

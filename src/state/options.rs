@@ -21,7 +21,8 @@ pub enum Compression {
 /// The defaults keep memory small (state lives on disk, not in memory):
 /// a 16 MiB block cache and 8 MiB write buffers per partition. Data files
 /// carry bloom filters (10 bits a key), so reading a key that has no state
-/// yet rarely touches the disk.
+/// yet rarely touches the disk; filters and indexes are kept in the block
+/// cache, so memory does not grow with the size of the state.
 ///
 /// # Examples
 ///
@@ -100,6 +101,11 @@ impl RocksDbOptions {
         // skips the data files instead of searching each of them, as Kafka
         // Streams' stores do.
         table.set_bloom_filter(10.0, false);
+        // Filters and indexes live in the block cache, so memory stays
+        // within it however big the store grows (those of the newest files
+        // stay pinned there: they are read the most).
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         options.set_block_based_table_factory(&table);
         options
     }
