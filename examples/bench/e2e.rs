@@ -196,7 +196,13 @@ pub fn e2e_stateful(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<
         .args(["--count", &flags.messages.to_string()])
         .args(["--session-timeout-ms", "6000"])
         .env("RUST_LOG", "warn");
-    run_child(command, "count_per_key:")
+    run_child(command, "count_per_key:", child_timeout(flags))
+}
+
+/// How long a processing child may take: start-up and group join, then at
+/// least 1 000 msg/s (Quix Streams does about 2 000 here).
+fn child_timeout(flags: &Flags) -> Duration {
+    Duration::from_secs(120 + flags.messages / 1_000)
 }
 
 /// Quix Streams on the same input: `../shared/bench/quix_count_per_key.py`.
@@ -212,5 +218,5 @@ pub fn quix(python: &str, broker: &str, input: &str, flags: &Flags) -> anyhow::R
         .arg("--state-dir")
         .arg(state_dir.path())
         .args(["--count", &flags.messages.to_string()]);
-    run_child(command, "quix:")
+    run_child(command, "quix:", child_timeout(flags))
 }

@@ -1,8 +1,12 @@
 //! What a workload run measured, and how: wall clock, CPU time of this
 //! process or of a child process, and the child's own summary line.
 
+use std::fs::File;
+use std::io::{Read, Seek};
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 /// One measured run of a workload.
 #[derive(Clone, Copy)]
@@ -23,18 +27,43 @@ impl Measure {
     }
 }
 
-/// Runs a processing child to its end; reads its summary line
+/// Runs a processing child to its end, or kills it after `timeout` (a
+/// stalled broker must not hang the suite); reads its summary line
 /// (`<prefix> N messages in S s = R msg/s`) and its CPU time.
-pub fn run_child(mut command: Command, prefix: &str) -> anyhow::Result<Measure> {
+pub fn run_child(mut command: Command, prefix: &str, timeout: Duration) -> anyhow::Result<Measure> {
+    // Files, not pipes: nobody has to drain them while the child runs.
+    let (mut stdout_file, mut stderr_file) = (tempfile::tempfile()?, tempfile::tempfile()?);
+    command
+        .stdout(Stdio::from(stdout_file.try_clone()?))
+        .stderr(Stdio::from(stderr_file.try_clone()?));
     let cpu = cpu_seconds(Who::Children);
-    let output = command.output()?;
+    let mut child = command.spawn()?;
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if started.elapsed() > timeout {
+            child.kill()?;
+            child.wait()?;
+            break None;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
     let cpu = cpu_seconds(Who::Children) - cpu;
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let read = |file: &mut File| -> anyhow::Result<String> {
+        let mut text = String::new();
+        file.rewind()?;
+        file.read_to_string(&mut text)?;
+        Ok(text)
+    };
+    let (stdout, stderr) = (read(&mut stdout_file)?, read(&mut stderr_file)?);
+    let Some(status) = status else {
+        anyhow::bail!("{command:?} did not finish within {timeout:?}:\n{stdout}\n{stderr}");
+    };
     anyhow::ensure!(
-        output.status.success(),
-        "{command:?} failed with {}:\n{stdout}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+        status.success(),
+        "{command:?} failed with {status}:\n{stdout}\n{stderr}"
     );
     let line = stdout
         .lines()
