@@ -4,6 +4,7 @@
 //! least).
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::Instant;
 
 use kstreams::{Application, TestDriver, Topic};
@@ -36,16 +37,23 @@ pub fn driver_stateless(flags: &Flags) -> anyhow::Result<Measure> {
 
 pub fn driver_stateful(flags: &Flags) -> anyhow::Result<Measure> {
     let dir = tempfile::tempdir()?;
+    let (app, purchases) = stateful_count_app(dir.path())?;
+    run_driver(&app, &purchases, "driver stateful", flags)
+}
+
+/// The `count_per_key` pipeline on the embedded broker, with its state in
+/// `state_dir`; returns the app and its input topic.
+pub fn stateful_count_app(state_dir: &Path) -> anyhow::Result<(Application, Topic<Purchase>)> {
     let app = Application::builder()
         .use_embedded_broker()
-        .state_dir(dir.path())
+        .state_dir(state_dir)
         .build()?;
     let purchases = app.topic::<Purchase>("purchases");
     let totals = app.topic::<Totals>("totals");
     app.dataframe(&purchases)
         .apply_stateful(crate::count::count_and_sum)
         .to_topic(&totals);
-    run_driver(&app, &purchases, "driver stateful", flags)
+    Ok((app, purchases))
 }
 
 /// Pushes the purchases, encoded up front, through the test driver.

@@ -6,9 +6,9 @@
 use std::process::Command;
 use std::time::Instant;
 
-use kstreams::{Application, TestDriver};
+use kstreams::TestDriver;
 
-use crate::count::{count_and_sum, Purchase, Totals};
+use crate::driver::stateful_count_app;
 use crate::{progress, purchase};
 
 /// Flag that makes the bench binary run [`child`] instead of the suite.
@@ -49,15 +49,7 @@ pub fn run(keys: u64) -> anyhow::Result<Memory> {
 /// `memory: KEYS keys in S s, peak RSS MB MB`.
 pub fn child(keys: u64) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let app = Application::builder()
-        .use_embedded_broker()
-        .state_dir(dir.path())
-        .build()?;
-    let purchases = app.topic::<Purchase>("purchases");
-    let totals = app.topic::<Totals>("totals");
-    app.dataframe(&purchases)
-        .apply_stateful(count_and_sum)
-        .to_topic(&totals);
+    let (app, purchases) = stateful_count_app(dir.path())?;
     let mut driver = TestDriver::new(&app)?;
     let started = Instant::now();
     for i in 0..keys {

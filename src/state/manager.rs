@@ -91,12 +91,14 @@ impl StateManager {
         }
     }
 
+    /// The shared name and the store names of input `topic`, if it has stores.
+    fn topic_stores(&self, topic: &str) -> Option<&(Arc<str>, Arc<[String]>)> {
+        self.stores.iter().find(|(name, _)| **name == *topic)
+    }
+
     /// The store names of `topic`; empty when it is processed statelessly.
     pub(crate) fn stores_of(&self, topic: &str) -> &[String] {
-        self.stores
-            .iter()
-            .find(|(name, _)| **name == *topic)
-            .map_or(&[], |(_, stores)| stores)
+        self.topic_stores(topic).map_or(&[], |(_, stores)| stores)
     }
 
     /// Whether any input topic has stores.
@@ -126,7 +128,7 @@ impl StateManager {
     }
 
     fn open_new(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
-        let Some((topic, stores)) = self.stores.iter().find(|(name, _)| **name == *topic) else {
+        let Some((topic, stores)) = self.topic_stores(topic) else {
             return Err(Error::Config {
                 key: "state".into(),
                 reason: format!("topic {topic} has no stateful steps"),
@@ -164,9 +166,7 @@ impl StateManager {
 
     /// The shared name of input `topic`.
     pub(crate) fn topic_name(&self, topic: &str) -> Arc<str> {
-        self.stores
-            .iter()
-            .find(|(name, _)| **name == *topic)
+        self.topic_stores(topic)
             .map_or_else(|| Arc::from(topic), |(name, _)| name.clone())
     }
 

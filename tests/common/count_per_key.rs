@@ -130,16 +130,13 @@ impl Job {
 
     /// Waits until the outputs grow past `before`, while `instance` runs.
     pub fn wait_for_outputs_beyond(&self, before: usize, instance: &mut Instance) {
-        let started = Instant::now();
-        while self.outputs() <= before {
-            instance.assert_running();
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "no new outputs after 60 s:\n{}",
-                instance.log()
-            );
-            thread::sleep(Duration::from_millis(50));
-        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        instance.wait_until(
+            deadline,
+            Duration::from_millis(50),
+            "no new outputs after 60 s",
+            || self.outputs() > before,
+        );
     }
 
     /// Waits until the group's committed offsets of both input partitions
@@ -149,36 +146,25 @@ impl Job {
         let committed =
             |partition| committed_offset(&self.broker, &self.group, self.input.name(), partition);
         let before = [committed(0), committed(1)];
-        let started = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(60);
         for partition in 0..2 {
-            while committed(partition) <= before[partition as usize] {
-                instance.assert_running();
-                assert!(
-                    started.elapsed() < Duration::from_secs(60),
-                    "no commit on partition {partition} after 60 s:\n{}",
-                    instance.log()
-                );
-                thread::sleep(Duration::from_millis(200));
-            }
+            let failure = format!("no commit on partition {partition} after 60 s");
+            instance.wait_until(deadline, Duration::from_millis(200), &failure, || {
+                committed(partition) > before[partition as usize]
+            });
         }
     }
 
     /// Waits until the group has committed every input message.
     pub fn wait_until_caught_up(&self, instance: &mut Instance) {
-        let started = Instant::now();
+        let deadline = Instant::now() + Duration::from_secs(240);
         for partition in 0..2 {
             let end = self.high_watermark(self.input.name(), partition);
-            while committed_offset(&self.broker, &self.group, self.input.name(), partition)
-                != Some(end)
-            {
-                instance.assert_running();
-                assert!(
-                    started.elapsed() < Duration::from_secs(240),
-                    "never caught up to {end} on partition {partition}:\n{}",
-                    instance.log()
-                );
-                thread::sleep(Duration::from_millis(300));
-            }
+            let failure = format!("never caught up to {end} on partition {partition}");
+            instance.wait_until(deadline, Duration::from_millis(300), &failure, || {
+                committed_offset(&self.broker, &self.group, self.input.name(), partition)
+                    == Some(end)
+            });
         }
     }
 
@@ -255,15 +241,29 @@ impl Instance {
 
     /// Waits until the instance logged `needle` at least `times` times.
     pub fn wait_for_log(&mut self, needle: &str, times: usize) {
-        let started = Instant::now();
-        while self.log().matches(needle).count() < times {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let log = self.log.clone();
+        let failure = format!("never logged {needle:?} {times} time(s)");
+        self.wait_until(deadline, Duration::from_millis(100), &failure, || {
+            let logged = std::fs::read_to_string(&log).unwrap_or_default();
+            logged.matches(needle).count() >= times
+        });
+    }
+
+    /// Polls `done` every `interval` until it holds, asserting meanwhile
+    /// that the instance runs; past `deadline`, fails with `failure` and the
+    /// instance's log.
+    fn wait_until(
+        &mut self,
+        deadline: Instant,
+        interval: Duration,
+        failure: &str,
+        mut done: impl FnMut() -> bool,
+    ) {
+        while !done() {
             self.assert_running();
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "never logged {needle:?} {times} time(s):\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(100));
+            assert!(Instant::now() < deadline, "{failure}:\n{}", self.log());
+            thread::sleep(interval);
         }
     }
 
