@@ -185,13 +185,17 @@ fn clear_state_without_changelog_starts_from_empty() {
     assert_eq!(feed_and_run(&app, &input, &output, 6), expected(2));
 }
 
-/// Runs three keyed messages through a stateful step on the embedded
-/// broker, with checkpoints due only by `commit_state_bytes`; returns the
-/// group's committed offset as the third message saw it.
-fn committed_before_third_message(commit_state_bytes: usize) -> Option<i64> {
+/// Runs three keyed messages through a stateful step on `broker` (else the
+/// embedded broker), with checkpoints due only by `commit_state_bytes`;
+/// returns the group's committed offset as the third message saw it.
+fn committed_before_third_message(broker: Option<&str>, commit_state_bytes: usize) -> Option<i64> {
     let dir = tempfile::tempdir().unwrap();
     let group = unique("state-bytes");
-    let app = common::embedded_app(&group)
+    let builder = match broker {
+        Some(broker) => common::app_at(broker, &group),
+        None => common::embedded_app(&group),
+    };
+    let app = builder
         .state_dir(dir.path())
         .commit_interval(Duration::from_secs(3600))
         .commit_state_bytes(commit_state_bytes)
@@ -227,7 +231,17 @@ fn committed_before_third_message(commit_state_bytes: usize) -> Option<i64> {
 fn state_updates_beyond_commit_state_bytes_trigger_a_checkpoint() {
     // Every message's update exceeds one byte: each is checkpointed before
     // the next message is polled.
-    assert_eq!(committed_before_third_message(1), Some(2));
+    assert_eq!(committed_before_third_message(None, 1), Some(2));
     // With a budget of the default size, nothing is committed before the interval.
-    assert_eq!(committed_before_third_message(32 << 20), None);
+    assert_eq!(committed_before_third_message(None, 32 << 20), None);
+}
+
+#[test]
+fn state_updates_beyond_commit_state_bytes_trigger_a_checkpoint_on_the_broker() {
+    let broker = common::kafka_broker();
+    assert_eq!(committed_before_third_message(Some(&broker), 1), Some(2));
+    assert_eq!(
+        committed_before_third_message(Some(&broker), 32 << 20),
+        None
+    );
 }
