@@ -132,6 +132,7 @@ impl Checkpoint {
         }
         // Step 1. State updates to the changelogs.
         if let Some(group) = &self.changelog_group {
+            let mut payload = Vec::new();
             for (topic, partition, state) in stores.partitions_mut() {
                 let Some(next_input) = state.pending_input else {
                     continue;
@@ -145,6 +146,7 @@ impl Checkpoint {
                             key,
                             value,
                             next_input - 1,
+                            &mut payload,
                         )?;
                     }
                 }

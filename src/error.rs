@@ -253,6 +253,20 @@ pub enum Error {
         source: rocksdb::Error,
     },
 
+    /// A changelog record that recovery cannot apply: kstreams did not
+    /// write it (a changelog topic is kstreams' own; see the README).
+    #[error("changelog record at topic {topic} partition {partition} offset {offset}: {reason}")]
+    ChangelogRecord {
+        /// The changelog topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// The offset of the record.
+        offset: i64,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+
     /// Another process holds a state store.
     #[error(
         "state store at {path} is locked by another process: give each instance \

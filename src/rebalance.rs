@@ -133,6 +133,11 @@ impl LoopState {
         Ok(())
     }
 
+    /// Whether a partition is recovering.
+    pub(crate) fn is_recovering(&self) -> bool {
+        self.recoverer.as_ref().is_some_and(Recoverer::is_busy)
+    }
+
     /// Takes back the stores of partitions whose recovery ended and resumes
     /// fetching them.
     ///

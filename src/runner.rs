@@ -28,6 +28,9 @@ use crate::until::Until;
 /// How long one poll waits for a message: bounds how late a stop request,
 /// a due checkpoint or a run limit is noticed.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// The same while partitions recover: bounds how late a partition whose
+/// recovery ended starts to be processed.
+const RECOVERY_POLL_TIMEOUT: Duration = Duration::from_millis(5);
 /// While the broker is away, how often to ask it for metadata to see
 /// whether it is back.
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
@@ -225,15 +228,20 @@ impl PollLoop<'_> {
         let started = Instant::now();
         let mut last_message = started;
         while !stop.is_stopped() && !until.reached(self.processed, started, last_message) {
-            {
+            let timeout = {
                 let mut state = self.state.lock();
                 state.resume_recovered(consumer)?;
+                let timeout = match state.is_recovering() {
+                    true => RECOVERY_POLL_TIMEOUT,
+                    false => POLL_TIMEOUT,
+                };
                 if state.checkpoint.is_due(state.stores.pending_bytes()) {
                     drop(state);
                     self.checkpoint(consumer)?;
                 }
-            }
-            let polled = consumer.poll(POLL_TIMEOUT);
+                timeout
+            };
+            let polled = consumer.poll(timeout);
             // A rebalance callback inside `poll` failed (a store could not be
             // opened or recovered): stop before processing anything more.
             if let Some(error) = self.state.lock().failure.take() {

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{app_at, unique};
-use kstreams::{Application, State, Topic, Until};
+use kstreams::{Application, Error, State, Topic, Until};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -23,15 +23,21 @@ const SLOW_BROKER: i32 = 2;
 
 /// Produces one message per key, in order, to `partition` of `topic`.
 fn feed(mock: &Mock, topic: &str, partition: i32, keys: &[&str]) {
+    let records: Vec<(&str, &str)> = keys.iter().map(|key| (*key, "{}")).collect();
+    feed_records(mock, topic, partition, &records);
+}
+
+/// Produces `(key, payload)` records, in order, to `partition` of `topic`.
+fn feed_records(mock: &Mock, topic: &str, partition: i32, records: &[(&str, &str)]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", mock.bootstrap_servers())
         .create()
         .unwrap();
-    for key in keys {
+    for (key, payload) in records {
         let record = BaseRecord::to(topic)
             .partition(partition)
             .key(*key)
-            .payload("{}");
+            .payload(*payload);
         producer.send(record).map_err(|(error, _)| error).unwrap();
     }
     producer.flush(Duration::from_secs(30)).unwrap();
@@ -135,4 +141,90 @@ fn partitions_needing_no_recovery_are_processed_while_others_recover() {
         .unwrap();
     let (app, out) = counting_app(&mock, &group, state_dir.path());
     assert_eq!(run(&app, &out, 2), pairs(&[("a", 3), ("b", 2)]));
+}
+
+/// An app that sets (`{"set": v}`) or deletes (`{"delete": true}`) state
+/// key "v" of the message key, and emits `{"key", "v"}` after each message.
+fn set_or_delete_app(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>) {
+    let app = app_at(&mock.bootstrap_servers(), group)
+        .state_dir(state_dir)
+        .build()
+        .unwrap();
+    let (input, output) = (app.topic::<Value>(input_name(group)), output_topic(group));
+    app.dataframe(&input)
+        .apply_stateful(|op: Value, state: &mut State| {
+            if let Some(value) = op.get("set") {
+                state.set("v", value)?;
+            }
+            if op.get("delete").is_some() {
+                state.delete("v");
+            }
+            let key = String::from_utf8_lossy(state.message_key()).into_owned();
+            Ok(json!({"key": key, "v": state.get::<Value>("v")?}))
+        })
+        .to_topic(&output);
+    (app, output)
+}
+
+#[test]
+fn a_delete_survives_a_rebuild_and_a_foreign_changelog_record_is_an_error() {
+    let group = unique("rebuild-deletes");
+    let (input, output) = (input_name(&group), output_topic(&group).name().to_string());
+    let changelog = format!("changelog__{group}--{input}--default");
+    let mock: Mock = MockCluster::new(1).unwrap();
+    for topic in [&input, &output, &changelog] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    let state_dir = tempfile::tempdir().unwrap();
+    let rows = |app: &Application, output: &Topic<Value>, messages: u64| {
+        app.run_until(Until::messages(messages).or_timeout(Duration::from_secs(60)))
+            .unwrap()
+            .values(output)
+            .unwrap()
+    };
+
+    // "a" is set then deleted, "b" is set: the changelog ends with a
+    // tombstone for "a".
+    feed_records(
+        &mock,
+        &input,
+        0,
+        &[
+            ("a", r#"{"set": 1}"#),
+            ("b", r#"{"set": 2}"#),
+            ("a", r#"{"delete": true}"#),
+        ],
+    );
+    let (app, out) = set_or_delete_app(&mock, &group, state_dir.path());
+    assert_eq!(
+        rows(&app, &out, 3).last(),
+        Some(&json!({"key": "a", "v": null}))
+    );
+    drop(app);
+
+    // Rebuilt from the changelog, "a" stays deleted and "b" is back.
+    std::fs::remove_dir_all(state_dir.path()).unwrap();
+    feed_records(&mock, &input, 0, &[("a", "{}"), ("b", "{}")]);
+    let (app, out) = set_or_delete_app(&mock, &group, state_dir.path());
+    assert_eq!(
+        rows(&app, &out, 2),
+        [json!({"key": "a", "v": null}), json!({"key": "b", "v": 2})]
+    );
+    drop(app);
+
+    // A record that kstreams did not write (its value cannot start with an
+    // input offset) stops recovery with an error that names it.
+    feed_records(&mock, &input, 0, &[("foreign", "x")]);
+    feed_records(&mock, &changelog, 0, &[("a", "{}")]);
+    std::fs::remove_dir_all(state_dir.path()).unwrap();
+    let (app, _) = set_or_delete_app(&mock, &group, state_dir.path());
+    let error = app
+        .run_until(Until::messages(1).or_timeout(Duration::from_secs(60)))
+        .unwrap_err();
+    match error {
+        Error::ChangelogRecord {
+            topic, partition, ..
+        } => assert_eq!((topic.as_str(), partition), (changelog.as_str(), 0)),
+        other => panic!("expected a ChangelogRecord error, got {other}"),
+    }
 }

@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 
 use kstreams::{Application, OffsetReset, Topic, Until};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
@@ -34,8 +33,13 @@ use crate::measure::Measure;
 /// cluster keeps only the last 100 000 records or 5 MB of a partition.
 const BROKER_PARTITIONS: i32 = 2;
 const EMBEDDED_PARTITIONS: i32 = 16;
-/// kstreams' changelog record header with the input offset (src/state/changelog.rs).
-const OFFSET_HEADER: &str = "__kstreams_input_offset";
+/// A kstreams changelog value (src/state/changelog.rs): the input offset
+/// the update belongs to, then the state value.
+fn changelog_value(input_offset: i64, value: &str) -> Vec<u8> {
+    let mut bytes = input_offset.to_be_bytes().to_vec();
+    bytes.extend_from_slice(value.as_bytes());
+    bytes
+}
 
 /// The message key of key number `i`, and its input partition.
 fn key(i: u64, partitions: i32) -> (String, i32) {
@@ -116,17 +120,12 @@ fn seed_changelog(
     for i in 0..keys {
         let (message_key, partition) = key(i, partitions);
         for (state_key, value) in [("count", 1), ("total", total(i))] {
-            let headers = OwnedHeaders::new().insert(Header {
-                key: OFFSET_HEADER,
-                value: Some(&0i64.to_be_bytes()),
-            });
             let key = store_key(&message_key, state_key);
-            let value = value.to_string();
+            let value = changelog_value(0, &value.to_string());
             let record = BaseRecord::to(&name)
                 .partition(partition)
                 .key(&key)
-                .payload(&value)
-                .headers(headers);
+                .payload(&value);
             send(&producer, record)?;
         }
     }

@@ -145,7 +145,9 @@ impl OutputProducer {
     }
 
     /// Sends a changelog record (`value` `None`: a tombstone) to `partition`
-    /// of `topic`, stamped with the input offset it belongs to.
+    /// of `topic`, stamped with the input offset it belongs to: in the value
+    /// (encoded in `payload`, a buffer reused from record to record), or
+    /// for a tombstone in a header.
     pub(crate) fn send_changelog(
         &self,
         topic: &str,
@@ -153,18 +155,21 @@ impl OutputProducer {
         key: &[u8],
         value: Option<&[u8]>,
         input_offset: i64,
+        payload: &mut Vec<u8>,
     ) -> Result<()> {
-        let headers = OwnedHeaders::new().insert(Header {
-            key: crate::state::OFFSET_HEADER,
-            value: Some(&input_offset.to_be_bytes()),
-        });
-        let mut record = BaseRecord::with_opaque_to(topic, Box::new(Delivery::Changelog))
+        let record = BaseRecord::with_opaque_to(topic, Box::new(Delivery::Changelog))
             .partition(partition)
-            .key(key)
-            .headers(headers);
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
+            .key(key);
+        let record = match value {
+            Some(value) => {
+                crate::state::encode_value(input_offset, value, payload);
+                record.payload(payload.as_slice())
+            }
+            None => record.headers(OwnedHeaders::new().insert(Header {
+                key: crate::state::OFFSET_HEADER,
+                value: Some(&input_offset.to_be_bytes()),
+            })),
+        };
         self.send_record(record)
     }
 

@@ -12,7 +12,8 @@ use crate::error::{Error, Result};
 
 /// One input partition's stores and the updates of the running checkpoint.
 pub(crate) struct PartitionState {
-    pub(crate) store: PartitionStore,
+    /// Shared with the recovery writer while the partition recovers.
+    pub(crate) store: Arc<PartitionStore>,
     pub(crate) transactions: Vec<Transaction>,
     stores: Arc<[String]>,
     /// The offset after the last message processed since the last
@@ -144,7 +145,7 @@ impl StateManager {
         let transactions = stores.iter().map(|_| Transaction::default()).collect();
         let open = self.partitions.entry(topic).or_default();
         Ok(open.entry(partition).or_insert(PartitionState {
-            store,
+            store: Arc::new(store),
             transactions,
             stores,
             pending_input: None,

@@ -9,6 +9,7 @@
 //! partition with the input offset they absorbed, and only then commits the
 //! consumer offsets.
 
+mod batch_writer;
 mod changelog;
 mod handle;
 pub(crate) mod key;
@@ -22,7 +23,7 @@ mod transaction;
 pub use handle::State;
 pub use options::{Compression, RocksDbOptions};
 
-pub(crate) use changelog::{changelog_topic, OFFSET_HEADER};
+pub(crate) use changelog::{changelog_topic, encode_value, OFFSET_HEADER};
 pub(crate) use manager::{group_dir, PartitionState, StateManager};
 pub(crate) use recoverer::{Recovered, Recoverer};
 pub(crate) use recovery::{plan, Plan, Recovery};

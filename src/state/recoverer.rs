@@ -13,6 +13,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 
+use super::batch_writer::{BatchWriter, Written};
 use super::manager::PartitionState;
 use super::recovery::Recovery;
 use crate::error::{Error, Result};
@@ -44,6 +45,7 @@ impl Recoverer {
             patience,
             active: Active {
                 recoveries: Vec::new(),
+                writer: BatchWriter::start()?,
                 report,
             },
         };
@@ -89,6 +91,11 @@ impl Recoverer {
             }
             !revoked
         });
+    }
+
+    /// Whether a recovery is under way.
+    pub(crate) fn is_busy(&self) -> bool {
+        !self.running.is_empty()
     }
 
     /// The recoveries that ended since the last call (not those cancelled).
@@ -181,9 +188,11 @@ impl Worker {
     }
 }
 
-/// The recoveries under way, and where to report those that end.
+/// The recoveries under way, the writer of their batches, and where to
+/// report those that end.
 struct Active {
     recoveries: Vec<Recovery>,
+    writer: BatchWriter,
     report: Sender<Recovered>,
 }
 
@@ -203,7 +212,8 @@ impl Active {
         }
     }
 
-    /// Hands a record to the recovery that reads its changelog partition.
+    /// Hands a record to the recovery that reads its changelog partition,
+    /// and a batch it filled to the writer.
     fn apply(&mut self, reader: &BaseConsumer, message: &BorrowedMessage<'_>) {
         let (topic, partition) = (message.topic(), message.partition());
         let Some(index) = self
@@ -214,15 +224,51 @@ impl Active {
             // A record fetched before its recovery was cancelled.
             return;
         };
-        match self.recoveries[index].apply(topic, message) {
-            Ok(true) if self.recoveries[index].is_done() => self.finish(reader, index, Ok(())),
-            Ok(_) => {}
-            Err(error) => self.finish(reader, index, Err(error)),
+        let write = match self.recoveries[index].apply(topic, message) {
+            Ok(Some(write)) => write,
+            Ok(None) => return,
+            Err(error) => return self.finish(reader, index, Err(error)),
+        };
+        let done = self.recoveries[index].is_done();
+        let previous = self.writer.write(write);
+        self.settle(reader, previous);
+        if done {
+            // Its last batch is the one just handed over.
+            let last = self.writer.wait();
+            self.settle(reader, last);
+            if let Some(index) = self
+                .recoveries
+                .iter()
+                .position(|recovery| recovery.reads(topic, partition))
+            {
+                self.finish(reader, index, Ok(()));
+            }
         }
     }
 
-    /// Ends a recovery: stops reading its changelogs and reports it.
+    /// Fails the recovery whose batch failed to be written.
+    fn settle(&mut self, reader: &BaseConsumer, written: Option<Written>) {
+        let Some(Written {
+            topic,
+            partition,
+            result: Err(error),
+        }) = written
+        else {
+            return;
+        };
+        if let Some(index) = self
+            .recoveries
+            .iter()
+            .position(|recovery| recovery.topic == topic && recovery.partition == partition)
+        {
+            self.finish(reader, index, Err(error));
+        }
+    }
+
+    /// Ends a recovery: stops reading its changelogs and reports it, once
+    /// no batch is being written into its stores.
     fn finish(&mut self, reader: &BaseConsumer, index: usize, result: Result<()>) {
+        let pending = self.writer.wait();
         let recovery = self.recoveries.swap_remove(index);
         release(reader, &recovery);
         let recovered = Recovered {
@@ -232,10 +278,15 @@ impl Active {
         };
         // The recoverer is gone when nobody listens: nothing to report to.
         let _ = self.report.send(recovered);
+        self.settle(reader, pending);
     }
 
     /// Drops the recoveries of revoked partitions; their stores close.
     fn drop_cancelled(&mut self, reader: &BaseConsumer) {
+        if self.recoveries.iter().any(Recovery::is_cancelled) {
+            let pending = self.writer.wait();
+            self.settle(reader, pending);
+        }
         let mut index = 0;
         while index < self.recoveries.len() {
             if self.recoveries[index].is_cancelled() {

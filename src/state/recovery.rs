@@ -15,7 +15,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
-use super::changelog::{changelog_topic, OFFSET_HEADER};
+use super::batch_writer::ChangelogWrite;
+use super::changelog::{changelog_topic, decode_value, OFFSET_HEADER};
 use super::manager::{PartitionState, StateManager};
 use super::rocksdb::ChangelogBatch;
 use crate::error::{Error, Result};
@@ -198,48 +199,64 @@ impl Recovery {
         self.changelogs.iter().all(|range| range.next >= range.end)
     }
 
-    /// Applies one changelog record (of `topic`), in large write batches, each written
-    /// with the changelog offset it reached (and the last one with where
-    /// the input resumes). Records stamped with an input offset at or past
-    /// the committed one belong to a checkpoint that never finished and are
-    /// skipped, so that the state equals the fold of exactly the input
+    /// Applies one changelog record (of `topic`) in large write batches:
+    /// returns a batch when it is full or its changelog is complete, to be
+    /// written with the changelog offset it reaches (and the last one with
+    /// where the input resumes). Records stamped with an input offset at or
+    /// past the committed one belong to a checkpoint that never finished and
+    /// are skipped, so that the state equals the fold of exactly the input
     /// before the committed offset.
-    ///
-    /// Returns `true` when this record completed its changelog.
-    pub(crate) fn apply(&mut self, topic: &str, message: &BorrowedMessage<'_>) -> Result<bool> {
+    pub(crate) fn apply(
+        &mut self,
+        topic: &str,
+        message: &BorrowedMessage<'_>,
+    ) -> Result<Option<ChangelogWrite>> {
         let committed = self.committed;
         let Some(range) = self
             .changelogs
             .iter_mut()
             .find(|range| range.changelog == topic)
         else {
-            return Ok(false);
+            return Ok(None);
         };
         if message.offset() < range.next || range.next >= range.end {
-            return Ok(false);
+            return Ok(None);
         }
         range.next = message.offset() + 1;
-        if belongs_to_committed_input(message, committed) {
+        let (input_offset, value) = match message.payload() {
+            Some(payload) => {
+                let (offset, value) =
+                    decode_value(payload).ok_or_else(|| Error::ChangelogRecord {
+                        topic: topic.to_string(),
+                        partition: self.partition,
+                        offset: message.offset(),
+                        reason: "its value is too short to start with the input offset",
+                    })?;
+                (Some(offset), Some(value))
+            }
+            None => (tombstone_input_offset(message), None),
+        };
+        if belongs_to_committed_input(input_offset, committed) {
             let store = &self.state.store;
-            store.add_to_batch(
-                &mut range.batch,
-                range.store,
-                message.key().unwrap_or_default(),
-                message.payload(),
-            );
+            let key = message.key().unwrap_or_default();
+            store.add_to_batch(&mut range.batch, range.store, key, value);
             range.applied += 1;
         }
         let finished = range.next >= range.end;
-        if range.batch.len() >= BATCH || finished {
-            // The last batch also records where the input resumes.
-            let input = finished.then_some(committed).flatten();
-            let batch = std::mem::take(&mut range.batch);
-            self.state
-                .store
-                .write_changelog_batch(batch, range.store, range.next, input)?;
-            log_progress(range, self.partition, finished);
+        if range.batch.len() < BATCH && !finished {
+            return Ok(None);
         }
-        Ok(finished)
+        log_progress(range, self.partition, finished);
+        Ok(Some(ChangelogWrite {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            store: self.state.store.clone(),
+            batch: std::mem::take(&mut range.batch),
+            store_index: range.store,
+            next_offset: range.next,
+            // The last batch also records where the input resumes.
+            input_offset: finished.then_some(committed).flatten(),
+        }))
     }
 }
 
@@ -264,17 +281,21 @@ fn log_progress(range: &mut Range, partition: i32, finished: bool) {
     }
 }
 
-/// Whether a changelog record belongs to input that was committed (a record
-/// without the offset header predates kstreams' stamping).
-fn belongs_to_committed_input(message: &BorrowedMessage<'_>, committed: Option<i64>) -> bool {
-    let input_offset = message.headers().and_then(|headers| {
+/// The input offset a tombstone belongs to, from its header.
+fn tombstone_input_offset(message: &BorrowedMessage<'_>) -> Option<i64> {
+    message.headers().and_then(|headers| {
         headers
             .iter()
             .find(|header| header.key == OFFSET_HEADER)
             .and_then(|header| header.value)
             .and_then(|value| value.try_into().ok())
             .map(i64::from_be_bytes)
-    });
+    })
+}
+
+/// Whether a changelog record stamped with `input_offset` belongs to input
+/// that was committed (a tombstone without the stamp counts as committed).
+fn belongs_to_committed_input(input_offset: Option<i64>, committed: Option<i64>) -> bool {
     match (input_offset, committed) {
         (Some(offset), Some(committed)) => offset < committed,
         (Some(_), None) => false,

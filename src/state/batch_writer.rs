@@ -1,0 +1,134 @@
+//! The batch writer: a thread that writes recovery's changelog batches into
+//! RocksDB while the recoverer's thread reads the next records, so that
+//! reading the changelog and inserting into the memtables (half of
+//! recovery's work each) overlap.
+//!
+//! One batch is written at a time, in the order handed over: a store's
+//! batches land in changelog order, and once [`BatchWriter::wait`]
+//! returns, no write holds any store.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::rocksdb::{ChangelogBatch, PartitionStore};
+use crate::error::{Error, Result};
+
+/// Changelog records of one store of a recovering partition, with the
+/// changelog offset they reach and, in the last batch, the input offset
+/// processing resumes from.
+pub(crate) struct ChangelogWrite {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) store: Arc<PartitionStore>,
+    pub(crate) batch: ChangelogBatch,
+    pub(crate) store_index: usize,
+    pub(crate) next_offset: i64,
+    pub(crate) input_offset: Option<i64>,
+}
+
+/// How a write ended, and whose it was.
+pub(crate) struct Written {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) result: Result<()>,
+}
+
+/// Hands batches to the writer thread, one at a time.
+pub(crate) struct BatchWriter {
+    jobs: Option<Sender<ChangelogWrite>>,
+    done: Receiver<Written>,
+    /// Whether a batch is being written.
+    in_flight: bool,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl BatchWriter {
+    /// Starts the writer thread.
+    pub(crate) fn start() -> Result<Self> {
+        let (jobs, queue) = crossbeam_channel::bounded::<ChangelogWrite>(1);
+        let (report, done) = crossbeam_channel::bounded(1);
+        let thread = std::thread::Builder::new()
+            .name("kstreams-recovery-writer".into())
+            .spawn(move || {
+                for write in queue {
+                    let (topic, partition) = (write.topic.clone(), write.partition);
+                    // `write` (and its hold on the store) ends here, before
+                    // the report: a waiter may close the store next.
+                    let result = write.write();
+                    let written = Written {
+                        topic,
+                        partition,
+                        result,
+                    };
+                    if report.send(written).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(|error| Error::Config {
+                key: "recovery".into(),
+                reason: format!("cannot start the recovery writer thread: {error}"),
+            })?;
+        Ok(BatchWriter {
+            jobs: Some(jobs),
+            done,
+            in_flight: false,
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands `write` over once the batch before it is written, and returns
+    /// how that one ended.
+    pub(crate) fn write(&mut self, write: ChangelogWrite) -> Option<Written> {
+        let previous = self.wait();
+        let sent = self.jobs.as_ref().map(|jobs| jobs.send(write));
+        if !matches!(sent, Some(Ok(()))) {
+            self.resume_panic();
+        }
+        self.in_flight = true;
+        previous
+    }
+
+    /// Waits for the batch being written, if any, and returns how it ended.
+    pub(crate) fn wait(&mut self) -> Option<Written> {
+        if !std::mem::take(&mut self.in_flight) {
+            return None;
+        }
+        match self.done.recv() {
+            Ok(written) => Some(written),
+            Err(_) => self.resume_panic(),
+        }
+    }
+
+    /// The thread only stops early by panicking (inside RocksDB): carry its
+    /// panic on here, as if the write had run on this thread.
+    fn resume_panic(&mut self) -> ! {
+        drop(self.jobs.take());
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            _ => panic!("the recovery writer thread stopped"),
+        }
+    }
+}
+
+impl Drop for BatchWriter {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl ChangelogWrite {
+    fn write(self) -> Result<()> {
+        self.store.write_changelog_batch(
+            self.batch,
+            self.store_index,
+            self.next_offset,
+            self.input_offset,
+        )
+    }
+}
