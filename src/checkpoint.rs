@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
 use crate::retriable::is_retriable;
-use crate::state::{changelog_topic, StateManager};
+use crate::state::{changelog_topic, keeps_cache, StateManager};
 
 /// How long a checkpoint waits for the broker to acknowledge outputs before
 /// it gives up and tries again at the next one. Long enough for a busy
@@ -39,6 +39,8 @@ pub(crate) struct Checkpoint {
     offsets: HashMap<(Arc<str>, i32), i64>,
     /// Messages processed since the last commit.
     pending: u64,
+    /// `pending` at the last [`is_due`](Self::is_due): unchanged means idle.
+    pending_when_asked: u64,
     started: Instant,
     interval: Duration,
     every: u64,
@@ -55,6 +57,7 @@ impl Checkpoint {
         Checkpoint {
             offsets: HashMap::default(),
             pending: 0,
+            pending_when_asked: 0,
             started: Instant::now(),
             interval: config.commit_interval,
             every: config.commit_every,
@@ -85,14 +88,26 @@ impl Checkpoint {
         self.pending += 1;
     }
 
-    /// Whether the commit interval has passed, `commit_every` messages were
-    /// processed, or the state updates waiting in memory reached
-    /// `commit_state_bytes` since the last commit.
-    pub(crate) fn is_due(&self, pending_state_bytes: usize) -> bool {
-        self.pending > 0
-            && (self.started.elapsed() >= self.interval
-                || (self.every > 0 && self.pending >= self.every)
-                || pending_state_bytes >= self.state_bytes)
+    /// Whether `commit_every` messages were processed, the state updates
+    /// waiting in memory (`pending_state_bytes`) reached
+    /// `commit_state_bytes`, or the commit interval has passed since the
+    /// last commit. Reading the clock costs more than the rest of a
+    /// message's bookkeeping: while messages flow it is read every 64
+    /// messages, and at every call once the loop is idle.
+    pub(crate) fn is_due(&mut self, pending_state_bytes: impl FnOnce() -> usize) -> bool {
+        const CLOCK_EVERY: u64 = 64;
+        let idle = self.pending == self.pending_when_asked;
+        self.pending_when_asked = self.pending;
+        if self.pending == 0 {
+            return false;
+        }
+        if (self.every > 0 && self.pending >= self.every)
+            || pending_state_bytes() >= self.state_bytes
+        {
+            return true;
+        }
+        (idle || self.pending.is_multiple_of(CLOCK_EVERY))
+            && self.started.elapsed() >= self.interval
     }
 
     /// Forbids any further commit: see `poisoned`.
@@ -109,7 +124,8 @@ impl Checkpoint {
     /// 3. Hand each refused message to the producer error callback; unless
     ///    it says skip, stop without committing.
     /// 4. Write each partition's store updates, the changelog offsets they
-    ///    reached and the input offset they absorbed in one RocksDB batch.
+    ///    reached and the input offset they absorbed in one RocksDB batch
+    ///    (the updates then stay in memory as a cache, while they fit).
     /// 5. Commit the consumer offsets, synchronously.
     ///
     /// # Errors
@@ -167,6 +183,7 @@ impl Checkpoint {
         }
         // Step 4. State, with the changelog and input offsets it reached.
         let acknowledged = producer.take_changelog_offsets();
+        let keep_cache = keeps_cache(stores.pending_bytes(), self.state_bytes);
         for (topic, partition, state) in stores.partitions_mut() {
             let changelog_offsets: Vec<Option<i64>> = match &self.changelog_group {
                 Some(group) => state
@@ -181,7 +198,7 @@ impl Checkpoint {
                     .collect(),
                 None => Vec::new(),
             };
-            state.commit(&changelog_offsets)?;
+            state.commit(&changelog_offsets, keep_cache)?;
         }
         // Step 5. Offsets last.
         let offsets = self.offsets_to_commit()?;

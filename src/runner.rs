@@ -235,7 +235,10 @@ impl PollLoop<'_> {
                     true => RECOVERY_POLL_TIMEOUT,
                     false => POLL_TIMEOUT,
                 };
-                if state.checkpoint.is_due(state.stores.pending_bytes()) {
+                let LoopState {
+                    checkpoint, stores, ..
+                } = &mut *state;
+                if checkpoint.is_due(|| stores.pending_bytes()) {
                     drop(state);
                     self.checkpoint(consumer)?;
                 }
@@ -251,7 +254,9 @@ impl PollLoop<'_> {
                 None => {}
                 Some(Ok(message)) => {
                     self.availability.up();
-                    last_message = Instant::now();
+                    if until.watches_idle() {
+                        last_message = Instant::now();
+                    }
                     self.process(&message)?;
                 }
                 Some(Err(error)) => self.on_consumer_error(error)?,

@@ -11,7 +11,7 @@ use crate::dataframe::Pipeline;
 use crate::error::{Error, Field, Result};
 use crate::message::{Headers, Metadata, Output};
 use crate::outputs::Outputs;
-use crate::state::StateManager;
+use crate::state::{keeps_cache, StateManager};
 
 use crate::topic::Topic;
 
@@ -304,8 +304,9 @@ impl TestDriver<'_> {
                 && (self.last_checkpoint.elapsed() >= config.commit_interval
                     || self.stores.pending_bytes() >= config.commit_state_bytes));
         if due {
+            let keep_cache = keeps_cache(self.stores.pending_bytes(), config.commit_state_bytes);
             for (_, _, state) in self.stores.partitions_mut() {
-                state.commit(&[])?;
+                state.commit(&[], keep_cache)?;
             }
             self.since_checkpoint = 0;
             self.last_checkpoint = Instant::now();

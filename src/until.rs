@@ -67,6 +67,12 @@ impl Until {
         Until::default()
     }
 
+    /// Whether it stops on idleness: only then is a message's arrival time
+    /// worth reading the clock for.
+    pub(crate) fn watches_idle(&self) -> bool {
+        self.idle.is_some()
+    }
+
     pub(crate) fn reached(&self, processed: u64, started: Instant, last_message: Instant) -> bool {
         self.messages.is_some_and(|count| processed >= count)
             || self

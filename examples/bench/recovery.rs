@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use crate::count::{count_and_sum, Purchase, Totals};
 use crate::e2e::send;
 use crate::fresh;
-use crate::measure::Measure;
+use crate::measure::{cpu_seconds, Measure, Who};
 
 /// Partitions of input and changelog on a broker, as in the other
 /// workloads; on the embedded broker more, because librdkafka's mock
@@ -158,7 +158,7 @@ fn plain_consume(
     for partition in 0..partitions {
         assignment.add_partition_offset(changelog, partition, Offset::Beginning)?;
     }
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), cpu_seconds(Who::Process));
     consumer.assign(&assignment)?;
     let mut done = 0;
     while done < records {
@@ -173,15 +173,16 @@ fn plain_consume(
     Ok(Measure {
         messages: done,
         seconds: started.elapsed().as_secs_f64(),
-        cpu: None,
+        cpu: Some(cpu_seconds(Who::Process) - cpu),
     })
 }
 
 /// Timestamps of kstreams' recovery log lines, caught by [`RecoveryLog`].
 #[derive(Default)]
 struct RecoveryTimes {
-    first_start: Option<Instant>,
-    last_end: Option<Instant>,
+    /// When the first recovery started, and the process's CPU seconds then.
+    first_start: Option<(Instant, f64)>,
+    last_end: Option<(Instant, f64)>,
     ended: usize,
 }
 
@@ -207,10 +208,11 @@ impl log::Log for RecoveryLog {
         }
         let line = record.args().to_string();
         let mut times = recovery_times().lock().unwrap_or_else(|e| e.into_inner());
+        let now = || (Instant::now(), cpu_seconds(Who::Process));
         if line.contains("needs recovery") {
-            times.first_start.get_or_insert_with(Instant::now);
+            times.first_start.get_or_insert_with(now);
         } else if line.contains("is up to date") {
-            times.last_end = Some(Instant::now());
+            times.last_end = Some(now());
             times.ended += 1;
         }
     }
@@ -282,8 +284,10 @@ fn kstreams_recovers(
     );
     Ok(Measure {
         messages: records,
-        seconds: end.duration_since(start).as_secs_f64(),
-        cpu: None,
+        seconds: end.0.duration_since(start.0).as_secs_f64(),
+        // The process's CPU, also the embedded broker's and the input
+        // consumer's: as in the plain consume.
+        cpu: Some(end.1 - start.1),
     })
 }
 

@@ -46,20 +46,28 @@ impl PartitionState {
             .for_each(Transaction::undo_message);
     }
 
-    /// About how much memory the checkpoint's updates hold.
+    /// About how much memory the checkpoint's updates (and the cache of
+    /// earlier ones) hold.
     pub(crate) fn pending_bytes(&self) -> usize {
         self.transactions.iter().map(Transaction::bytes).sum()
     }
 
     /// Writes the checkpoint's updates with the changelog offsets they
-    /// reached, in one batch, and starts a new checkpoint.
-    pub(crate) fn commit(&mut self, changelog_offsets: &[Option<i64>]) -> Result<()> {
+    /// reached, in one batch, and starts a new checkpoint; with
+    /// `keep_cache` the updates stay in memory as a cache of the store.
+    pub(crate) fn commit(
+        &mut self,
+        changelog_offsets: &[Option<i64>],
+        keep_cache: bool,
+    ) -> Result<()> {
         if self.pending_input.is_none() && self.transactions.iter().all(Transaction::is_empty) {
             return Ok(());
         }
         self.store
             .commit(&self.transactions, changelog_offsets, self.pending_input)?;
-        self.transactions.iter_mut().for_each(Transaction::clear);
+        for transaction in &mut self.transactions {
+            transaction.checkpointed(keep_cache);
+        }
         self.pending_input = None;
         Ok(())
     }
@@ -199,8 +207,8 @@ impl StateManager {
         })
     }
 
-    /// About how much memory the checkpoint's updates of every open
-    /// partition hold.
+    /// About how much memory the checkpoint's updates (and the cache of
+    /// earlier ones) of every open partition hold.
     pub(crate) fn pending_bytes(&self) -> usize {
         self.partitions
             .values()
@@ -223,4 +231,12 @@ fn partition_path(root: &Path, topic: &str, partition: i32) -> PathBuf {
 /// The directory of a consumer group's state under `state_dir`.
 pub(crate) fn group_dir(state_dir: &Path, group: &str) -> PathBuf {
     state_dir.join(group)
+}
+
+/// Whether the updates written by a checkpoint stay in memory as a cache of
+/// the stores: while all of them (`pending_bytes` over every partition)
+/// take at most half of `commit_state_bytes`, so that new updates still
+/// have the other half before they force a checkpoint.
+pub(crate) fn keeps_cache(pending_bytes: usize, commit_state_bytes: usize) -> bool {
+    pending_bytes <= commit_state_bytes / 2
 }

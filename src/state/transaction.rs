@@ -6,12 +6,18 @@ use foldhash::HashMap;
 /// `None` for a delete. A hot key costs one write per checkpoint, however
 /// many messages touched it.
 ///
+/// After a checkpoint its entries stay, while they fit, as a cache of what
+/// RocksDB now holds: a key touched in every checkpoint interval is then
+/// read from memory, not from RocksDB.
+///
 /// The current message's writes are kept apart until it succeeds, so that
 /// a failed message is undone by dropping them, and a successful one moves
 /// them over without copying.
 #[derive(Debug, Default)]
 pub(crate) struct Transaction {
-    updates: HashMap<Vec<u8>, Option<Vec<u8>>>,
+    updates: HashMap<Vec<u8>, Entry>,
+    /// How many entries of `updates` were written since the last checkpoint.
+    written: usize,
     /// The current message's writes, one entry per key (few per message).
     message: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// About how much memory `updates` holds.
@@ -19,6 +25,14 @@ pub(crate) struct Transaction {
     /// Emptied buffers of replaced keys and values, reused for new writes:
     /// a hot key costs no allocation.
     spare: Vec<Vec<u8>>,
+}
+
+/// A key's latest value, and whether the next checkpoint must write it
+/// (else it is what RocksDB holds).
+#[derive(Debug)]
+struct Entry {
+    value: Option<Vec<u8>>,
+    written: bool,
 }
 
 /// How many spare buffers a transaction keeps, and how big one may be.
@@ -36,7 +50,7 @@ impl Transaction {
     pub(crate) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
         match self.message.iter().find(|(written, _)| written == key) {
             Some((_, value)) => Some(value.as_deref()),
-            None => self.updates.get(key).map(Option::as_deref),
+            None => self.updates.get(key).map(|entry| entry.value.as_deref()),
         }
     }
 
@@ -78,15 +92,20 @@ impl Transaction {
         for (key, value) in message.drain(..) {
             self.bytes += value_len(&value);
             match self.updates.get_mut(&key) {
-                Some(slot) => {
-                    self.bytes -= value_len(slot);
-                    let old = std::mem::replace(slot, value);
+                Some(entry) => {
+                    self.bytes -= value_len(&entry.value);
+                    let old = std::mem::replace(&mut entry.value, value);
+                    if !std::mem::replace(&mut entry.written, true) {
+                        self.written += 1;
+                    }
                     self.recycle(key);
                     old.into_iter().for_each(|old| self.recycle(old));
                 }
                 None => {
                     self.bytes += key.len() + ENTRY_OVERHEAD;
-                    self.updates.insert(key, value);
+                    self.written += 1;
+                    let written = true;
+                    self.updates.insert(key, Entry { value, written });
                 }
             }
         }
@@ -103,26 +122,37 @@ impl Transaction {
         self.message = message;
     }
 
-    /// About how much memory the checkpoint's updates hold.
+    /// About how much memory the checkpoint's updates and the cache hold.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
 
+    /// Whether nothing was written since the last checkpoint.
     pub(crate) fn is_empty(&self) -> bool {
-        self.updates.is_empty() && self.message.is_empty()
+        self.written == 0 && self.message.is_empty()
     }
 
     /// The checkpoint's updates (of messages that were kept).
     pub(crate) fn updates(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
         self.updates
             .iter()
-            .map(|(key, value)| (key.as_slice(), value.as_deref()))
+            .filter(|(_, entry)| entry.written)
+            .map(|(key, entry)| (key.as_slice(), entry.value.as_deref()))
     }
 
-    pub(crate) fn clear(&mut self) {
-        self.updates.clear();
+    /// The updates are in RocksDB: they stay as its cache with
+    /// `keep_cache`, else they go.
+    pub(crate) fn checkpointed(&mut self, keep_cache: bool) {
+        if keep_cache {
+            self.updates
+                .values_mut()
+                .for_each(|entry| entry.written = false);
+        } else {
+            self.updates.clear();
+            self.bytes = 0;
+        }
+        self.written = 0;
         self.message.clear();
-        self.bytes = 0;
     }
 }
 
@@ -174,7 +204,31 @@ mod tests {
         tx.delete(b"key".to_vec());
         tx.keep_message();
         assert_eq!(tx.bytes(), 3 + ENTRY_OVERHEAD);
-        tx.clear();
+        tx.checkpointed(true);
+        assert_eq!(tx.bytes(), 3 + ENTRY_OVERHEAD, "the cache holds it");
+        tx.checkpointed(false);
         assert_eq!(tx.bytes(), 0);
+    }
+
+    #[test]
+    fn after_a_checkpoint_updates_stay_as_a_cache_and_are_not_written_again() {
+        let mut tx = Transaction::default();
+        tx.put(b"a".to_vec(), b"1".to_vec());
+        tx.delete(b"b".to_vec());
+        tx.keep_message();
+        tx.checkpointed(true);
+        assert!(tx.is_empty());
+        assert_eq!(tx.updates().count(), 0, "nothing new to write");
+        assert_eq!(tx.get(b"a"), Some(Some(&b"1"[..])), "read from memory");
+        assert_eq!(tx.get(b"b"), Some(None), "known deleted");
+        tx.put(b"a".to_vec(), b"2".to_vec());
+        tx.keep_message();
+        assert!(!tx.is_empty());
+        assert_eq!(
+            tx.updates().collect::<Vec<_>>(),
+            [(&b"a"[..], Some(&b"2"[..]))]
+        );
+        tx.checkpointed(false);
+        assert_eq!(tx.get(b"a"), None, "the cache is dropped");
     }
 }
