@@ -12,20 +12,19 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::rocksdb::{ChangelogBatch, PartitionStore};
+use rocksdb::WriteBatch;
+
+use super::rocksdb::PartitionStore;
 use crate::error::{Error, Result};
 
-/// Changelog records of one store of a recovering partition, with the
-/// changelog offset they reach and, in the last batch, the input offset
-/// processing resumes from.
+/// Changelog records of a recovering partition's store, with the changelog
+/// offset they reach and, in the last batch, the input offset processing
+/// resumes from (made by `PartitionStore::changelog_write`).
 pub(crate) struct ChangelogWrite {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) store: Arc<PartitionStore>,
-    pub(crate) batch: ChangelogBatch,
-    pub(crate) store_index: usize,
-    pub(crate) next_offset: i64,
-    pub(crate) input_offset: Option<i64>,
+    pub(crate) batch: WriteBatch,
 }
 
 /// How a write ended, and whose it was.
@@ -124,11 +123,6 @@ impl Drop for BatchWriter {
 
 impl ChangelogWrite {
     fn write(self) -> Result<()> {
-        self.store.write_changelog_batch(
-            self.batch,
-            self.store_index,
-            self.next_offset,
-            self.input_offset,
-        )
+        self.store.write(self.batch)
     }
 }

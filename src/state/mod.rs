@@ -11,6 +11,7 @@
 
 mod batch_writer;
 mod changelog;
+mod changelog_batch;
 mod handle;
 pub(crate) mod key;
 mod manager;

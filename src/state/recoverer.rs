@@ -3,7 +3,7 @@
 //! changelog partitions), so that the poll loop goes on processing the
 //! partitions that need none.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -47,6 +47,7 @@ impl Recoverer {
                 recoveries: Vec::new(),
                 writer: BatchWriter::start()?,
                 report,
+                known_topics: HashSet::new(),
             },
         };
         let thread = std::thread::Builder::new()
@@ -127,6 +128,8 @@ impl Drop for Recoverer {
 /// How long one poll of the changelog reader waits: bounds how late a new
 /// recovery or a cancellation is noticed.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How long the reader waits for a changelog topic's metadata.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Records read without waiting before the worker looks at its queue again.
 const RUN: usize = 1_000;
 
@@ -194,11 +197,26 @@ struct Active {
     recoveries: Vec<Recovery>,
     writer: BatchWriter,
     report: Sender<Recovered>,
+    /// Changelog topics whose metadata the reader has fetched.
+    known_topics: HashSet<String>,
 }
 
 impl Active {
     /// Adds the changelog partitions of `recovery` to what `reader` reads.
     fn start(&mut self, reader: &BaseConsumer, recovery: Recovery) {
+        // librdkafka looks up the leaders of a topic it has no metadata
+        // for on a 1 s timer: asked up front, the first fetch goes out at once.
+        for topic in recovery.changelog_topics() {
+            if self.known_topics.contains(topic) {
+                continue;
+            }
+            match reader.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+                Ok(_) => {
+                    self.known_topics.insert(topic.to_string());
+                }
+                Err(error) => log::debug!("metadata of {topic}: {error}"),
+            }
+        }
         let assigned = recovery.assignment().and_then(|list| {
             reader
                 .incremental_assign(&list)

@@ -17,8 +17,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use super::batch_writer::ChangelogWrite;
 use super::changelog::{changelog_topic, decode_value, OFFSET_HEADER};
+use super::changelog_batch::ChangelogBatch;
 use super::manager::{PartitionState, StateManager};
-use super::rocksdb::ChangelogBatch;
 use crate::error::{Error, Result};
 
 /// Records applied per RocksDB write batch during recovery.
@@ -189,6 +189,11 @@ impl Recovery {
         Ok(list)
     }
 
+    /// The changelog topics it reads.
+    pub(crate) fn changelog_topics(&self) -> impl Iterator<Item = &str> {
+        self.changelogs.iter().map(|range| range.changelog.as_str())
+    }
+
     /// Whether a record of `topic`/`partition` belongs to this recovery.
     pub(crate) fn reads(&self, topic: &str, partition: i32) -> bool {
         partition == self.partition && self.changelogs.iter().any(|range| range.changelog == topic)
@@ -237,9 +242,7 @@ impl Recovery {
             None => (tombstone_input_offset(message), None),
         };
         if belongs_to_committed_input(input_offset, committed) {
-            let store = &self.state.store;
-            let key = message.key().unwrap_or_default();
-            store.add_to_batch(&mut range.batch, range.store, key, value);
+            range.batch.add(message.key().unwrap_or_default(), value);
             range.applied += 1;
         }
         let finished = range.next >= range.end;
@@ -247,15 +250,16 @@ impl Recovery {
             return Ok(None);
         }
         log_progress(range, self.partition, finished);
+        // The last batch also records where the input resumes.
+        let input = finished.then_some(committed).flatten();
+        let store = &self.state.store;
+        let batch = store.changelog_write(&range.batch, range.store, range.next, input);
+        range.batch.clear();
         Ok(Some(ChangelogWrite {
             topic: self.topic.clone(),
             partition: self.partition,
-            store: self.state.store.clone(),
-            batch: std::mem::take(&mut range.batch),
-            store_index: range.store,
-            next_offset: range.next,
-            // The last batch also records where the input resumes.
-            input_offset: finished.then_some(committed).flatten(),
+            store: store.clone(),
+            batch,
         }))
     }
 }

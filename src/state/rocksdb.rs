@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, DB};
 
+use super::changelog_batch::ChangelogBatch;
 use super::options::RocksDbOptions;
 use super::transaction::Transaction;
 use crate::error::{Error, Result};
@@ -17,19 +18,6 @@ const META: &str = "__kstreams";
 const INPUT_OFFSET: &[u8] = b"input-offset";
 /// How long to wait for another process to release the store's lock.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
-
-/// Changelog records on their way into a store during recovery.
-#[derive(Default)]
-pub(crate) struct ChangelogBatch {
-    batch: WriteBatch,
-    records: usize,
-}
-
-impl ChangelogBatch {
-    pub(crate) fn len(&self) -> usize {
-        self.records
-    }
-}
 
 /// One partition's stores.
 pub(crate) struct PartitionStore {
@@ -140,41 +128,36 @@ impl PartitionStore {
             .map_err(|source| self.failed("write", source))
     }
 
-    /// Adds a changelog record for store number `store` to `batch`: a put,
-    /// or a delete for a tombstone (`None`).
-    pub(crate) fn add_to_batch(
+    /// The RocksDB batch that writes `records` of store number `store`
+    /// (in key order, the last record of each key), the changelog offset
+    /// they reached and, at the end of a recovery, the input offset
+    /// processing resumes from.
+    pub(crate) fn changelog_write(
         &self,
-        batch: &mut ChangelogBatch,
-        store: usize,
-        key: &[u8],
-        value: Option<&[u8]>,
-    ) {
-        let family = self.family(&self.stores[store]);
-        write_updates(&mut batch.batch, family, [(key, value)].into_iter());
-        batch.records += 1;
-    }
-
-    /// Writes changelog records of store number `store` together with the
-    /// changelog offset they reached and, at the end of a recovery, the
-    /// input offset processing resumes from.
-    pub(crate) fn write_changelog_batch(
-        &self,
-        mut batch: ChangelogBatch,
+        records: &ChangelogBatch,
         store: usize,
         next_offset: i64,
         input_offset: Option<i64>,
-    ) -> Result<()> {
+    ) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        let family = self.family(&self.stores[store]);
+        write_updates(&mut batch, family, records.in_key_order().into_iter());
         let meta = self.family(META);
-        batch.batch.put_cf(
+        batch.put_cf(
             meta,
             changelog_key(&self.stores[store]),
             next_offset.to_be_bytes(),
         );
         if let Some(offset) = input_offset {
-            batch.batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
+            batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
         }
+        batch
+    }
+
+    /// Writes a batch made by [`changelog_write`](Self::changelog_write).
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
         self.db
-            .write(batch.batch)
+            .write(batch)
             .map_err(|source| self.failed("write", source))
     }
 
