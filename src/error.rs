@@ -253,8 +253,9 @@ pub enum Error {
         source: rocksdb::Error,
     },
 
-    /// A changelog record that recovery cannot apply: kstreams did not
-    /// write it (a changelog topic is kstreams' own; see the README).
+    /// A changelog record that recovery cannot apply: its value is too
+    /// short to start with the input offset, so kstreams did not write it
+    /// (a changelog topic is kstreams' own; see the README).
     #[error("changelog record at topic {topic} partition {partition} offset {offset}: {reason}")]
     ChangelogRecord {
         /// The changelog topic.

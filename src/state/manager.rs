@@ -61,6 +61,12 @@ impl PartitionState {
         keep_cache: bool,
     ) -> Result<()> {
         if self.pending_input.is_none() && self.transactions.iter().all(Transaction::is_empty) {
+            // Nothing to write; a cache that no longer fits goes all the same.
+            if !keep_cache {
+                for transaction in &mut self.transactions {
+                    transaction.checkpointed(false);
+                }
+            }
             return Ok(());
         }
         self.store
@@ -239,4 +245,25 @@ pub(crate) fn group_dir(state_dir: &Path, group: &str) -> PathBuf {
 /// have the other half before they force a checkpoint.
 pub(crate) fn keeps_cache(pending_bytes: usize, commit_state_bytes: usize) -> bool {
     pending_bytes <= commit_state_bytes / 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_over_budget_drops_the_cache_of_idle_partitions_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
+        let mut manager = StateManager::new(dir.path().into(), stores, RocksDbOptions::default());
+        let state = manager.open("in", 0).unwrap();
+        state.transactions[0].put(b"k".to_vec(), b"v".to_vec());
+        state.absorb(0);
+        state.commit(&[], true).unwrap();
+        assert!(state.pending_bytes() > 0, "kept as a cache");
+        // Nothing new in this partition, and the checkpoint is over budget.
+        state.commit(&[], false).unwrap();
+        assert_eq!(state.pending_bytes(), 0);
+        assert_eq!(state.transactions[0].get(b"k"), None);
+    }
 }

@@ -206,15 +206,12 @@ impl Active {
     fn start(&mut self, reader: &BaseConsumer, recovery: Recovery) {
         // librdkafka looks up the leaders of a topic it has no metadata
         // for on a 1 s timer: asked up front, the first fetch goes out at once.
+        // Asked once per topic: if it fails, the timer still finds them.
         for topic in recovery.changelog_topics() {
-            if self.known_topics.contains(topic) {
-                continue;
-            }
-            match reader.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
-                Ok(_) => {
-                    self.known_topics.insert(topic.to_string());
+            if self.known_topics.insert(topic.to_string()) {
+                if let Err(error) = reader.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
+                    log::debug!("metadata of {topic}: {error}");
                 }
-                Err(error) => log::debug!("metadata of {topic}: {error}"),
             }
         }
         let assigned = recovery.assignment().and_then(|list| {
