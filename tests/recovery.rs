@@ -43,14 +43,33 @@ fn feed_records(mock: &Mock, topic: &str, partition: i32, records: &[(&str, &str
     producer.flush(Duration::from_secs(30)).unwrap();
 }
 
-/// An app that counts the messages of each key in state and emits
-/// `{"key", "count"}` for each.
-fn counting_app(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>) {
+/// An app of `group` on `mock` with its state in `state_dir`, and its
+/// input and output topics.
+fn app_on(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>, Topic<Value>) {
     let app = app_at(&mock.bootstrap_servers(), group)
         .state_dir(state_dir)
         .build()
         .unwrap();
     let (input, output) = (app.topic::<Value>(input_name(group)), output_topic(group));
+    (app, input, output)
+}
+
+/// The input, output and changelog topics of `group`'s app, created on
+/// `mock` with `partitions` partitions.
+fn create_topics(mock: &Mock, group: &str, partitions: i32) -> [String; 3] {
+    let (input, output) = (input_name(group), output_topic(group).name().to_string());
+    let changelog = format!("changelog__{group}--{input}--default");
+    let topics = [input, output, changelog];
+    for topic in &topics {
+        mock.create_topic(topic, partitions, 1).unwrap();
+    }
+    topics
+}
+
+/// An app that counts the messages of each key in state and emits
+/// `{"key", "count"}` for each.
+fn counting_app(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>) {
+    let (app, input, output) = app_on(mock, group, state_dir);
     app.dataframe(&input)
         .apply_stateful(|_, state: &mut State| {
             let count = state.get::<u64>("count")?.unwrap_or(0) + 1;
@@ -70,14 +89,18 @@ fn output_topic(group: &str) -> Topic<Value> {
     Topic::new(format!("{group}-out"))
 }
 
-/// Runs `app` until it processed `messages`; returns `(key, count)` pairs.
-fn run(app: &Application, output: &Topic<Value>, messages: u64) -> Vec<(String, u64)> {
-    let outputs = app
-        .run_until(Until::messages(messages).or_timeout(Duration::from_secs(60)))
-        .unwrap();
-    outputs
+/// Runs `app` until it processed `messages`; returns what it produced to
+/// `output`.
+fn rows(app: &Application, output: &Topic<Value>, messages: u64) -> Vec<Value> {
+    app.run_until(Until::messages(messages).or_timeout(Duration::from_secs(60)))
+        .unwrap()
         .values(output)
         .unwrap()
+}
+
+/// Runs `app` until it processed `messages`; returns `(key, count)` pairs.
+fn run(app: &Application, output: &Topic<Value>, messages: u64) -> Vec<(String, u64)> {
+    rows(app, output, messages)
         .into_iter()
         .map(|row| {
             let key = row["key"].as_str().unwrap().to_string();
@@ -96,11 +119,9 @@ fn pairs(expected: &[(&str, u64)]) -> Vec<(String, u64)> {
 #[test]
 fn partitions_needing_no_recovery_are_processed_while_others_recover() {
     let group = unique("concurrent-recovery");
-    let (input, output) = (input_name(&group), output_topic(&group).name().to_string());
-    let changelog = format!("changelog__{group}--{input}--default");
     let mock: Mock = MockCluster::new(2).unwrap();
+    let [input, output, changelog] = create_topics(&mock, &group, 2);
     for topic in [&input, &output, &changelog] {
-        mock.create_topic(topic, 2, 1).unwrap();
         for partition in 0..2 {
             mock.partition_leader(topic, partition, Some(1)).unwrap();
         }
@@ -146,11 +167,7 @@ fn partitions_needing_no_recovery_are_processed_while_others_recover() {
 /// An app that sets (`{"set": v}`) or deletes (`{"delete": true}`) state
 /// key "v" of the message key, and emits `{"key", "v"}` after each message.
 fn set_or_delete_app(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>) {
-    let app = app_at(&mock.bootstrap_servers(), group)
-        .state_dir(state_dir)
-        .build()
-        .unwrap();
-    let (input, output) = (app.topic::<Value>(input_name(group)), output_topic(group));
+    let (app, input, output) = app_on(mock, group, state_dir);
     app.dataframe(&input)
         .apply_stateful(|op: Value, state: &mut State| {
             if let Some(value) = op.get("set") {
@@ -169,19 +186,9 @@ fn set_or_delete_app(mock: &Mock, group: &str, state_dir: &Path) -> (Application
 #[test]
 fn a_delete_survives_a_rebuild_and_a_foreign_changelog_record_is_an_error() {
     let group = unique("rebuild-deletes");
-    let (input, output) = (input_name(&group), output_topic(&group).name().to_string());
-    let changelog = format!("changelog__{group}--{input}--default");
     let mock: Mock = MockCluster::new(1).unwrap();
-    for topic in [&input, &output, &changelog] {
-        mock.create_topic(topic, 1, 1).unwrap();
-    }
+    let [input, _, changelog] = create_topics(&mock, &group, 1);
     let state_dir = tempfile::tempdir().unwrap();
-    let rows = |app: &Application, output: &Topic<Value>, messages: u64| {
-        app.run_until(Until::messages(messages).or_timeout(Duration::from_secs(60)))
-            .unwrap()
-            .values(output)
-            .unwrap()
-    };
 
     // "a" is set then deleted, "b" is set: the changelog ends with a
     // tombstone for "a".

@@ -110,22 +110,10 @@ impl PartitionStore {
             let family = self.family(&self.stores[store]);
             write_updates(&mut batch, family, transaction.updates());
         }
-        let meta = self.family(META);
-        for (store, offset) in changelog_offsets.iter().enumerate() {
-            if let Some(offset) = offset {
-                batch.put_cf(
-                    meta,
-                    changelog_key(&self.stores[store]),
-                    offset.to_be_bytes(),
-                );
-            }
-        }
-        if let Some(offset) = input_offset {
-            batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
-        }
-        self.db
-            .write(batch)
-            .map_err(|source| self.failed("write", source))
+        let stores = changelog_offsets.iter().enumerate();
+        let reached = stores.filter_map(|(store, offset)| Some((store, (*offset)?)));
+        self.put_offsets(&mut batch, reached, input_offset);
+        self.write(batch)
     }
 
     /// The RocksDB batch that writes `records` of store number `store`
@@ -142,16 +130,29 @@ impl PartitionStore {
         let mut batch = WriteBatch::default();
         let family = self.family(&self.stores[store]);
         write_updates(&mut batch, family, records.in_key_order().into_iter());
+        self.put_offsets(&mut batch, [(store, next_offset)], input_offset);
+        batch
+    }
+
+    /// Adds to `batch` the next changelog offset of each `(store, offset)`
+    /// and, if given, the next input offset.
+    fn put_offsets(
+        &self,
+        batch: &mut WriteBatch,
+        changelog_offsets: impl IntoIterator<Item = (usize, i64)>,
+        input_offset: Option<i64>,
+    ) {
         let meta = self.family(META);
-        batch.put_cf(
-            meta,
-            changelog_key(&self.stores[store]),
-            next_offset.to_be_bytes(),
-        );
+        for (store, offset) in changelog_offsets {
+            batch.put_cf(
+                meta,
+                changelog_key(&self.stores[store]),
+                offset.to_be_bytes(),
+            );
+        }
         if let Some(offset) = input_offset {
             batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
         }
-        batch
     }
 
     /// Writes a batch made by [`changelog_write`](Self::changelog_write).
