@@ -169,16 +169,7 @@ fn partitions_needing_no_recovery_are_processed_while_others_recover() {
 fn set_or_delete_app(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>) {
     let (app, input, output) = app_on(mock, group, state_dir);
     app.dataframe(&input)
-        .apply_stateful(|op: Value, state: &mut State| {
-            if let Some(value) = op.get("set") {
-                state.set("v", value)?;
-            }
-            if op.get("delete").is_some() {
-                state.delete("v");
-            }
-            let key = String::from_utf8_lossy(state.message_key()).into_owned();
-            Ok(json!({"key": key, "v": state.get::<Value>("v")?}))
-        })
+        .apply_stateful(common::set_or_delete)
         .to_topic(&output);
     (app, output)
 }

@@ -120,3 +120,20 @@ pub fn read_topic(
     }
     messages
 }
+
+/// A stateful step for tests of deletes: the message sets (`{"set": v}`)
+/// or deletes (`{"delete": true}`) state key "v" of its key, and the step
+/// emits `{"key", "v"}` after it.
+pub fn set_or_delete(
+    op: serde_json::Value,
+    state: &mut kstreams::State,
+) -> anyhow::Result<serde_json::Value> {
+    if let Some(value) = op.get("set") {
+        state.set("v", value)?;
+    }
+    if op.get("delete").is_some() {
+        state.delete("v");
+    }
+    let key = String::from_utf8_lossy(state.message_key()).into_owned();
+    Ok(serde_json::json!({"key": key, "v": state.get::<serde_json::Value>("v")?}))
+}
