@@ -3,18 +3,19 @@
 
 use foldhash::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::broker::{Origin, OutputProducer};
+use crate::checkpoint_schedule::CheckpointSchedule;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
 use crate::retriable::is_retriable;
-use crate::state::{changelog_topic, keeps_cache, StateManager};
+use crate::state::{changelog_topic, StateManager};
 
 /// How long a checkpoint waits for the broker to acknowledge outputs before
 /// it gives up and tries again at the next one. Long enough for a busy
@@ -37,14 +38,7 @@ pub(crate) enum Outcome {
 pub(crate) struct Checkpoint {
     /// Per input partition, the offset after the last processed message.
     offsets: HashMap<(Arc<str>, i32), i64>,
-    /// Messages processed since the last commit.
-    pending: u64,
-    /// `pending` at the last [`is_due`](Self::is_due): unchanged means idle.
-    pending_when_asked: u64,
-    started: Instant,
-    interval: Duration,
-    every: u64,
-    state_bytes: usize,
+    schedule: CheckpointSchedule,
     /// Set once a failed output stopped the application: from then on
     /// nothing may be committed, or offsets would skip the lost output.
     poisoned: bool,
@@ -56,12 +50,7 @@ impl Checkpoint {
     pub(crate) fn new(config: &Config) -> Self {
         Checkpoint {
             offsets: HashMap::default(),
-            pending: 0,
-            pending_when_asked: 0,
-            started: Instant::now(),
-            interval: config.commit_interval,
-            every: config.commit_every,
-            state_bytes: config.commit_state_bytes,
+            schedule: CheckpointSchedule::new(config),
             poisoned: false,
             changelog_group: config
                 .use_changelog_topics
@@ -85,29 +74,12 @@ impl Checkpoint {
                 );
             }
         }
-        self.pending += 1;
+        self.schedule.processed();
     }
 
-    /// Whether `commit_every` messages were processed, the state updates
-    /// waiting in memory (`pending_state_bytes`) reached
-    /// `commit_state_bytes`, or the commit interval has passed since the
-    /// last commit. Reading the clock costs more than the rest of a
-    /// message's bookkeeping: while messages flow it is read every 64
-    /// messages, and at every call once the loop is idle.
+    /// Whether the next checkpoint is due: see [`CheckpointSchedule::is_due`].
     pub(crate) fn is_due(&mut self, pending_state_bytes: impl FnOnce() -> usize) -> bool {
-        const CLOCK_EVERY: u64 = 64;
-        let idle = self.pending == self.pending_when_asked;
-        self.pending_when_asked = self.pending;
-        if self.pending == 0 {
-            return false;
-        }
-        if (self.every > 0 && self.pending >= self.every)
-            || pending_state_bytes() >= self.state_bytes
-        {
-            return true;
-        }
-        (idle || self.pending.is_multiple_of(CLOCK_EVERY))
-            && self.started.elapsed() >= self.interval
+        self.schedule.is_due(pending_state_bytes)
     }
 
     /// Forbids any further commit: see `poisoned`.
@@ -143,7 +115,7 @@ impl Checkpoint {
             return Ok(Outcome::Deferred);
         }
         if self.offsets.is_empty() {
-            self.restart_timer();
+            self.schedule.checkpointed();
             return Ok(Outcome::Empty);
         }
         // Step 1. State updates to the changelogs.
@@ -171,7 +143,7 @@ impl Checkpoint {
         // Step 2. Every output and changelog record acknowledged or refused.
         if !producer.flush(FLUSH_TIMEOUT) {
             log::warn!("outputs not acknowledged within {FLUSH_TIMEOUT:?}; will retry");
-            self.restart_timer();
+            self.schedule.deferred();
             return Ok(Outcome::Deferred);
         }
         // Step 3. Refused messages: skip by choice, or stop with no commit.
@@ -183,7 +155,7 @@ impl Checkpoint {
         }
         // Step 4. State, with the changelog and input offsets it reached.
         let acknowledged = producer.take_changelog_offsets();
-        let keep_cache = keeps_cache(stores.pending_bytes(), self.state_bytes);
+        let keep_cache = self.schedule.keeps_cache(stores.pending_bytes());
         for (topic, partition, state) in stores.partitions_mut() {
             let changelog_offsets: Vec<Option<i64>> = match &self.changelog_group {
                 Some(group) => state
@@ -204,15 +176,18 @@ impl Checkpoint {
         let offsets = self.offsets_to_commit()?;
         match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) => {
-                log::debug!("committed {} message(s): {:?}", self.pending, self.offsets);
+                log::debug!(
+                    "committed {} message(s): {:?}",
+                    self.schedule.pending(),
+                    self.offsets
+                );
                 self.offsets.clear();
-                self.pending = 0;
-                self.restart_timer();
+                self.schedule.checkpointed();
                 Ok(Outcome::Committed)
             }
             Err(KafkaError::ConsumerCommit(code)) if is_retriable(code) => {
                 log::warn!("cannot commit offsets yet ({code}); will retry");
-                self.restart_timer();
+                self.schedule.deferred();
                 Ok(Outcome::Deferred)
             }
             Err(source) => Err(Error::Commit {
@@ -245,9 +220,5 @@ impl Checkpoint {
                 })?;
         }
         Ok(list)
-    }
-
-    fn restart_timer(&mut self) {
-        self.started = Instant::now();
     }
 }

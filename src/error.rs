@@ -268,6 +268,20 @@ pub enum Error {
         reason: &'static str,
     },
 
+    /// The thread that rebuilds state from the changelogs stopped (it
+    /// panicked) while `topic`/`partition` was recovering.
+    #[error(
+        "recovery of topic {topic} partition {partition} stopped: the recovery thread {reason}"
+    )]
+    RecoveryStopped {
+        /// The input topic.
+        topic: String,
+        /// Its partition.
+        partition: i32,
+        /// Why the thread stopped.
+        reason: String,
+    },
+
     /// Another process holds a state store.
     #[error(
         "state store at {path} is locked by another process: give each instance \

@@ -71,6 +71,7 @@
 mod app;
 mod broker;
 mod checkpoint;
+mod checkpoint_schedule;
 pub mod codec;
 mod config;
 mod dataframe;

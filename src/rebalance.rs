@@ -20,6 +20,9 @@ use crate::state::{plan, Plan, Recovered, Recoverer, Recovery, StateManager};
 
 /// How long to wait for the group's committed offsets on assignment.
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an assignment waits for the recovery cancelled at the
+/// partition's last revocation to let go of its stores.
+const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the poll loop and the rebalance callbacks share.
 pub(crate) struct LoopState {
@@ -91,6 +94,11 @@ impl LoopState {
                     Offset::Offset(offset) => Some(offset),
                     _ => None,
                 });
+            if let Some(recoverer) = &mut self.recoverer {
+                // A recovery cancelled when the partition was last revoked
+                // may still hold its stores.
+                recoverer.release(topic, partition, RELEASE_TIMEOUT);
+            }
             let plan = plan(
                 &mut self.stores,
                 consumer,

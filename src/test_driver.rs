@@ -4,14 +4,14 @@ use foldhash::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::app::Application;
+use crate::checkpoint_schedule::CheckpointSchedule;
 use crate::dataframe::Pipeline;
 use crate::error::{Error, Field, Result};
 use crate::message::{Headers, Metadata, Output};
 use crate::outputs::Outputs;
-use crate::state::{keeps_cache, StateManager};
+use crate::state::StateManager;
 
 use crate::topic::Topic;
 
@@ -52,9 +52,8 @@ pub struct TestDriver<'a> {
     outputs: Outputs,
     next_offsets: HashMap<(Arc<str>, i32), i64>,
     buffer: Vec<Output>,
-    /// Messages since state was last written to RocksDB, and when.
-    since_checkpoint: u64,
-    last_checkpoint: Instant,
+    /// When state is next written to RocksDB.
+    schedule: CheckpointSchedule,
 }
 
 /// A message for [`TestDriver::push`]: a value and optionally a key,
@@ -129,8 +128,7 @@ impl<'a> TestDriver<'a> {
             outputs: Outputs::default(),
             next_offsets: HashMap::default(),
             buffer: Vec::new(),
-            since_checkpoint: 0,
-            last_checkpoint: Instant::now(),
+            schedule: CheckpointSchedule::new(app.config()),
         })
     }
 
@@ -292,24 +290,17 @@ impl<'a> TestDriver<'a> {
 }
 
 impl TestDriver<'_> {
-    /// Writes the state to RocksDB as the application's poll loop would:
-    /// every `commit_interval`, after `commit_every` messages, or once the
-    /// updates in memory reach `commit_state_bytes`.
+    /// Writes the state to RocksDB when a checkpoint is due, as the
+    /// application's poll loop would (see [`CheckpointSchedule`]).
     fn checkpoint_when_due(&mut self) -> Result<()> {
-        self.since_checkpoint += 1;
-        let config = self.app.config();
-        let due = (config.commit_every > 0 && self.since_checkpoint >= config.commit_every)
-            // Reading the clock and summing the state costs: every 64 messages.
-            || (self.since_checkpoint.is_multiple_of(64)
-                && (self.last_checkpoint.elapsed() >= config.commit_interval
-                    || self.stores.pending_bytes() >= config.commit_state_bytes));
-        if due {
-            let keep_cache = keeps_cache(self.stores.pending_bytes(), config.commit_state_bytes);
+        self.schedule.processed();
+        let stores = &self.stores;
+        if self.schedule.is_due(|| stores.pending_bytes()) {
+            let keep_cache = self.schedule.keeps_cache(self.stores.pending_bytes());
             for (_, _, state) in self.stores.partitions_mut() {
                 state.commit(&[], keep_cache)?;
             }
-            self.since_checkpoint = 0;
-            self.last_checkpoint = Instant::now();
+            self.schedule.checkpointed();
         }
         Ok(())
     }

@@ -239,14 +239,6 @@ pub(crate) fn group_dir(state_dir: &Path, group: &str) -> PathBuf {
     state_dir.join(group)
 }
 
-/// Whether the updates written by a checkpoint stay in memory as a cache of
-/// the stores: while all of them (`pending_bytes` over every partition)
-/// take at most half of `commit_state_bytes`, so that new updates still
-/// have the other half before they force a checkpoint.
-pub(crate) fn keeps_cache(pending_bytes: usize, commit_state_bytes: usize) -> bool {
-    pending_bytes <= commit_state_bytes / 2
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,7 +25,7 @@ pub use handle::State;
 pub use options::{Compression, RocksDbOptions};
 
 pub(crate) use changelog::{changelog_topic, encode_value, OFFSET_HEADER};
-pub(crate) use manager::{group_dir, keeps_cache, PartitionState, StateManager};
+pub(crate) use manager::{group_dir, PartitionState, StateManager};
 pub(crate) use recoverer::{Recovered, Recoverer};
 pub(crate) use recovery::{plan, Plan, Recovery};
 

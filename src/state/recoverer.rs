@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 
@@ -26,11 +26,21 @@ pub(crate) struct Recovered {
 }
 
 /// Runs recoveries on a thread with its own changelog reader.
+///
+/// Every submitted recovery is reported back exactly once, cancelled or
+/// not: a report holds the partition's stores open until it is received,
+/// so a revoked partition is [`release`](Self::release)d before it is
+/// opened again.
 pub(crate) struct Recoverer {
     jobs: Option<Sender<Recovery>>,
     done: Receiver<Recovered>,
-    /// The recoveries submitted and not yet collected, with their cancel flags.
+    /// The recoveries submitted and not yet reported, with their cancel flags.
     running: HashMap<(Arc<str>, i32), Arc<AtomicBool>>,
+    /// The recoveries cancelled and not yet reported.
+    revoked: HashSet<(Arc<str>, i32)>,
+    /// Recoveries reported while [`release`](Self::release) waited, for
+    /// the next [`collect`](Self::collect).
+    ended: Vec<Recovered>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -61,6 +71,8 @@ impl Recoverer {
             jobs: Some(jobs),
             done,
             running: HashMap::new(),
+            revoked: HashSet::new(),
+            ended: Vec::new(),
             thread: Some(thread),
         })
     }
@@ -83,15 +95,41 @@ impl Recoverer {
     }
 
     /// Stops the recovery of a revoked partition; what it applied so far
-    /// stays in its stores.
+    /// stays in its stores, which close once its report comes back.
     pub(crate) fn cancel(&mut self, topic: &str, partition: i32) {
-        self.running.retain(|(name, number), cancelled| {
-            let revoked = **name == *topic && *number == partition;
-            if revoked {
+        let revoked = self
+            .running
+            .keys()
+            .find(|(name, number)| **name == *topic && *number == partition)
+            .cloned();
+        if let Some(key) = revoked {
+            if let Some(cancelled) = self.running.remove(&key) {
                 cancelled.store(true, Ordering::Relaxed);
             }
-            !revoked
-        });
+            self.revoked.insert(key);
+        }
+    }
+
+    /// Waits until a cancelled recovery of `topic`/`partition`, if any, is
+    /// reported and its stores closed, so that they can be opened again.
+    /// Gives up after `patience`, and when the recovery thread is gone.
+    pub(crate) fn release(&mut self, topic: &str, partition: i32, patience: Duration) {
+        let deadline = Instant::now() + patience;
+        while self
+            .revoked
+            .iter()
+            .any(|(name, number)| **name == *topic && *number == partition)
+        {
+            match self.done.recv_deadline(deadline) {
+                Ok(recovered) => self.receive(recovered),
+                Err(_) => {
+                    log::warn!(
+                        "the cancelled recovery of {topic}[{partition}] did not end in {patience:?}"
+                    );
+                    return;
+                }
+            }
+        }
     }
 
     /// Whether a recovery is under way.
@@ -100,16 +138,65 @@ impl Recoverer {
     }
 
     /// The recoveries that ended since the last call (not those cancelled).
+    /// When the recovery thread stopped (it panicked), those still running
+    /// end with [`Error::RecoveryStopped`].
     pub(crate) fn collect(&mut self) -> Vec<Recovered> {
-        let mut ended = Vec::new();
-        while let Ok(recovered) = self.done.try_recv() {
-            let key = (recovered.topic.clone(), recovered.partition);
-            // A recovery cancelled after it ended: its stores just close.
-            if self.running.remove(&key).is_some() {
-                ended.push(recovered);
+        loop {
+            match self.done.try_recv() {
+                Ok(recovered) => self.receive(recovered),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    self.fail_running();
+                    break;
+                }
             }
         }
-        ended
+        std::mem::take(&mut self.ended)
+    }
+
+    /// Files a report: the stores of a cancelled recovery just close.
+    fn receive(&mut self, recovered: Recovered) {
+        let key = (recovered.topic.clone(), recovered.partition);
+        if self.revoked.remove(&key) {
+            return;
+        }
+        if self.running.remove(&key).is_some() {
+            self.ended.push(recovered);
+        }
+    }
+
+    /// Ends every running recovery with the reason the thread stopped.
+    fn fail_running(&mut self) {
+        if self.running.is_empty() {
+            return;
+        }
+        let reason = match self.thread.take().map(JoinHandle::join) {
+            Some(Err(panic)) => panic_message(panic.as_ref()),
+            _ => "it ended".to_string(),
+        };
+        for ((topic, partition), _) in self.running.drain() {
+            let error = Error::RecoveryStopped {
+                topic: topic.to_string(),
+                partition,
+                reason: reason.clone(),
+            };
+            self.ended.push(Recovered {
+                topic,
+                partition,
+                state: Err(error),
+            });
+        }
+    }
+}
+
+/// What a panic said, when it said it with a string.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        format!("it panicked: {message}")
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        format!("it panicked: {message}")
+    } else {
+        "it panicked".to_string()
     }
 }
 
@@ -296,7 +383,8 @@ impl Active {
         self.settle(reader, pending);
     }
 
-    /// Drops the recoveries of revoked partitions; their stores close.
+    /// Ends the recoveries of revoked partitions; the recoverer closes
+    /// their stores when it receives their reports.
     fn drop_cancelled(&mut self, reader: &BaseConsumer) {
         if self.recoveries.iter().any(Recovery::is_cancelled) {
             let pending = self.writer.wait();
@@ -305,13 +393,13 @@ impl Active {
         let mut index = 0;
         while index < self.recoveries.len() {
             if self.recoveries[index].is_cancelled() {
-                let recovery = self.recoveries.swap_remove(index);
-                release(reader, &recovery);
+                let recovery = &self.recoveries[index];
                 log::info!(
                     "recovery of {}[{}] cancelled: the partition was revoked",
                     recovery.topic,
                     recovery.partition
                 );
+                self.finish(reader, index, Ok(()));
             } else {
                 index += 1;
             }
@@ -333,6 +421,75 @@ fn release(reader: &BaseConsumer, recovery: &Recovery) {
             "releasing the changelogs of {}[{}]: {error}",
             recovery.topic,
             recovery.partition
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::ClientConfig;
+
+    use super::*;
+    use crate::state::changelog::{changelog_topic, encode_value};
+    use crate::state::{plan, Plan, RocksDbOptions, StateManager};
+
+    const WAIT: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_recovery_that_ends_as_its_partition_is_revoked_lets_go_of_the_stores() {
+        let cluster = MockCluster::<DefaultProducerContext>::new(1).unwrap();
+        let servers = cluster.bootstrap_servers();
+        let changelog = changelog_topic("g", "in", "default", 1).name;
+        cluster.create_topic(&changelog, 1, 1).unwrap();
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", &servers)
+            .create()
+            .unwrap();
+        let mut value = Vec::new();
+        for offset in 0..3_i64 {
+            encode_value(offset, b"1", &mut value);
+            let record = BaseRecord::to(&changelog).key("k").payload(&value);
+            producer.send(record).map_err(|(error, _)| error).unwrap();
+        }
+        producer.flush(WAIT).unwrap();
+        let consumer = || -> BaseConsumer {
+            ClientConfig::new()
+                .set("bootstrap.servers", &servers)
+                .set("group.id", "g-changelog-reader")
+                .set("enable.auto.commit", "false")
+                .create()
+                .unwrap()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
+        let mut manager = StateManager::new(dir.path().into(), stores, RocksDbOptions::default());
+        let Plan::Recover(recovery) =
+            plan(&mut manager, &consumer(), Some("g"), "in", 0, None).unwrap()
+        else {
+            panic!("the changelog has records: the partition needs recovery");
+        };
+        let mut recoverer = Recoverer::start(consumer(), WAIT).unwrap();
+        recoverer.submit(*recovery);
+
+        // The recovery ends, and before the poll loop collects it the
+        // partition is revoked, then assigned again.
+        let deadline = Instant::now() + WAIT;
+        while recoverer.done.is_empty() {
+            assert!(Instant::now() < deadline, "the recovery did not end");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        recoverer.cancel("in", 0);
+        assert!(!recoverer.is_busy());
+        recoverer.release("in", 0, WAIT);
+
+        // Its stores are closed: they open at once, with what was recovered.
+        let state = manager.open("in", 0).unwrap();
+        assert_eq!(state.store.changelog_offset(0).unwrap(), Some(3));
+        assert!(
+            recoverer.collect().is_empty(),
+            "a cancelled recovery is not handed back"
         );
     }
 }
