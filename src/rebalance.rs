@@ -130,14 +130,15 @@ impl LoopState {
         let Some(recoverer) = &mut self.recoverer else {
             return Ok(());
         };
+        if recoveries.is_empty() {
+            return Ok(());
+        }
         let mut paused = TopicPartitionList::new();
         for recovery in &recoveries {
             paused.add_partition(&recovery.topic, recovery.partition);
         }
         consumer.pause(&paused).map_err(consume_error)?;
-        for recovery in recoveries {
-            recoverer.submit(recovery);
-        }
+        recoverer.submit(recoveries);
         Ok(())
     }
 

@@ -151,12 +151,12 @@ fn main() -> anyhow::Result<()> {
     if flags.runs("recovery") {
         for run in 1..=flags.runs {
             eprintln!("== recovery run {run} of {}", flags.runs);
-            let measured = recovery::run(None, flags.recovery_keys, None)?;
+            let measured = recovery::run(None, flags.recovery_keys, None, run)?;
             results.add("recovery embedded: plain consume", measured.plain);
             results.add("recovery embedded: kstreams", measured.kstreams);
             if let Some(broker) = &flags.broker {
                 let keys = flags.broker_recovery_keys;
-                let measured = recovery::run(Some(broker), keys, flags.quix.as_deref())?;
+                let measured = recovery::run(Some(broker), keys, flags.quix.as_deref(), run)?;
                 results.add("recovery broker: plain consume", measured.plain);
                 results.add("recovery broker: kstreams", measured.kstreams);
                 if let Some(quix) = measured.quix {

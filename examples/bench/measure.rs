@@ -1,6 +1,7 @@
 //! What a workload run measured, and how: wall clock, CPU time of this
 //! process or of a child process, and the child's own summary line.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek};
 use std::path::PathBuf;
@@ -108,4 +109,54 @@ pub fn cpu_seconds(who: Who) -> f64 {
     unsafe { libc::getrusage(who, &mut usage) };
     let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Per thread of this process (by thread id): its name and the user +
+/// system CPU seconds it has used, from `/proc/self/task/*/stat`.
+pub type ThreadCpu = BTreeMap<u64, (String, f64)>;
+
+/// A snapshot of every live thread's CPU time (empty off Linux).
+pub fn thread_cpu() -> ThreadCpu {
+    // SAFETY: sysconf only reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let mut threads = ThreadCpu::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return threads;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        // `tid (name) state ppid ...`: the name may hold spaces and parens.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        // utime and stime: fields 14 and 15 of stat(5), 12th and 13th here.
+        let ticks_of = |index: usize| fields.get(index).and_then(|t| t.parse::<f64>().ok());
+        let (Some(user), Some(system)) = (ticks_of(11), ticks_of(12)) else {
+            continue;
+        };
+        if let Ok(tid) = task.file_name().to_string_lossy().parse() {
+            let name = stat[open + 1..close].to_string();
+            threads.insert(tid, (name, (user + system) / ticks));
+        }
+    }
+    threads
+}
+
+/// CPU seconds used between two snapshots, summed per thread name (threads
+/// that ended in between are missing), most first.
+pub fn cpu_by_thread_name(before: &ThreadCpu, after: &ThreadCpu) -> Vec<(String, f64)> {
+    let mut by_name: BTreeMap<&str, f64> = BTreeMap::new();
+    for (tid, (name, cpu)) in after {
+        let earlier = before.get(tid).map_or(0.0, |(_, cpu)| *cpu);
+        *by_name.entry(name).or_default() += cpu - earlier;
+    }
+    let mut sorted: Vec<(String, f64)> = by_name
+        .into_iter()
+        .map(|(name, cpu)| (name.to_string(), cpu))
+        .collect();
+    sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
+    sorted
 }

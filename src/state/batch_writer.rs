@@ -49,7 +49,7 @@ impl BatchWriter {
         let (jobs, queue) = crossbeam_channel::bounded::<ChangelogWrite>(1);
         let (report, done) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
-            .name("kstreams-recovery-writer".into())
+            .name("kstreams-writer".into())
             .spawn(move || {
                 for write in queue {
                     let (topic, partition) = (write.topic.clone(), write.partition);

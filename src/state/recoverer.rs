@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::TopicPartitionList;
 
 use super::batch_writer::{BatchWriter, Written};
 use super::manager::PartitionState;
@@ -32,7 +33,7 @@ pub(crate) struct Recovered {
 /// so a revoked partition is [`release`](Self::release)d before it is
 /// opened again.
 pub(crate) struct Recoverer {
-    jobs: Option<Sender<Recovery>>,
+    jobs: Option<Sender<Vec<Recovery>>>,
     done: Receiver<Recovered>,
     /// The recoveries submitted and not yet reported, with their cancel flags.
     running: HashMap<(Arc<str>, i32), Arc<AtomicBool>>,
@@ -48,7 +49,7 @@ impl Recoverer {
     /// Starts the thread. `reader` reads the changelogs; `patience` is how
     /// long it waits for the broker before failing a recovery.
     pub(crate) fn start(reader: BaseConsumer, patience: Duration) -> Result<Self> {
-        let (jobs, queue) = crossbeam_channel::unbounded::<Recovery>();
+        let (jobs, queue) = crossbeam_channel::unbounded::<Vec<Recovery>>();
         let (report, done) = crossbeam_channel::unbounded();
         let worker = Worker {
             reader,
@@ -61,7 +62,7 @@ impl Recoverer {
             },
         };
         let thread = std::thread::Builder::new()
-            .name("kstreams-recovery".into())
+            .name("kstreams-recov".into())
             .spawn(move || worker.run(&queue))
             .map_err(|error| Error::Config {
                 key: "recovery".into(),
@@ -77,20 +78,24 @@ impl Recoverer {
         })
     }
 
-    /// Queues `recovery`; its partition is recovering until
-    /// [`collect`](Self::collect) hands it back or it is cancelled.
-    pub(crate) fn submit(&mut self, recovery: Recovery) {
-        let key = (recovery.topic.clone(), recovery.partition);
-        log::info!(
-            "{}[{}] needs recovery of {} changelog record(s); other partitions go on meanwhile",
-            key.0,
-            key.1,
-            recovery.records()
-        );
-        self.running.insert(key, recovery.cancel_flag());
+    /// Queues the recoveries of one assignment; each partition is
+    /// recovering until [`collect`](Self::collect) hands it back or it is
+    /// cancelled. They start together, so that the first fetch of the
+    /// changelogs asks for all of them.
+    pub(crate) fn submit(&mut self, recoveries: Vec<Recovery>) {
+        for recovery in &recoveries {
+            log::info!(
+                "{}[{}] needs recovery of {} changelog record(s); other partitions go on meanwhile",
+                recovery.topic,
+                recovery.partition,
+                recovery.records()
+            );
+            let key = (recovery.topic.clone(), recovery.partition);
+            self.running.insert(key, recovery.cancel_flag());
+        }
         if let Some(jobs) = &self.jobs {
             // The thread only ends when `jobs` is dropped.
-            let _ = jobs.send(recovery);
+            let _ = jobs.send(recoveries);
         }
     }
 
@@ -231,20 +236,20 @@ struct Worker {
 
 impl Worker {
     /// Runs until the recoverer is dropped.
-    fn run(mut self, queue: &Receiver<Recovery>) {
+    fn run(mut self, queue: &Receiver<Vec<Recovery>>) {
         let reader = &self.reader;
         let mut last_record = Instant::now();
         loop {
             if self.active.recoveries.is_empty() {
                 // Idle: wait for work.
-                let Ok(recovery) = queue.recv() else {
+                let Ok(recoveries) = queue.recv() else {
                     return;
                 };
                 last_record = Instant::now();
-                self.active.start(reader, recovery);
+                self.active.start(reader, recoveries);
             }
-            for recovery in queue.try_iter() {
-                self.active.start(reader, recovery);
+            for recoveries in queue.try_iter() {
+                self.active.start(reader, recoveries);
             }
             self.active.drop_cancelled(reader);
             if self.active.recoveries.is_empty() {
@@ -289,28 +294,33 @@ struct Active {
 }
 
 impl Active {
-    /// Adds the changelog partitions of `recovery` to what `reader` reads.
-    fn start(&mut self, reader: &BaseConsumer, recovery: Recovery) {
+    /// Adds the changelog partitions of `recoveries` to what `reader`
+    /// reads, in one assignment: librdkafka sends a fetch as soon as a
+    /// partition is assigned, and one assigned a moment later waits for
+    /// that fetch's answer (a third of a second on tansu) before its own.
+    fn start(&mut self, reader: &BaseConsumer, recoveries: Vec<Recovery>) {
         // librdkafka looks up the leaders of a topic it has no metadata
         // for on a 1 s timer: asked up front, the first fetch goes out at once.
         // Asked once per topic: if it fails, the timer still finds them.
-        for topic in recovery.changelog_topics() {
+        for topic in recoveries.iter().flat_map(Recovery::changelog_topics) {
             if self.known_topics.insert(topic.to_string()) {
                 if let Err(error) = reader.fetch_metadata(Some(topic), METADATA_TIMEOUT) {
                     log::debug!("metadata of {topic}: {error}");
                 }
             }
         }
-        let assigned = recovery.assignment().and_then(|list| {
-            reader
-                .incremental_assign(&list)
-                .map_err(|source| Error::Consume {
-                    source: source.into(),
-                })
-        });
-        self.recoveries.push(recovery);
-        if let Err(error) = assigned {
-            self.finish(reader, self.recoveries.len() - 1, Err(error));
+        let mut list = TopicPartitionList::new();
+        let assigned = recoveries
+            .iter()
+            .try_for_each(|recovery| recovery.add_assignment(&mut list))
+            .and_then(|()| reader.incremental_assign(&list));
+        let first = self.recoveries.len();
+        self.recoveries.extend(recoveries);
+        if let Err(source) = assigned {
+            while self.recoveries.len() > first {
+                let source = Box::new(source.clone());
+                self.finish(reader, first, Err(Error::Consume { source }));
+            }
         }
     }
 
@@ -471,7 +481,7 @@ mod tests {
             panic!("the changelog has records: the partition needs recovery");
         };
         let mut recoverer = Recoverer::start(consumer(), WAIT).unwrap();
-        recoverer.submit(*recovery);
+        recoverer.submit(vec![*recovery]);
 
         // The recovery ends, and before the poll loop collects it the
         // partition is revoked, then assigned again.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -180,13 +181,24 @@ impl Recovery {
     /// The changelog partitions to read, each from where it got to.
     pub(crate) fn assignment(&self) -> Result<TopicPartitionList> {
         let mut list = TopicPartitionList::new();
-        for range in &self.changelogs {
-            list.add_partition_offset(&range.changelog, self.partition, Offset::Offset(range.next))
-                .map_err(|source| Error::Consume {
-                    source: source.into(),
-                })?;
-        }
+        self.add_assignment(&mut list)
+            .map_err(|source| Error::Consume {
+                source: source.into(),
+            })?;
         Ok(list)
+    }
+
+    /// Adds the changelog partitions to read to `list`, each from where it
+    /// got to.
+    pub(crate) fn add_assignment(&self, list: &mut TopicPartitionList) -> KafkaResult<()> {
+        for range in &self.changelogs {
+            list.add_partition_offset(
+                &range.changelog,
+                self.partition,
+                Offset::Offset(range.next),
+            )?;
+        }
+        Ok(())
     }
 
     /// The changelog topics it reads.
