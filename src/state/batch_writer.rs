@@ -1,7 +1,7 @@
-//! The batch writer: a thread that writes recovery's changelog batches into
-//! RocksDB while the recoverer's thread reads the next records, so that
-//! reading the changelog and inserting into the memtables (half of
-//! recovery's work each) overlap.
+//! The batch writer: a thread that sorts recovery's changelog batches and
+//! writes them into RocksDB while the recoverer's thread reads the next
+//! records, so that reading the changelog and inserting into the memtables
+//! overlap.
 //!
 //! One batch is written at a time, in the order handed over: a store's
 //! batches land in changelog order, and once [`BatchWriter::wait`]
@@ -12,19 +12,22 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use rocksdb::WriteBatch;
-
+use super::changelog_batch::ChangelogBatch;
 use super::rocksdb::PartitionStore;
 use crate::error::{Error, Result};
 
 /// Changelog records of a recovering partition's store, with the changelog
 /// offset they reach and, in the last batch, the input offset processing
-/// resumes from (made by `PartitionStore::changelog_write`).
+/// resumes from.
 pub(crate) struct ChangelogWrite {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) store: Arc<PartitionStore>,
-    pub(crate) batch: WriteBatch,
+    /// Which of the partition's stores the records go to.
+    pub(crate) store_index: usize,
+    pub(crate) records: ChangelogBatch,
+    pub(crate) next_offset: i64,
+    pub(crate) input_offset: Option<i64>,
 }
 
 /// How a write ended, and whose it was.
@@ -122,7 +125,14 @@ impl Drop for BatchWriter {
 }
 
 impl ChangelogWrite {
+    /// Sorts the records into a RocksDB batch and writes it: on the writer
+    /// thread, which has less to do per record than the reader.
     fn write(self) -> Result<()> {
-        self.store.write(self.batch)
+        self.store.write_changelog(
+            &self.records,
+            self.store_index,
+            self.next_offset,
+            self.input_offset,
+        )
     }
 }

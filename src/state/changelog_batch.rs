@@ -54,10 +54,13 @@ impl ChangelogBatch {
         records
     }
 
-    /// Empties the batch, keeping its buffers.
-    pub(crate) fn clear(&mut self) {
-        self.bytes.clear();
-        self.records.clear();
+    /// Takes the records out, leaving an empty batch with room for as many.
+    pub(crate) fn take(&mut self) -> Self {
+        let empty = ChangelogBatch {
+            bytes: Vec::with_capacity(self.bytes.capacity()),
+            records: Vec::with_capacity(self.records.capacity()),
+        };
+        std::mem::replace(self, empty)
     }
 
     fn key(&self, index: usize) -> &[u8] {
@@ -93,8 +96,8 @@ mod tests {
                 (&b"c"[..], Some(&b""[..])),
             ]
         );
-        batch.clear();
-        assert_eq!(batch.len(), 0);
+        let taken = batch.take();
+        assert_eq!((taken.len(), batch.len()), (5, 0));
         assert!(batch.in_key_order().is_empty());
     }
 }

@@ -264,14 +264,14 @@ impl Recovery {
         log_progress(range, self.partition, finished);
         // The last batch also records where the input resumes.
         let input = finished.then_some(committed).flatten();
-        let store = &self.state.store;
-        let batch = store.changelog_write(&range.batch, range.store, range.next, input);
-        range.batch.clear();
         Ok(Some(ChangelogWrite {
             topic: self.topic.clone(),
             partition: self.partition,
-            store: store.clone(),
-            batch,
+            store: self.state.store.clone(),
+            store_index: range.store,
+            records: range.batch.take(),
+            next_offset: range.next,
+            input_offset: input,
         }))
     }
 }

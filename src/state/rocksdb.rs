@@ -116,22 +116,22 @@ impl PartitionStore {
         self.write(batch)
     }
 
-    /// The RocksDB batch that writes `records` of store number `store`
-    /// (in key order, the last record of each key), the changelog offset
-    /// they reached and, at the end of a recovery, the input offset
-    /// processing resumes from.
-    pub(crate) fn changelog_write(
+    /// Writes `records` of store number `store` (in key order, the last
+    /// record of each key), in one batch with the changelog offset they
+    /// reached and, at the end of a recovery, the input offset processing
+    /// resumes from.
+    pub(crate) fn write_changelog(
         &self,
         records: &ChangelogBatch,
         store: usize,
         next_offset: i64,
         input_offset: Option<i64>,
-    ) -> WriteBatch {
+    ) -> Result<()> {
         let mut batch = WriteBatch::default();
         let family = self.family(&self.stores[store]);
         write_updates(&mut batch, family, records.in_key_order().into_iter());
         self.put_offsets(&mut batch, [(store, next_offset)], input_offset);
-        batch
+        self.write(batch)
     }
 
     /// Adds to `batch` the next changelog offset of each `(store, offset)`
@@ -155,8 +155,7 @@ impl PartitionStore {
         }
     }
 
-    /// Writes a batch made by [`changelog_write`](Self::changelog_write).
-    pub(crate) fn write(&self, batch: WriteBatch) -> Result<()> {
+    fn write(&self, batch: WriteBatch) -> Result<()> {
         self.db
             .write(batch)
             .map_err(|source| self.failed("write", source))
