@@ -40,10 +40,14 @@ pub fn run_child(mut command: Command, prefix: &str, timeout: Duration) -> anyho
     let cpu = cpu_seconds(Who::Children);
     let mut child = command.spawn()?;
     let started = Instant::now();
+    // The child's threads, as last seen alive (every 100 ms).
+    let mut threads = ThreadCpu::new();
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break Some(status);
         }
+        // Threads that end before the child keep their last reading.
+        threads.extend(child_thread_cpu(child.id()));
         if started.elapsed() > timeout {
             child.kill()?;
             child.wait()?;
@@ -75,6 +79,7 @@ pub fn run_child(mut command: Command, prefix: &str, timeout: Duration) -> anyho
     let seconds: f64 = words.get(4).unwrap_or(&"").parse()?;
     // A child stopped before its first message reports no time at all.
     anyhow::ensure!(seconds > 0.0, "{command:?} processed nothing: {line}");
+    print_thread_cpu(prefix, (&ThreadCpu::new(), &threads), messages);
     Ok(Measure {
         messages,
         seconds,
@@ -115,12 +120,22 @@ pub fn cpu_seconds(who: Who) -> f64 {
 /// system CPU seconds it has used, from `/proc/self/task/*/stat`.
 pub type ThreadCpu = BTreeMap<u64, (String, f64)>;
 
-/// A snapshot of every live thread's CPU time (empty off Linux).
+/// A snapshot of every live thread's CPU time in this process (empty off
+/// Linux).
 pub fn thread_cpu() -> ThreadCpu {
+    threads_of("/proc/self/task")
+}
+
+/// The same for the process `pid`.
+pub fn child_thread_cpu(pid: u32) -> ThreadCpu {
+    threads_of(&format!("/proc/{pid}/task"))
+}
+
+fn threads_of(tasks: &str) -> ThreadCpu {
     // SAFETY: sysconf only reads a constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     let mut threads = ThreadCpu::new();
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+    let Ok(tasks) = std::fs::read_dir(tasks) else {
         return threads;
     };
     for task in tasks.flatten() {
@@ -159,4 +174,15 @@ pub fn cpu_by_thread_name(before: &ThreadCpu, after: &ThreadCpu) -> Vec<(String,
         .collect();
     sorted.sort_by(|a, b| b.1.total_cmp(&a.1));
     sorted
+}
+
+/// Prints the CPU each thread used between two snapshots, per message
+/// (the six busiest): where a workload's CPU goes.
+pub fn print_thread_cpu(who: &str, (before, after): (&ThreadCpu, &ThreadCpu), messages: u64) {
+    let threads: Vec<String> = cpu_by_thread_name(before, after)
+        .iter()
+        .take(6)
+        .map(|(name, cpu)| format!("{name} {:.2}", cpu * 1e6 / messages as f64))
+        .collect();
+    eprintln!("{who} CPU µs/message by thread: {}", threads.join(", "));
 }

@@ -26,7 +26,7 @@ use serde_json::{json, Value};
 use crate::count::{count_and_sum, Purchase, Totals};
 use crate::e2e::send;
 use crate::fresh;
-use crate::measure::{cpu_by_thread_name, cpu_seconds, thread_cpu, Measure, ThreadCpu, Who};
+use crate::measure::{cpu_seconds, print_thread_cpu, thread_cpu, Measure, ThreadCpu, Who};
 
 /// Partitions of input and changelog on a broker, as in the other
 /// workloads; on the embedded broker more, because librdkafka's mock
@@ -176,23 +176,12 @@ fn plain_consume(
             None => anyhow::bail!("plain consume: no record for 30 s after {done}"),
         }
     }
-    print_thread_cpu("plain consume", (&threads, &thread_cpu()), records);
+    print_thread_cpu("plain consume:", (&threads, &thread_cpu()), records);
     Ok(Measure {
         messages: done,
         seconds: started.elapsed().as_secs_f64(),
         cpu: Some(cpu_seconds(Who::Process) - cpu),
     })
-}
-
-/// Prints the CPU each thread used between two snapshots, per record:
-/// where the time of a CPU-bound recovery goes.
-fn print_thread_cpu(who: &str, (before, after): (&ThreadCpu, &ThreadCpu), records: u64) {
-    let threads: Vec<String> = cpu_by_thread_name(before, after)
-        .iter()
-        .take(6)
-        .map(|(name, cpu)| format!("{name} {:.2}", cpu * 1e6 / records as f64))
-        .collect();
-    eprintln!("{who}: CPU µs/record by thread: {}", threads.join(", "));
 }
 
 /// Timestamps of kstreams' recovery log lines, caught by [`RecoveryLog`].
@@ -304,7 +293,7 @@ fn kstreams_recovers(
         "{} of {partitions} partitions recovered",
         times.ended
     );
-    print_thread_cpu("kstreams", (&times.threads.0, &times.threads.1), records);
+    print_thread_cpu("kstreams:", (&times.threads.0, &times.threads.1), records);
     Ok(Measure {
         messages: records,
         seconds: end.0.duration_since(start.0).as_secs_f64(),

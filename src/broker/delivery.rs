@@ -174,11 +174,13 @@ impl OutputProducer {
     }
 
     fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) -> Result<()> {
-        let started = Instant::now();
+        // When the queue was first found full: the clock is read only then.
+        let mut full_since = None;
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    let started = *full_since.get_or_insert_with(Instant::now);
                     if started.elapsed() > self.patience {
                         return Err(Error::BrokerUnavailable {
                             unavailable_for: started.elapsed(),

@@ -19,6 +19,7 @@ mod options;
 mod recoverer;
 mod recovery;
 mod rocksdb;
+mod short_bytes;
 mod transaction;
 
 pub use handle::State;

@@ -2,6 +2,8 @@
 
 use foldhash::HashMap;
 
+use super::short_bytes::ShortBytes;
+
 /// A store's pending writes for one partition: the latest value per key, or
 /// `None` for a delete. A hot key costs one write per checkpoint, however
 /// many messages touched it.
@@ -15,7 +17,9 @@ use foldhash::HashMap;
 /// them over without copying.
 #[derive(Debug, Default)]
 pub(crate) struct Transaction {
-    updates: HashMap<Vec<u8>, Entry>,
+    /// Short keys and values are kept inside the map's slots: a lookup
+    /// then touches no other heap block.
+    updates: HashMap<ShortBytes, Entry>,
     /// How many entries of `updates` were written since the last checkpoint.
     written: usize,
     /// The current message's writes, one entry per key (few per message).
@@ -31,7 +35,7 @@ pub(crate) struct Transaction {
 /// (else it is what RocksDB holds).
 #[derive(Debug)]
 struct Entry {
-    value: Option<Vec<u8>>,
+    value: Option<ShortBytes>,
     written: bool,
 }
 
@@ -40,8 +44,9 @@ const SPARE_BUFFERS: usize = 64;
 const SPARE_CAPACITY: usize = 1024;
 
 /// Memory an entry of `updates` costs besides its key and value bytes:
-/// the map's slot (48 bytes, at a load between 7/16 and 7/8) and the heap
-/// blocks of key and value (glibc rounds each up, 16 bytes of header).
+/// the map's slot (56 bytes, at a load between 7/16 and 7/8) and, for keys
+/// and values too long to be kept inline, their heap blocks (glibc rounds
+/// each up, 16 bytes of header).
 const ENTRY_OVERHEAD: usize = 128;
 
 impl Transaction {
@@ -87,29 +92,39 @@ impl Transaction {
 
     /// The current message succeeded: its writes join the checkpoint's.
     pub(crate) fn keep_message(&mut self) {
-        let value_len = |value: &Option<Vec<u8>>| value.as_ref().map_or(0, Vec::len);
         let mut message = std::mem::take(&mut self.message);
         for (key, value) in message.drain(..) {
-            self.bytes += value_len(&value);
-            match self.updates.get_mut(&key) {
+            self.bytes += value.as_ref().map_or(0, Vec::len);
+            let value = value.map(|value| self.short(value));
+            match self.updates.get_mut(key.as_slice()) {
                 Some(entry) => {
-                    self.bytes -= value_len(&entry.value);
-                    let old = std::mem::replace(&mut entry.value, value);
+                    self.bytes -= entry.value.as_ref().map_or(0, |old| old.len());
+                    entry.value = value;
                     if !std::mem::replace(&mut entry.written, true) {
                         self.written += 1;
                     }
                     self.recycle(key);
-                    old.into_iter().for_each(|old| self.recycle(old));
                 }
                 None => {
                     self.bytes += key.len() + ENTRY_OVERHEAD;
                     self.written += 1;
+                    let key = self.short(key);
                     let written = true;
                     self.updates.insert(key, Entry { value, written });
                 }
             }
         }
         self.message = message;
+    }
+
+    /// `bytes` as kept in the map; their buffer is reused when they fit
+    /// inline.
+    fn short(&mut self, bytes: Vec<u8>) -> ShortBytes {
+        let (short, spare) = ShortBytes::from_vec(bytes);
+        if let Some(spare) = spare {
+            self.recycle(spare);
+        }
+        short
     }
 
     /// The current message failed: its writes are dropped.
@@ -137,7 +152,7 @@ impl Transaction {
         self.updates
             .iter()
             .filter(|(_, entry)| entry.written)
-            .map(|(key, entry)| (key.as_slice(), entry.value.as_deref()))
+            .map(|(key, entry)| (&**key, entry.value.as_deref()))
     }
 
     /// The updates are in RocksDB: they stay as its cache with
