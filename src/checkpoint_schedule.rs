@@ -20,6 +20,8 @@ pub(crate) struct CheckpointSchedule {
 }
 
 impl CheckpointSchedule {
+    /// A schedule by `config`'s `commit_interval`, `commit_every` and
+    /// `commit_state_bytes`, its interval starting now.
     pub(crate) fn new(config: &Config) -> Self {
         CheckpointSchedule {
             pending: 0,

@@ -268,8 +268,10 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// The thread that rebuilds state from the changelogs stopped (it
-    /// panicked) while `topic`/`partition` was recovering.
+    /// The recovery of `topic`/`partition` from its changelogs could not go
+    /// on: the recovery thread stopped (it panicked), could not assign the
+    /// changelog partitions, or did not let go of the stores of a recovery
+    /// cancelled when the partition was revoked.
     #[error(
         "recovery of topic {topic} partition {partition} stopped: the recovery thread {reason}"
     )]

@@ -4,7 +4,7 @@
 //! recoverer has caught them up, while the others are processed at once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
@@ -86,6 +86,7 @@ impl LoopState {
         };
         let changelog_group = self.recoverer.is_some().then_some(self.group.as_str());
         let mut recoveries = Vec::new();
+        let release_deadline = Instant::now() + RELEASE_TIMEOUT;
         for element in stateful.elements() {
             let (topic, partition) = (element.topic(), element.partition());
             let committed = committed
@@ -97,7 +98,7 @@ impl LoopState {
             if let Some(recoverer) = &mut self.recoverer {
                 // A recovery cancelled when the partition was last revoked
                 // may still hold its stores.
-                recoverer.release(topic, partition, RELEASE_TIMEOUT);
+                recoverer.release(topic, partition, release_deadline)?;
             }
             let plan = plan(
                 &mut self.stores,

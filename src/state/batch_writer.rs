@@ -20,13 +20,17 @@ use crate::error::{Error, Result};
 /// offset they reach and, in the last batch, the input offset processing
 /// resumes from.
 pub(crate) struct ChangelogWrite {
+    /// The input topic and partition whose stores recover.
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
+    /// The partition's stores.
     pub(crate) store: Arc<PartitionStore>,
     /// Which of the partition's stores the records go to.
     pub(crate) store_index: usize,
     pub(crate) records: ChangelogBatch,
+    /// The changelog offset after the last of `records`.
     pub(crate) next_offset: i64,
+    /// In the last batch of a recovery, where processing resumes.
     pub(crate) input_offset: Option<i64>,
 }
 

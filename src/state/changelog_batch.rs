@@ -22,7 +22,7 @@ struct Record {
 }
 
 impl ChangelogBatch {
-    /// Records added since the batch was last cleared.
+    /// Records added since the batch was made or taken.
     pub(crate) fn len(&self) -> usize {
         self.records.len()
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::TopicPartitionList;
@@ -43,6 +43,8 @@ pub(crate) struct Recoverer {
     /// the next [`collect`](Self::collect).
     ended: Vec<Recovered>,
     thread: Option<JoinHandle<()>>,
+    /// Why the thread stopped, once it has.
+    stopped: Option<String>,
 }
 
 impl Recoverer {
@@ -75,6 +77,7 @@ impl Recoverer {
             revoked: HashSet::new(),
             ended: Vec::new(),
             thread: Some(thread),
+            stopped: None,
         })
     }
 
@@ -94,7 +97,8 @@ impl Recoverer {
             self.running.insert(key, recovery.cancel_flag());
         }
         if let Some(jobs) = &self.jobs {
-            // The thread only ends when `jobs` is dropped.
+            // A send fails only when the thread stopped (it panicked):
+            // `collect` then fails these recoveries.
             let _ = jobs.send(recoveries);
         }
     }
@@ -102,6 +106,9 @@ impl Recoverer {
     /// Stops the recovery of a revoked partition; what it applied so far
     /// stays in its stores, which close once its report comes back.
     pub(crate) fn cancel(&mut self, topic: &str, partition: i32) {
+        // Ended and not collected yet: its stores close here.
+        self.ended
+            .retain(|ended| !(*ended.topic == *topic && ended.partition == partition));
         let revoked = self
             .running
             .keys()
@@ -117,9 +124,12 @@ impl Recoverer {
 
     /// Waits until a cancelled recovery of `topic`/`partition`, if any, is
     /// reported and its stores closed, so that they can be opened again.
-    /// Gives up after `patience`, and when the recovery thread is gone.
-    pub(crate) fn release(&mut self, topic: &str, partition: i32, patience: Duration) {
-        let deadline = Instant::now() + patience;
+    ///
+    /// # Errors
+    ///
+    /// [`Error::RecoveryStopped`] when the report has not come by
+    /// `deadline`: the stores are still held.
+    pub(crate) fn release(&mut self, topic: &str, partition: i32, deadline: Instant) -> Result<()> {
         while self
             .revoked
             .iter()
@@ -127,14 +137,20 @@ impl Recoverer {
         {
             match self.done.recv_deadline(deadline) {
                 Ok(recovered) => self.receive(recovered),
-                Err(_) => {
-                    log::warn!(
-                        "the cancelled recovery of {topic}[{partition}] did not end in {patience:?}"
-                    );
-                    return;
+                // The thread is gone, and with it every store it held.
+                Err(RecvTimeoutError::Disconnected) => self.revoked.clear(),
+                Err(RecvTimeoutError::Timeout) => {
+                    return Err(Error::RecoveryStopped {
+                        topic: topic.to_string(),
+                        partition,
+                        reason: "did not let go of the partition's stores, held by the \
+                                 recovery cancelled when it was last revoked"
+                            .to_string(),
+                    });
                 }
             }
         }
+        Ok(())
     }
 
     /// Whether a recovery is under way.
@@ -151,6 +167,7 @@ impl Recoverer {
                 Ok(recovered) => self.receive(recovered),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
+                    self.revoked.clear();
                     self.fail_running();
                     break;
                 }
@@ -170,15 +187,23 @@ impl Recoverer {
         }
     }
 
+    /// Why the thread stopped (joined once, remembered after).
+    fn stopped_because(&mut self) -> &str {
+        if let Some(thread) = self.thread.take() {
+            self.stopped = Some(match thread.join() {
+                Err(panic) => panic_message(panic.as_ref()),
+                Ok(()) => "ended".to_string(),
+            });
+        }
+        self.stopped.as_deref().unwrap_or("ended")
+    }
+
     /// Ends every running recovery with the reason the thread stopped.
     fn fail_running(&mut self) {
         if self.running.is_empty() {
             return;
         }
-        let reason = match self.thread.take().map(JoinHandle::join) {
-            Some(Err(panic)) => panic_message(panic.as_ref()),
-            _ => "it ended".to_string(),
-        };
+        let reason = self.stopped_because().to_string();
         for ((topic, partition), _) in self.running.drain() {
             let error = Error::RecoveryStopped {
                 topic: topic.to_string(),
@@ -197,11 +222,11 @@ impl Recoverer {
 /// What a panic said, when it said it with a string.
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = panic.downcast_ref::<&str>() {
-        format!("it panicked: {message}")
+        format!("panicked: {message}")
     } else if let Some(message) = panic.downcast_ref::<String>() {
-        format!("it panicked: {message}")
+        format!("panicked: {message}")
     } else {
-        "it panicked".to_string()
+        "panicked".to_string()
     }
 }
 
@@ -314,12 +339,19 @@ impl Active {
             .iter()
             .try_for_each(|recovery| recovery.add_assignment(&mut list))
             .and_then(|()| reader.incremental_assign(&list));
-        let first = self.recoveries.len();
-        self.recoveries.extend(recoveries);
-        if let Err(source) = assigned {
-            while self.recoveries.len() > first {
-                let source = Box::new(source.clone());
-                self.finish(reader, first, Err(Error::Consume { source }));
+        match assigned {
+            Ok(()) => self.recoveries.extend(recoveries),
+            // Never assigned, nothing written: reported as they are.
+            Err(error) => {
+                for recovery in recoveries {
+                    let reason = format!("could not assign the changelog partitions: {error}");
+                    let error = Error::RecoveryStopped {
+                        topic: recovery.topic.to_string(),
+                        partition: recovery.partition,
+                        reason,
+                    };
+                    self.report(recovery, Err(error));
+                }
             }
         }
     }
@@ -342,6 +374,14 @@ impl Active {
             Err(error) => return self.finish(reader, index, Err(error)),
         };
         let done = self.recoveries[index].is_done();
+        // This batch records a changelog offset past the one before it:
+        // if that one failed, this one must not be written.
+        let owner = (write.topic.clone(), write.partition);
+        let previous = self.writer.wait();
+        self.settle(reader, previous);
+        if !self.is_active(&owner) {
+            return;
+        }
         let previous = self.writer.write(write);
         self.settle(reader, previous);
         if done {
@@ -358,6 +398,17 @@ impl Active {
         }
     }
 
+    /// Whether the recovery of input partition `owner` is under way.
+    fn is_active(&self, owner: &(Arc<str>, i32)) -> bool {
+        self.position(owner).is_some()
+    }
+
+    fn position(&self, (topic, partition): &(Arc<str>, i32)) -> Option<usize> {
+        self.recoveries
+            .iter()
+            .position(|recovery| recovery.topic == *topic && recovery.partition == *partition)
+    }
+
     /// Fails the recovery whose batch failed to be written.
     fn settle(&mut self, reader: &BaseConsumer, written: Option<Written>) {
         let Some(Written {
@@ -368,11 +419,7 @@ impl Active {
         else {
             return;
         };
-        if let Some(index) = self
-            .recoveries
-            .iter()
-            .position(|recovery| recovery.topic == topic && recovery.partition == partition)
-        {
+        if let Some(index) = self.position(&(topic, partition)) {
             self.finish(reader, index, Err(error));
         }
     }
@@ -382,7 +429,13 @@ impl Active {
     fn finish(&mut self, reader: &BaseConsumer, index: usize, result: Result<()>) {
         let pending = self.writer.wait();
         let recovery = self.recoveries.swap_remove(index);
-        release(reader, &recovery);
+        unassign_changelogs(reader, &recovery);
+        self.report(recovery, result);
+        self.settle(reader, pending);
+    }
+
+    /// Hands `recovery` back to the recoverer, with its stores on success.
+    fn report(&self, recovery: Recovery, result: Result<()>) {
         let recovered = Recovered {
             topic: recovery.topic.clone(),
             partition: recovery.partition,
@@ -390,7 +443,6 @@ impl Active {
         };
         // The recoverer is gone when nobody listens: nothing to report to.
         let _ = self.report.send(recovered);
-        self.settle(reader, pending);
     }
 
     /// Ends the recoveries of revoked partitions; the recoverer closes
@@ -418,7 +470,7 @@ impl Active {
 }
 
 /// Stops reading the changelogs of `recovery`.
-fn release(reader: &BaseConsumer, recovery: &Recovery) {
+fn unassign_changelogs(reader: &BaseConsumer, recovery: &Recovery) {
     let released = recovery.assignment().and_then(|list| {
         reader
             .incremental_unassign(&list)
@@ -446,6 +498,68 @@ mod tests {
     use crate::state::{plan, Plan, RocksDbOptions, StateManager};
 
     const WAIT: Duration = Duration::from_secs(30);
+
+    /// A recoverer whose thread runs `body` with the report sender and the
+    /// job queue, instead of reading changelogs.
+    fn recoverer_running(
+        body: impl FnOnce(Sender<Recovered>, Receiver<Vec<Recovery>>) + Send + 'static,
+    ) -> Recoverer {
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let (report, done) = crossbeam_channel::unbounded();
+        Recoverer {
+            jobs: Some(jobs),
+            done,
+            running: HashMap::new(),
+            revoked: HashSet::new(),
+            ended: Vec::new(),
+            thread: Some(std::thread::spawn(move || body(report, queue))),
+            stopped: None,
+        }
+    }
+
+    #[test]
+    fn a_recovery_thread_that_panicked_fails_the_running_recoveries_naming_the_panic() {
+        let mut recoverer = recoverer_running(|_report, _queue| panic!("boom"));
+        recoverer
+            .running
+            .insert((Arc::from("in"), 3), Arc::default());
+        let deadline = Instant::now() + WAIT;
+        let ended = loop {
+            let ended = recoverer.collect();
+            if !ended.is_empty() || Instant::now() > deadline {
+                break ended;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let [Recovered {
+            state: Err(error), ..
+        }] = &ended[..]
+        else {
+            panic!("one failed recovery expected");
+        };
+        assert_eq!(
+            error.to_string(),
+            "recovery of topic in partition 3 stopped: the recovery thread panicked: boom"
+        );
+        assert!(!recoverer.is_busy());
+    }
+
+    #[test]
+    fn a_cancelled_recovery_that_never_reports_fails_the_release_naming_the_partition() {
+        // The thread lives, idle, until the recoverer is dropped.
+        let mut recoverer = recoverer_running(|_report, queue| queue.iter().for_each(drop));
+        recoverer.revoked.insert((Arc::from("in"), 3));
+        let soon = Instant::now() + Duration::from_millis(50);
+        let error = recoverer.release("in", 3, soon).unwrap_err();
+        assert!(matches!(
+            error,
+            Error::RecoveryStopped { ref topic, partition: 3, .. } if topic == "in"
+        ));
+        assert!(
+            recoverer.release("in", 4, soon).is_ok(),
+            "nothing to wait for"
+        );
+    }
 
     #[test]
     fn a_recovery_that_ends_as_its_partition_is_revoked_lets_go_of_the_stores() {
@@ -492,7 +606,7 @@ mod tests {
         }
         recoverer.cancel("in", 0);
         assert!(!recoverer.is_busy());
-        recoverer.release("in", 0, WAIT);
+        recoverer.release("in", 0, Instant::now() + WAIT).unwrap();
 
         // Its stores are closed: they open at once, with what was recovered.
         let state = manager.open("in", 0).unwrap();

@@ -27,7 +27,8 @@ pub(crate) struct Transaction {
     /// About how much memory `updates` holds.
     bytes: usize,
     /// Emptied buffers of replaced keys and values, reused for new writes:
-    /// a hot key costs no allocation.
+    /// a hot key costs no allocation (one with a value too long to be kept
+    /// inline, at most a shrinking reallocation).
     spare: Vec<Vec<u8>>,
 }
 
@@ -43,10 +44,10 @@ struct Entry {
 const SPARE_BUFFERS: usize = 64;
 const SPARE_CAPACITY: usize = 1024;
 
-/// Memory an entry of `updates` costs besides its key and value bytes:
-/// the map's slot (56 bytes, at a load between 7/16 and 7/8) and, for keys
-/// and values too long to be kept inline, their heap blocks (glibc rounds
-/// each up, 16 bytes of header).
+/// About the memory an entry of `updates` costs besides its key and value
+/// bytes: the map's slot (56 bytes and a control byte) takes 65-130 bytes
+/// at a load between 7/8 and 7/16. (Keys and values too long to be kept
+/// inline also take a heap block's header, not counted.)
 const ENTRY_OVERHEAD: usize = 128;
 
 impl Transaction {
@@ -73,7 +74,8 @@ impl Transaction {
     }
 
     fn recycle(&mut self, mut buffer: Vec<u8>) {
-        if self.spare.len() < SPARE_BUFFERS && buffer.capacity() <= SPARE_CAPACITY {
+        let capacity = buffer.capacity();
+        if self.spare.len() < SPARE_BUFFERS && capacity > 0 && capacity <= SPARE_CAPACITY {
             buffer.clear();
             self.spare.push(buffer);
         }
@@ -99,11 +101,14 @@ impl Transaction {
             match self.updates.get_mut(key.as_slice()) {
                 Some(entry) => {
                     self.bytes -= entry.value.as_ref().map_or(0, |old| old.len());
-                    entry.value = value;
+                    let old = std::mem::replace(&mut entry.value, value);
                     if !std::mem::replace(&mut entry.written, true) {
                         self.written += 1;
                     }
                     self.recycle(key);
+                    if let Some(ShortBytes::Heap(old)) = old {
+                        self.recycle(old.into_vec());
+                    }
                 }
                 None => {
                     self.bytes += key.len() + ENTRY_OVERHEAD;
