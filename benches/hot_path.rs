@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the per-message path, through the public API: one
 //! message through the test driver (stateless; stateful on 10 000 and on
-//! 100 000 keys), and the JSON codec alone.
+//! 100 000 keys, and with a checkpoint every 10 000 messages), and the JSON
+//! codec alone.
 //!
 //! `cargo bench --bench hot_path`. The workloads against their baselines
 //! are `examples/bench` (see BENCHMARKS.md); `benches/run` runs both.
@@ -83,10 +84,17 @@ fn stateless(c: &mut Criterion) {
 }
 
 fn stateful(c: &mut Criterion, name: &str, keys: u64) {
+    stateful_committing_every(c, name, keys, 0);
+}
+
+/// The stateful count on `keys` keys, with a checkpoint every `every`
+/// messages (0: only by the commit interval, 5 s).
+fn stateful_committing_every(c: &mut Criterion, name: &str, keys: u64, every: u64) {
     let dir = tempfile::tempdir().expect("state dir");
     let app = Application::builder()
         .use_embedded_broker()
         .state_dir(dir.path())
+        .commit_every(every)
         .build()
         .expect("app");
     let purchases = app.topic::<Purchase>("purchases");
@@ -104,6 +112,17 @@ fn stateful_hot_keys(c: &mut Criterion) {
 
 fn stateful_many_keys(c: &mut Criterion) {
     stateful(c, "stateful count, 100 000 keys", 100_000);
+}
+
+fn stateful_checkpoints(c: &mut Criterion) {
+    // Each checkpoint writes the 20 000 store keys of 10 000 message keys
+    // to RocksDB: the batch write, a share of every message.
+    stateful_committing_every(
+        c,
+        "stateful count, 10 000 keys, checkpoint every 10 000 messages",
+        10_000,
+        10_000,
+    );
 }
 
 fn json_codec(c: &mut Criterion) {
@@ -135,6 +154,7 @@ criterion_group!(
     stateless,
     stateful_hot_keys,
     stateful_many_keys,
+    stateful_checkpoints,
     json_codec
 );
 criterion_main!(benches);

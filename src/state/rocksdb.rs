@@ -108,7 +108,11 @@ impl PartitionStore {
         let mut batch = WriteBatch::default();
         for (store, transaction) in transactions.iter().enumerate() {
             let family = self.family(&self.stores[store]);
-            write_updates(&mut batch, family, transaction.updates());
+            // In key order: the memtable inserts keys that come in order
+            // faster (each search starts where the last one ended).
+            let mut updates: Vec<_> = transaction.updates().collect();
+            updates.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            write_updates(&mut batch, family, updates.into_iter());
         }
         let stores = changelog_offsets.iter().enumerate();
         let reached = stores.filter_map(|(store, offset)| Some((store, (*offset)?)));
