@@ -13,8 +13,9 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::changelog_batch::ChangelogBatch;
+use super::recoverer::spawn_thread;
 use super::rocksdb::PartitionStore;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Changelog records of a recovering partition's store, with the changelog
 /// offset they reach and, in the last batch, the input offset processing
@@ -55,28 +56,22 @@ impl BatchWriter {
     pub(crate) fn start() -> Result<Self> {
         let (jobs, queue) = crossbeam_channel::bounded::<ChangelogWrite>(1);
         let (report, done) = crossbeam_channel::bounded(1);
-        let thread = std::thread::Builder::new()
-            .name("kstreams-writer".into())
-            .spawn(move || {
-                for write in queue {
-                    let (topic, partition) = (write.topic.clone(), write.partition);
-                    // `write` (and its hold on the store) ends here, before
-                    // the report: a waiter may close the store next.
-                    let result = write.write();
-                    let written = Written {
-                        topic,
-                        partition,
-                        result,
-                    };
-                    if report.send(written).is_err() {
-                        return;
-                    }
+        let thread = spawn_thread("kstreams-writer", move || {
+            for write in queue {
+                let (topic, partition) = (write.topic.clone(), write.partition);
+                // `write` (and its hold on the store) ends here, before the
+                // report: a waiter may close the store next.
+                let result = write.write();
+                let written = Written {
+                    topic,
+                    partition,
+                    result,
+                };
+                if report.send(written).is_err() {
+                    return;
                 }
-            })
-            .map_err(|error| Error::Config {
-                key: "recovery".into(),
-                reason: format!("cannot start the recovery writer thread: {error}"),
-            })?;
+            }
+        })?;
         Ok(BatchWriter {
             jobs: Some(jobs),
             done,
@@ -85,16 +80,16 @@ impl BatchWriter {
         })
     }
 
-    /// Hands `write` over once the batch before it is written, and returns
-    /// how that one ended.
-    pub(crate) fn write(&mut self, write: ChangelogWrite) -> Option<Written> {
-        let previous = self.wait();
+    /// Hands `write` over. [`wait`](Self::wait) for the batch before it
+    /// first: a partition's batch goes only after the one before it was
+    /// written.
+    pub(crate) fn write(&mut self, write: ChangelogWrite) {
+        debug_assert!(!self.in_flight, "a batch is still being written");
         let sent = self.jobs.as_ref().map(|jobs| jobs.send(write));
         if !matches!(sent, Some(Ok(()))) {
             self.resume_panic();
         }
         self.in_flight = true;
-        previous
     }
 
     /// Waits for the batch being written, if any, and returns how it ended.

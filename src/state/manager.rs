@@ -60,21 +60,17 @@ impl PartitionState {
         changelog_offsets: &[Option<i64>],
         keep_cache: bool,
     ) -> Result<()> {
-        if self.pending_input.is_none() && self.transactions.iter().all(Transaction::is_empty) {
-            // Nothing to write; a cache that no longer fits goes all the same.
-            if !keep_cache {
-                for transaction in &mut self.transactions {
-                    transaction.checkpointed(false);
-                }
-            }
-            return Ok(());
+        let nothing_new =
+            self.pending_input.is_none() && self.transactions.iter().all(Transaction::is_empty);
+        if !nothing_new {
+            self.store
+                .commit(&self.transactions, changelog_offsets, self.pending_input)?;
+            self.pending_input = None;
         }
-        self.store
-            .commit(&self.transactions, changelog_offsets, self.pending_input)?;
+        // With nothing new, a cache that no longer fits goes all the same.
         for transaction in &mut self.transactions {
             transaction.checkpointed(keep_cache);
         }
-        self.pending_input = None;
         Ok(())
     }
 }

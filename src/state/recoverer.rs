@@ -63,13 +63,7 @@ impl Recoverer {
                 known_topics: HashSet::new(),
             },
         };
-        let thread = std::thread::Builder::new()
-            .name("kstreams-recov".into())
-            .spawn(move || worker.run(&queue))
-            .map_err(|error| Error::Config {
-                key: "recovery".into(),
-                reason: format!("cannot start the recovery thread: {error}"),
-            })?;
+        let thread = spawn_thread("kstreams-recov", move || worker.run(&queue))?;
         Ok(Recoverer {
             jobs: Some(jobs),
             done,
@@ -217,6 +211,20 @@ impl Recoverer {
             });
         }
     }
+}
+
+/// Starts a recovery thread called `name` (Linux keeps 15 characters).
+pub(super) fn spawn_thread(
+    name: &str,
+    body: impl FnOnce() + Send + 'static,
+) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(body)
+        .map_err(|error| Error::Config {
+            key: "recovery".into(),
+            reason: format!("cannot start the thread {name}: {error}"),
+        })
 }
 
 /// What a panic said, when it said it with a string.
@@ -382,8 +390,7 @@ impl Active {
         if !self.is_active(&owner) {
             return;
         }
-        let previous = self.writer.write(write);
-        self.settle(reader, previous);
+        self.writer.write(write);
         if done {
             // Its last batch is the one just handed over.
             let last = self.writer.wait();

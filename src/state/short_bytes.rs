@@ -23,14 +23,14 @@ impl ShortBytes {
     /// Takes `bytes` over; returns the emptied `Vec` when they were copied
     /// inline, for reuse.
     pub(crate) fn from_vec(bytes: Vec<u8>) -> (Self, Option<Vec<u8>>) {
-        match u8::try_from(bytes.len()) {
-            Ok(len) if bytes.len() <= INLINE => {
-                let mut inline = [0; INLINE];
-                inline[..bytes.len()].copy_from_slice(&bytes);
-                (ShortBytes::Inline { len, bytes: inline }, Some(bytes))
-            }
-            _ => (ShortBytes::Heap(bytes.into_boxed_slice()), None),
+        if bytes.len() > INLINE {
+            return (ShortBytes::Heap(bytes.into_boxed_slice()), None);
         }
+        let mut inline = [0; INLINE];
+        inline[..bytes.len()].copy_from_slice(&bytes);
+        // At most INLINE (22): fits a u8.
+        let len = bytes.len() as u8;
+        (ShortBytes::Inline { len, bytes: inline }, Some(bytes))
     }
 
     /// Whether the bytes are in a heap block of their own.

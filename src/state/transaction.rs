@@ -164,9 +164,12 @@ impl Transaction {
     /// `keep_cache`, else they go.
     pub(crate) fn checkpointed(&mut self, keep_cache: bool) {
         if keep_cache {
-            self.updates
-                .values_mut()
-                .for_each(|entry| entry.written = false);
+            // Nothing written since the last checkpoint: no flag to reset.
+            if self.written > 0 {
+                self.updates
+                    .values_mut()
+                    .for_each(|entry| entry.written = false);
+            }
         } else {
             self.updates.clear();
             self.bytes = 0;
