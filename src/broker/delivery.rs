@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
 use rdkafka::ClientContext;
 
+use super::delivery_reports::{self, DeliveryReports};
 use super::Broker;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -49,18 +50,39 @@ impl ClientContext for DeliveryContext {}
 impl ProducerContext for DeliveryContext {
     type DeliveryOpaque = Box<Delivery>;
 
+    /// Reports served by rust-rdkafka's own poll: only those the producer's
+    /// drop collects after the reports thread stopped.
     fn delivery(&self, result: &DeliveryResult<'_>, delivery: Self::DeliveryOpaque) {
-        match (result, *delivery) {
-            (Ok(message), Delivery::Changelog) => {
-                let key = (message.topic().to_string(), message.partition());
+        let (message, result) = match result {
+            Ok(message) => (message, Ok(message.offset())),
+            Err((source, message)) => (message, Err(source.clone())),
+        };
+        self.report(message.topic(), message.partition(), result, *delivery);
+    }
+}
+
+impl DeliveryContext {
+    /// The broker's answer for one message sent to `partition` of `topic`:
+    /// its offset, or why it was refused.
+    pub(crate) fn report(
+        &self,
+        topic: &str,
+        partition: i32,
+        result: std::result::Result<i64, KafkaError>,
+        delivery: Delivery,
+    ) {
+        match (result, delivery) {
+            (Ok(offset), Delivery::Changelog) => {
                 let mut offsets = self.changelog_offsets.lock();
-                let offset = offsets.entry(key).or_insert(message.offset());
-                *offset = (*offset).max(message.offset());
+                let acknowledged = offsets
+                    .entry((topic.to_string(), partition))
+                    .or_insert(offset);
+                *acknowledged = (*acknowledged).max(offset);
             }
             (Ok(_), _) => {}
-            (Err((source, message)), delivery) => {
-                let output_topic = message.topic().to_string();
-                let source = Box::new(source.clone());
+            (Err(source), delivery) => {
+                let output_topic = topic.to_string();
+                let source = Box::new(source);
                 let error = match delivery {
                     Delivery::Output(origin) => Error::Produce {
                         output_topic,
@@ -82,7 +104,9 @@ impl ProducerContext for DeliveryContext {
 
 /// The producer of an application's outputs.
 pub(crate) struct OutputProducer {
-    producer: ThreadedProducer<DeliveryContext>,
+    /// Declared before `producer`: its queue handle goes first.
+    _reports: DeliveryReports,
+    producer: BaseProducer<DeliveryContext>,
     /// How long a full local queue may block a send (the broker is away).
     patience: Duration,
 }
@@ -102,6 +126,7 @@ impl OutputProducer {
                 source: source.into(),
             })?;
         Ok(OutputProducer {
+            _reports: DeliveryReports::start(&producer)?,
             producer,
             patience: config.broker_availability_timeout,
         })
@@ -210,7 +235,7 @@ impl OutputProducer {
     /// Waits until every output sent so far is acknowledged or failed.
     /// `false` when `timeout` passed first.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
-        self.producer.flush(timeout).is_ok()
+        delivery_reports::flush(&self.producer, timeout)
     }
 
     /// The highest acknowledged offset per changelog topic and partition
@@ -224,3 +249,16 @@ impl OutputProducer {
         std::mem::take(&mut *self.producer.context().failures.lock())
     }
 }
+
+impl Drop for OutputProducer {
+    /// What the producer's own drop does, purge and wait for the reports,
+    /// while the reports thread still serves them.
+    fn drop(&mut self) {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.flush(DROP_FLUSH_TIMEOUT);
+    }
+}
+
+/// How long dropping a producer waits for the reports of purged messages.
+const DROP_FLUSH_TIMEOUT: Duration = Duration::from_millis(500);

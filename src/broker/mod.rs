@@ -5,6 +5,7 @@
 mod admin;
 mod block_on;
 mod delivery;
+mod delivery_reports;
 mod embedded;
 
 use rdkafka::ClientConfig;
