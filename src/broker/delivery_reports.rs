@@ -6,13 +6,15 @@
 //! is a busy loop: about 1 % of a core for every producer, idle or not. Its
 //! `flush` waits out a whole window even when the last report came at once.
 //! This thread instead blocks in librdkafka until an event comes, and
-//! [`flush`] waits in librdkafka until the message count is zero.
+//! [`flush`] waits in librdkafka until the message count is zero. Events go
+//! to the producer's context as rust-rdkafka would hand them over.
 //!
 //! The only unsafe code of kstreams lives here: the calls into librdkafka's
 //! event API that rust-rdkafka does not expose.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_char, CStr};
+use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::{RDKafkaEvent, RDKafkaMessage, RDKafkaQueue, RDKafkaRespErr};
@@ -111,14 +114,21 @@ impl Drop for Queue {
 fn serve(queue: &Queue, context: &DeliveryContext, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         // SAFETY: the queue handle outlives this thread (`DeliveryReports`
-        // joins it before dropping its own handle); an event is destroyed
-        // once, after its messages were read.
-        unsafe {
-            let event = rdsys::rd_kafka_queue_poll(queue.0, POLL_MS);
-            if !event.is_null() {
-                handle(event, context);
-                rdsys::rd_kafka_event_destroy(event);
-            }
+        // joins it before dropping its own handle).
+        let event = unsafe { rdsys::rd_kafka_queue_poll(queue.0, POLL_MS) };
+        if event.is_null() {
+            continue;
+        }
+        // A panic (in a logger, say) must not skip the destroy: the event's
+        // messages count against the producer until then, and a flush
+        // would wait for them in vain.
+        // SAFETY: `event` is live until it is destroyed, once, right after
+        // its messages were read; `OutputProducer` sends every message
+        // with a `Box<Delivery>` opaque.
+        let handled = panic::catch_unwind(AssertUnwindSafe(|| unsafe { handle(event, context) }));
+        unsafe { rdsys::rd_kafka_event_destroy(event) };
+        if handled.is_err() {
+            log::error!("handling a delivery report event panicked; the thread goes on");
         }
     }
 }
@@ -141,7 +151,8 @@ unsafe fn handle(event: *mut RDKafkaEvent, context: &DeliveryContext) {
         rdsys::RD_KAFKA_EVENT_LOG => {
             let (mut facility, mut line, mut level) = (ptr::null(), ptr::null(), 0);
             if rdsys::rd_kafka_event_log(event, &mut facility, &mut line, &mut level) == 0 {
-                log_line(level, &text(facility), &text(line));
+                let (facility, line) = (text(facility), text(line));
+                context.log(log_level(level), facility.trim(), line.trim());
             }
         }
         rdsys::RD_KAFKA_EVENT_ERROR => {
@@ -157,7 +168,7 @@ unsafe fn handle(event: *mut RDKafkaEvent, context: &DeliveryContext) {
         }
         // OAuth token refreshes are not enabled for this context, as with
         // rust-rdkafka's default.
-        _ => {}
+        other => log::debug!("ignored producer event of type {other}"),
     }
 }
 
@@ -190,13 +201,16 @@ unsafe fn text<'a>(text: *const c_char) -> std::borrow::Cow<'a, str> {
     CStr::from_ptr(text).to_string_lossy()
 }
 
-/// A librdkafka log line at its syslog `level`, as rust-rdkafka logs them.
-fn log_line(level: i32, facility: &str, line: &str) {
-    let level = match level {
-        0..=3 => log::Level::Error,
-        4 => log::Level::Warn,
-        5 | 6 => log::Level::Info,
-        _ => log::Level::Debug,
-    };
-    log::log!(target: "librdkafka", level, "librdkafka: {} {}", facility.trim(), line.trim());
+/// A librdkafka syslog `level` as rust-rdkafka reads it.
+fn log_level(level: i32) -> RDKafkaLogLevel {
+    match level {
+        0 => RDKafkaLogLevel::Emerg,
+        1 => RDKafkaLogLevel::Alert,
+        2 => RDKafkaLogLevel::Critical,
+        3 => RDKafkaLogLevel::Error,
+        4 => RDKafkaLogLevel::Warning,
+        5 => RDKafkaLogLevel::Notice,
+        6 => RDKafkaLogLevel::Info,
+        _ => RDKafkaLogLevel::Debug,
+    }
 }
