@@ -3,10 +3,15 @@
 //! records, so that reading the changelog and inserting into the memtables
 //! overlap.
 //!
-//! One batch is written at a time, in the order handed over: a store's
-//! batches land in changelog order, and once [`BatchWriter::wait`]
+//! Batches are written one at a time, in the order handed over, with a few
+//! queued behind the one being written: the batches of all partitions fill
+//! up at about the same pace, and the reader goes on reading while they
+//! are written. A store's batches land in changelog order; a batch whose
+//! recovery already failed to write one is not written (it would record a
+//! changelog offset past the failed records). Once [`BatchWriter::wait`]
 //! returns, no write holds any store.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -15,7 +20,10 @@ use crossbeam_channel::{Receiver, Sender};
 use super::changelog_batch::ChangelogBatch;
 use super::recoverer::spawn_thread;
 use super::rocksdb::PartitionStore;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// How many batches may wait behind the one being written.
+const QUEUED: usize = 4;
 
 /// Changelog records of a recovering partition's store, with the changelog
 /// offset they reach and, in the last batch, the input offset processing
@@ -33,6 +41,8 @@ pub(crate) struct ChangelogWrite {
     pub(crate) next_offset: i64,
     /// In the last batch of a recovery, where processing resumes.
     pub(crate) input_offset: Option<i64>,
+    /// The recovery's flag, set when one of its batches failed.
+    pub(crate) failed: Arc<AtomicBool>,
 }
 
 /// How a write ended, and whose it was.
@@ -42,20 +52,20 @@ pub(crate) struct Written {
     pub(crate) result: Result<()>,
 }
 
-/// Hands batches to the writer thread, one at a time.
+/// Hands batches to the writer thread.
 pub(crate) struct BatchWriter {
     jobs: Option<Sender<ChangelogWrite>>,
     done: Receiver<Written>,
-    /// Whether a batch is being written.
-    in_flight: bool,
+    /// Batches handed over whose report was not yet taken.
+    in_flight: usize,
     thread: Option<JoinHandle<()>>,
 }
 
 impl BatchWriter {
     /// Starts the writer thread.
     pub(crate) fn start() -> Result<Self> {
-        let (jobs, queue) = crossbeam_channel::bounded::<ChangelogWrite>(1);
-        let (report, done) = crossbeam_channel::bounded(1);
+        let (jobs, queue) = crossbeam_channel::bounded::<ChangelogWrite>(QUEUED);
+        let (report, done) = crossbeam_channel::unbounded();
         let thread = spawn_thread("kstreams-writer", move || {
             for write in queue {
                 let (topic, partition) = (write.topic.clone(), write.partition);
@@ -75,32 +85,40 @@ impl BatchWriter {
         Ok(BatchWriter {
             jobs: Some(jobs),
             done,
-            in_flight: false,
+            in_flight: 0,
             thread: Some(thread),
         })
     }
 
-    /// Hands `write` over. [`wait`](Self::wait) for the batch before it
-    /// first: a partition's batch goes only after the one before it was
-    /// written.
+    /// Queues `write`; waits while [`QUEUED`] batches wait already.
     pub(crate) fn write(&mut self, write: ChangelogWrite) {
-        debug_assert!(!self.in_flight, "a batch is still being written");
         let sent = self.jobs.as_ref().map(|jobs| jobs.send(write));
         if !matches!(sent, Some(Ok(()))) {
             self.resume_panic();
         }
-        self.in_flight = true;
+        self.in_flight += 1;
     }
 
-    /// Waits for the batch being written, if any, and returns how it ended.
-    pub(crate) fn wait(&mut self) -> Option<Written> {
-        if !std::mem::take(&mut self.in_flight) {
-            return None;
+    /// The reports of the batches written since the last call, without
+    /// waiting for the others.
+    pub(crate) fn written(&mut self) -> Vec<Written> {
+        let reports: Vec<Written> = self.done.try_iter().collect();
+        self.in_flight -= reports.len();
+        reports
+    }
+
+    /// Waits until every batch handed over is written (or not), and
+    /// returns the reports not yet taken.
+    pub(crate) fn wait(&mut self) -> Vec<Written> {
+        let mut reports = Vec::with_capacity(self.in_flight);
+        while self.in_flight > 0 {
+            match self.done.recv() {
+                Ok(written) => reports.push(written),
+                Err(_) => self.resume_panic(),
+            }
+            self.in_flight -= 1;
         }
-        match self.done.recv() {
-            Ok(written) => Some(written),
-            Err(_) => self.resume_panic(),
-        }
+        reports
     }
 
     /// The thread only stops early by panicking (inside RocksDB): carry its
@@ -127,11 +145,65 @@ impl ChangelogWrite {
     /// Sorts the records into a RocksDB batch and writes it: on the writer
     /// thread, which has less to do per record than the reader.
     fn write(self) -> Result<()> {
-        self.store.write_changelog(
+        if self.failed.load(Ordering::Acquire) {
+            return Err(Error::RecoveryStopped {
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                reason: "an earlier batch of its changelog failed to be written".into(),
+            });
+        }
+        let result = self.store.write_changelog(
             &self.records,
             self.store_index,
             self.next_offset,
             self.input_offset,
-        )
+        );
+        if result.is_err() {
+            self.failed.store(true, Ordering::Release);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::options::RocksDbOptions;
+
+    #[test]
+    fn a_batch_of_a_recovery_whose_earlier_batch_failed_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = ["totals".to_string()];
+        let store = PartitionStore::open(dir.path(), &stores, &RocksDbOptions::default()).unwrap();
+        let store = Arc::new(store);
+        let batch = |key: &[u8], failed: &Arc<AtomicBool>| {
+            let mut records = ChangelogBatch::default();
+            records.add(key, Some(b"v"));
+            ChangelogWrite {
+                topic: "input".into(),
+                partition: 0,
+                store: store.clone(),
+                store_index: 0,
+                records,
+                next_offset: 1,
+                input_offset: None,
+                failed: failed.clone(),
+            }
+        };
+        let failed = Arc::new(AtomicBool::new(true));
+        let healthy = Arc::new(AtomicBool::new(false));
+        let mut writer = BatchWriter::start().unwrap();
+        writer.write(batch(b"after a failure", &failed));
+        writer.write(batch(b"healthy", &healthy));
+        let reports = writer.wait();
+        assert!(matches!(
+            reports[0].result,
+            Err(Error::RecoveryStopped { .. })
+        ));
+        assert!(reports[1].result.is_ok());
+        let stored = |key: &[u8]| store.read(0, key, |value| value.is_some()).unwrap();
+        assert!(!stored(b"after a failure"));
+        assert!(stored(b"healthy"));
+        assert!(writer.written().is_empty());
     }
 }

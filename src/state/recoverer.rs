@@ -382,19 +382,17 @@ impl Active {
             Err(error) => return self.finish(reader, index, Err(error)),
         };
         let done = self.recoveries[index].is_done();
-        // This batch records a changelog offset past the one before it:
-        // if that one failed, this one must not be written.
         let owner = (write.topic.clone(), write.partition);
-        let previous = self.writer.wait();
-        self.settle(reader, previous);
+        let written = self.writer.written();
+        self.settle(reader, written);
         if !self.is_active(&owner) {
             return;
         }
         self.writer.write(write);
         if done {
             // Its last batch is the one just handed over.
-            let last = self.writer.wait();
-            self.settle(reader, last);
+            let written = self.writer.wait();
+            self.settle(reader, written);
             if let Some(index) = self
                 .recoveries
                 .iter()
@@ -416,18 +414,20 @@ impl Active {
             .position(|recovery| recovery.topic == *topic && recovery.partition == *partition)
     }
 
-    /// Fails the recovery whose batch failed to be written.
-    fn settle(&mut self, reader: &BaseConsumer, written: Option<Written>) {
-        let Some(Written {
-            topic,
-            partition,
-            result: Err(error),
-        }) = written
-        else {
-            return;
-        };
-        if let Some(index) = self.position(&(topic, partition)) {
-            self.finish(reader, index, Err(error));
+    /// Fails the recoveries whose batches failed to be written.
+    fn settle(&mut self, reader: &BaseConsumer, written: Vec<Written>) {
+        for written in written {
+            let Written {
+                topic,
+                partition,
+                result: Err(error),
+            } = written
+            else {
+                continue;
+            };
+            if let Some(index) = self.position(&(topic, partition)) {
+                self.finish(reader, index, Err(error));
+            }
         }
     }
 

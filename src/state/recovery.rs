@@ -48,6 +48,9 @@ pub(crate) struct Recovery {
     committed: Option<i64>,
     changelogs: Vec<Range>,
     cancelled: Arc<AtomicBool>,
+    /// Set by the writer when one of this recovery's batches failed: the
+    /// batches queued after it are not written.
+    write_failed: Arc<AtomicBool>,
 }
 
 /// The part of one store's changelog to apply, and how far it got.
@@ -155,6 +158,7 @@ pub(crate) fn plan<C: ConsumerContext>(
         committed,
         changelogs,
         cancelled: Arc::default(),
+        write_failed: Arc::default(),
     })))
 }
 
@@ -272,6 +276,7 @@ impl Recovery {
             records: range.batch.take(),
             next_offset: range.next,
             input_offset: input,
+            failed: self.write_failed.clone(),
         }))
     }
 }
