@@ -164,7 +164,8 @@ impl Checkpoint {
                     .map(|store| {
                         let name = changelog_topic(group, topic, store, 0).name;
                         acknowledged
-                            .get(&(name, partition))
+                            .get(&name)
+                            .and_then(|partitions| partitions.get(&partition))
                             .map(|offset| offset + 1)
                     })
                     .collect(),

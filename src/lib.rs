@@ -86,6 +86,7 @@ mod runner;
 mod state;
 mod stop;
 mod test_driver;
+mod thread;
 mod topic;
 mod until;
 

@@ -36,13 +36,39 @@ pub(crate) enum Delivery {
     Plain,
 }
 
+impl Delivery {
+    /// The error for this message, refused for `source` by librdkafka or
+    /// the broker on its way to `output_topic`.
+    fn failed(&self, output_topic: &str, source: KafkaError) -> Error {
+        let (output_topic, source) = (output_topic.to_string(), Box::new(source));
+        match self {
+            Delivery::Output(origin) => Error::Produce {
+                output_topic,
+                topic: origin.topic.to_string(),
+                partition: origin.partition,
+                offset: origin.offset,
+                source,
+            },
+            Delivery::Changelog | Delivery::Plain => Error::Send {
+                topic: output_topic,
+                source,
+            },
+        }
+    }
+}
+
+/// Per changelog topic, per partition, the highest acknowledged offset:
+/// keyed by topic first, so that a report finds its topic without
+/// allocating its name.
+pub(crate) type ChangelogOffsets = HashMap<String, HashMap<i32, i64>>;
+
 /// Records the outputs the broker did not accept, and the offsets of
 /// acknowledged changelog records, for the next checkpoint.
 #[derive(Default)]
 pub(crate) struct DeliveryContext {
     failures: Mutex<Vec<Error>>,
     /// Per changelog topic and partition, the highest acknowledged offset.
-    changelog_offsets: Mutex<HashMap<(String, i32), i64>>,
+    changelog_offsets: Mutex<ChangelogOffsets>,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -73,29 +99,19 @@ impl DeliveryContext {
     ) {
         match (result, delivery) {
             (Ok(offset), Delivery::Changelog) => {
+                let acknowledge = |partitions: &mut HashMap<i32, i64>| {
+                    let acknowledged = partitions.entry(partition).or_insert(offset);
+                    *acknowledged = (*acknowledged).max(offset);
+                };
                 let mut offsets = self.changelog_offsets.lock();
-                let acknowledged = offsets
-                    .entry((topic.to_string(), partition))
-                    .or_insert(offset);
-                *acknowledged = (*acknowledged).max(offset);
+                match offsets.get_mut(topic) {
+                    Some(partitions) => acknowledge(partitions),
+                    None => acknowledge(offsets.entry(topic.to_string()).or_default()),
+                }
             }
             (Ok(_), _) => {}
             (Err(source), delivery) => {
-                let output_topic = topic.to_string();
-                let source = Box::new(source);
-                let error = match delivery {
-                    Delivery::Output(origin) => Error::Produce {
-                        output_topic,
-                        topic: origin.topic.to_string(),
-                        partition: origin.partition,
-                        offset: origin.offset,
-                        source,
-                    },
-                    Delivery::Changelog | Delivery::Plain => Error::Send {
-                        topic: output_topic,
-                        source,
-                    },
-                };
+                let error = delivery.failed(topic, source);
                 self.failures.lock().push(error);
             }
         }
@@ -215,18 +231,7 @@ impl OutputProducer {
                     thread::sleep(Duration::from_millis(1));
                 }
                 Err((source, returned)) => {
-                    let topic = returned.topic.to_string();
-                    let source = Box::new(source);
-                    return Err(match *returned.delivery_opaque {
-                        Delivery::Output(origin) => Error::Produce {
-                            output_topic: topic,
-                            topic: origin.topic.to_string(),
-                            partition: origin.partition,
-                            offset: origin.offset,
-                            source,
-                        },
-                        Delivery::Changelog | Delivery::Plain => Error::Send { topic, source },
-                    });
+                    return Err(returned.delivery_opaque.failed(returned.topic, source));
                 }
             }
         }
@@ -240,7 +245,7 @@ impl OutputProducer {
 
     /// The highest acknowledged offset per changelog topic and partition
     /// since the last call.
-    pub(crate) fn take_changelog_offsets(&self) -> HashMap<(String, i32), i64> {
+    pub(crate) fn take_changelog_offsets(&self) -> ChangelogOffsets {
         std::mem::take(&mut *self.producer.context().changelog_offsets.lock())
     }
 

@@ -29,7 +29,8 @@ use rdkafka::types::{RDKafkaEvent, RDKafkaMessage, RDKafkaQueue, RDKafkaRespErr}
 use rdkafka::ClientContext;
 
 use super::delivery::{Delivery, DeliveryContext};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::thread;
 
 /// How long the thread blocks at most before it looks at its stop flag
 /// (a stop also wakes it at once).
@@ -54,16 +55,10 @@ impl DeliveryReports {
         }));
         let context = Arc::clone(producer.context());
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = std::thread::Builder::new()
-            .name("kstreams-acks".into())
-            .spawn({
-                let (queue, stop) = (Arc::clone(&queue), Arc::clone(&stop));
-                move || serve(&queue, &context, &stop)
-            })
-            .map_err(|error| Error::Config {
-                key: "producer".into(),
-                reason: format!("cannot start the delivery report thread: {error}"),
-            })?;
+        let thread = thread::spawn("producer", "kstreams-acks", {
+            let (queue, stop) = (Arc::clone(&queue), Arc::clone(&stop));
+            move || serve(&queue, &context, &stop)
+        })?;
         Ok(DeliveryReports {
             queue,
             stop,

@@ -18,9 +18,9 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::changelog_batch::ChangelogBatch;
-use super::recoverer::spawn_thread;
 use super::rocksdb::PartitionStore;
 use crate::error::{Error, Result};
+use crate::thread;
 
 /// How many batches may wait behind the one being written.
 const QUEUED: usize = 4;
@@ -66,7 +66,7 @@ impl BatchWriter {
     pub(crate) fn start() -> Result<Self> {
         let (jobs, queue) = crossbeam_channel::bounded::<ChangelogWrite>(QUEUED);
         let (report, done) = crossbeam_channel::unbounded();
-        let thread = spawn_thread("kstreams-writer", move || {
+        let thread = thread::spawn("recovery", "kstreams-writer", move || {
             for write in queue {
                 let (topic, partition) = (write.topic.clone(), write.partition);
                 // `write` (and its hold on the store) ends here, before the

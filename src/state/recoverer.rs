@@ -18,6 +18,7 @@ use super::batch_writer::{BatchWriter, Written};
 use super::manager::PartitionState;
 use super::recovery::Recovery;
 use crate::error::{Error, Result};
+use crate::thread;
 
 /// A recovery that ended: the partition's stores, up to date, or why not.
 pub(crate) struct Recovered {
@@ -63,7 +64,7 @@ impl Recoverer {
                 known_topics: HashSet::new(),
             },
         };
-        let thread = spawn_thread("kstreams-recov", move || worker.run(&queue))?;
+        let thread = thread::spawn("recovery", "kstreams-recov", move || worker.run(&queue))?;
         Ok(Recoverer {
             jobs: Some(jobs),
             done,
@@ -211,20 +212,6 @@ impl Recoverer {
             });
         }
     }
-}
-
-/// Starts a recovery thread called `name` (Linux keeps 15 characters).
-pub(super) fn spawn_thread(
-    name: &str,
-    body: impl FnOnce() + Send + 'static,
-) -> Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(body)
-        .map_err(|error| Error::Config {
-            key: "recovery".into(),
-            reason: format!("cannot start the thread {name}: {error}"),
-        })
 }
 
 /// What a panic said, when it said it with a string.
