@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{app_at, unique};
 use kstreams::{Application, Error, State, Topic, Until};
+use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
@@ -225,4 +226,48 @@ fn a_delete_survives_a_rebuild_and_a_foreign_changelog_record_is_an_error() {
         } => assert_eq!((topic.as_str(), partition), (changelog.as_str(), 0)),
         other => panic!("expected a ChangelogRecord error, got {other}"),
     }
+}
+
+#[test]
+fn a_tombstone_of_a_checkpoint_that_never_committed_is_not_applied() {
+    let group = unique("uncommitted-tombstone");
+    let mock: Mock = MockCluster::new(1).unwrap();
+    let [input, _, changelog] = create_topics(&mock, &group, 1);
+    let state_dir = tempfile::tempdir().unwrap();
+
+    // "a" is set at input offset 0, and offset 1 is committed.
+    feed_records(&mock, &input, 0, &[("a", r#"{"set": 1}"#)]);
+    let (app, out) = set_or_delete_app(&mock, &group, state_dir.path());
+    assert_eq!(rows(&app, &out, 1), [json!({"key": "a", "v": 1})]);
+    drop(app);
+
+    // A checkpoint that wrote the changelog and crashed before committing:
+    // the tombstone of "a" is stamped with input offset 1, not committed.
+    let servers = mock.bootstrap_servers();
+    let written = common::read_topic(&servers, &changelog, 1, Duration::from_secs(30));
+    let key = written[0].0.clone().expect("changelog records have keys");
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &servers)
+        .create()
+        .unwrap();
+    let stamp = 1_i64.to_be_bytes();
+    let headers = OwnedHeaders::new().insert(Header {
+        key: "__kstreams_input_offset",
+        value: Some(&stamp[..]),
+    });
+    let tombstone = BaseRecord::<[u8], [u8]>::to(&changelog)
+        .partition(0)
+        .key(&key[..])
+        .headers(headers);
+    producer
+        .send(tombstone)
+        .map_err(|(error, _)| error)
+        .unwrap();
+    producer.flush(Duration::from_secs(30)).unwrap();
+
+    // Rebuilt from the changelog, "a" keeps the committed value.
+    std::fs::remove_dir_all(state_dir.path()).unwrap();
+    feed_records(&mock, &input, 0, &[("a", "{}")]);
+    let (app, out) = set_or_delete_app(&mock, &group, state_dir.path());
+    assert_eq!(rows(&app, &out, 1), [json!({"key": "a", "v": 1})]);
 }

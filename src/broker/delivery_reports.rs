@@ -13,22 +13,21 @@
 //! event API that rust-rdkafka does not expose.
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, CStr};
+use std::ffi::CStr;
 use std::panic::{self, AssertUnwindSafe};
-use std::ptr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
-use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::types::{RDKafkaEvent, RDKafkaMessage, RDKafkaQueue, RDKafkaRespErr};
+use rdkafka::types::{RDKafkaEvent, RDKafkaMessage, RDKafkaRespErr};
 use rdkafka::ClientContext;
 
 use super::delivery::{Delivery, DeliveryContext};
+use super::native::{forward_log, text, Queue};
 use crate::error::Result;
 use crate::thread;
 
@@ -92,20 +91,6 @@ pub(crate) fn flush(producer: &BaseProducer<DeliveryContext>, timeout: Duration)
     result == RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR
 }
 
-/// A handle on a librdkafka queue.
-struct Queue(*mut RDKafkaQueue);
-
-// SAFETY: librdkafka's queues are thread-safe.
-unsafe impl Send for Queue {}
-unsafe impl Sync for Queue {}
-
-impl Drop for Queue {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from `rd_kafka_queue_get_main`, once.
-        unsafe { rdsys::rd_kafka_queue_destroy(self.0) };
-    }
-}
-
 fn serve(queue: &Queue, context: &DeliveryContext, stop: &AtomicBool) {
     while !stop.load(Ordering::Acquire) {
         // SAFETY: the queue handle outlives this thread (`DeliveryReports`
@@ -143,13 +128,7 @@ unsafe fn handle(event: *mut RDKafkaEvent, context: &DeliveryContext) {
             }
             report(&*message, context);
         },
-        rdsys::RD_KAFKA_EVENT_LOG => {
-            let (mut facility, mut line, mut level) = (ptr::null(), ptr::null(), 0);
-            if rdsys::rd_kafka_event_log(event, &mut facility, &mut line, &mut level) == 0 {
-                let (facility, line) = (text(facility), text(line));
-                context.log(log_level(level), facility.trim(), line.trim());
-            }
-        }
+        rdsys::RD_KAFKA_EVENT_LOG => forward_log(event, context),
         rdsys::RD_KAFKA_EVENT_ERROR => {
             let code: RDKafkaErrorCode = rdsys::rd_kafka_event_error(event).into();
             let reason = text(rdsys::rd_kafka_event_error_string(event));
@@ -182,30 +161,4 @@ unsafe fn report(message: &RDKafkaMessage, context: &DeliveryContext) {
         code => Err(KafkaError::MessageProduction(code.into())),
     };
     context.report(&topic, message.partition, result, delivery);
-}
-
-/// A C string from librdkafka, empty for a null pointer.
-///
-/// # Safety
-///
-/// `text` is null or a valid C string that outlives the result.
-unsafe fn text<'a>(text: *const c_char) -> std::borrow::Cow<'a, str> {
-    if text.is_null() {
-        return "".into();
-    }
-    CStr::from_ptr(text).to_string_lossy()
-}
-
-/// A librdkafka syslog `level` as rust-rdkafka reads it.
-fn log_level(level: i32) -> RDKafkaLogLevel {
-    match level {
-        0 => RDKafkaLogLevel::Emerg,
-        1 => RDKafkaLogLevel::Alert,
-        2 => RDKafkaLogLevel::Critical,
-        3 => RDKafkaLogLevel::Error,
-        4 => RDKafkaLogLevel::Warning,
-        5 => RDKafkaLogLevel::Notice,
-        6 => RDKafkaLogLevel::Info,
-        _ => RDKafkaLogLevel::Debug,
-    }
 }

@@ -3,10 +3,12 @@
 //! code on both.
 
 mod admin;
+mod batch_consumer;
 mod block_on;
 mod delivery;
 mod delivery_reports;
 mod embedded;
+mod native;
 
 use rdkafka::ClientConfig;
 
@@ -14,6 +16,7 @@ use crate::config::BrokerChoice;
 use crate::error::Result;
 
 pub(crate) use admin::{ensure_topics, partition_counts};
+pub(crate) use batch_consumer::{BatchConsumer, FetchedRecord};
 pub(crate) use delivery::{Origin, OutputProducer};
 pub(crate) use embedded::EmbeddedBroker;
 

@@ -10,13 +10,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
 use rdkafka::TopicPartitionList;
 
 use super::batch_writer::{BatchWriter, Written};
 use super::manager::PartitionState;
 use super::recovery::Recovery;
+use crate::broker::{BatchConsumer, FetchedRecord};
 use crate::error::{Error, Result};
 use crate::thread;
 
@@ -52,6 +52,10 @@ impl Recoverer {
     /// Starts the thread. `reader` reads the changelogs; `patience` is how
     /// long it waits for the broker before failing a recovery.
     pub(crate) fn start(reader: BaseConsumer, patience: Duration) -> Result<Self> {
+        let reader = BatchConsumer::new(reader).map_err(|source| Error::CreateClient {
+            client: "changelog reader",
+            source: Box::new(source),
+        })?;
         let (jobs, queue) = crossbeam_channel::unbounded::<Vec<Recovery>>();
         let (report, done) = crossbeam_channel::unbounded();
         let worker = Worker {
@@ -237,18 +241,16 @@ impl Drop for Recoverer {
     }
 }
 
-/// How long one poll of the changelog reader waits: bounds how late a new
-/// recovery or a cancellation is noticed.
+/// How long one read of the changelog reader waits for a record: bounds
+/// how late a new recovery or a cancellation is noticed.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long the reader waits for a changelog topic's metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-/// Records read without waiting before the worker looks at its queue again.
-const RUN: usize = 1_000;
 
 /// The recoverer's thread: reads the changelogs of every active recovery
 /// with one consumer and hands each record to its recovery.
 struct Worker {
-    reader: BaseConsumer,
+    reader: BatchConsumer<DefaultConsumerContext>,
     /// How long the broker may stay silent before every recovery fails.
     patience: Duration,
     active: Active,
@@ -258,6 +260,7 @@ impl Worker {
     /// Runs until the recoverer is dropped.
     fn run(mut self, queue: &Receiver<Vec<Recovery>>) {
         let reader = &self.reader;
+        let consumer = reader.consumer();
         let mut last_record = Instant::now();
         loop {
             if self.active.recoveries.is_empty() {
@@ -266,38 +269,31 @@ impl Worker {
                     return;
                 };
                 last_record = Instant::now();
-                self.active.start(reader, recoveries);
+                self.active.start(consumer, recoveries);
             }
             for recoveries in queue.try_iter() {
-                self.active.start(reader, recoveries);
+                self.active.start(consumer, recoveries);
             }
-            self.active.drop_cancelled(reader);
+            self.active.drop_cancelled(consumer);
             if self.active.recoveries.is_empty() {
                 continue;
             }
-            match reader.poll(POLL_TIMEOUT) {
-                Some(Ok(message)) => {
-                    last_record = Instant::now();
-                    self.active.apply(reader, &message);
-                    // Records come in runs: take the rest of the run before
-                    // looking for new or cancelled recoveries again.
-                    for _ in 0..RUN {
-                        match reader.poll(Duration::ZERO) {
-                            Some(Ok(message)) => self.active.apply(reader, &message),
-                            Some(Err(error)) => log::warn!("reading changelogs: {error}"),
-                            None => break,
-                        }
-                    }
+            let (active, mut records) = (&mut self.active, 0);
+            reader.read(POLL_TIMEOUT, |record| match record {
+                Ok(record) => {
+                    records += 1;
+                    active.apply(consumer, &record);
                 }
-                Some(Err(error)) => log::warn!("reading changelogs: {error}"),
-                None if last_record.elapsed() > self.patience => {
-                    let unavailable_for = last_record.elapsed();
-                    while !self.active.recoveries.is_empty() {
-                        let error = Error::BrokerUnavailable { unavailable_for };
-                        self.active.finish(reader, 0, Err(error));
-                    }
+                Err(error) => log::warn!("reading changelogs: {error}"),
+            });
+            if records > 0 {
+                last_record = Instant::now();
+            } else if last_record.elapsed() > self.patience {
+                let unavailable_for = last_record.elapsed();
+                while !self.active.recoveries.is_empty() {
+                    let error = Error::BrokerUnavailable { unavailable_for };
+                    self.active.finish(consumer, 0, Err(error));
                 }
-                None => {}
             }
         }
     }
@@ -353,8 +349,8 @@ impl Active {
 
     /// Hands a record to the recovery that reads its changelog partition,
     /// and a batch it filled to the writer.
-    fn apply(&mut self, reader: &BaseConsumer, message: &BorrowedMessage<'_>) {
-        let (topic, partition) = (message.topic(), message.partition());
+    fn apply(&mut self, reader: &BaseConsumer, record: &FetchedRecord<'_>) {
+        let (topic, partition) = (record.topic(), record.partition());
         let Some(index) = self
             .recoveries
             .iter()
@@ -363,7 +359,7 @@ impl Active {
             // A record fetched before its recovery was cancelled.
             return;
         };
-        let write = match self.recoveries[index].apply(topic, message) {
+        let write = match self.recoveries[index].apply(record) {
             Ok(Some(write)) => write,
             Ok(None) => return,
             Err(error) => return self.finish(reader, index, Err(error)),

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::batch_writer::ChangelogWrite;
 use super::changelog::{changelog_topic, decode_value, OFFSET_HEADER};
 use super::changelog_batch::ChangelogBatch;
 use super::manager::{PartitionState, StateManager};
+use crate::broker::FetchedRecord;
 use crate::error::{Error, Result};
 
 /// Records applied per RocksDB write batch during recovery.
@@ -211,8 +211,12 @@ impl Recovery {
     }
 
     /// Whether a record of `topic`/`partition` belongs to this recovery.
-    pub(crate) fn reads(&self, topic: &str, partition: i32) -> bool {
-        partition == self.partition && self.changelogs.iter().any(|range| range.changelog == topic)
+    pub(crate) fn reads(&self, topic: &[u8], partition: i32) -> bool {
+        partition == self.partition
+            && self
+                .changelogs
+                .iter()
+                .any(|range| range.changelog.as_bytes() == topic)
     }
 
     /// Whether every changelog is applied up to its end.
@@ -220,45 +224,42 @@ impl Recovery {
         self.changelogs.iter().all(|range| range.next >= range.end)
     }
 
-    /// Applies one changelog record (of `topic`) in large write batches:
+    /// Applies one changelog record in large write batches:
     /// returns a batch when it is full or its changelog is complete, to be
     /// written with the changelog offset it reaches (and the last one with
     /// where the input resumes). Records stamped with an input offset at or
     /// past the committed one belong to a checkpoint that never finished and
     /// are skipped, so that the state equals the fold of exactly the input
     /// before the committed offset.
-    pub(crate) fn apply(
-        &mut self,
-        topic: &str,
-        message: &BorrowedMessage<'_>,
-    ) -> Result<Option<ChangelogWrite>> {
+    pub(crate) fn apply(&mut self, record: &FetchedRecord<'_>) -> Result<Option<ChangelogWrite>> {
         let committed = self.committed;
         let Some(range) = self
             .changelogs
             .iter_mut()
-            .find(|range| range.changelog == topic)
+            .find(|range| range.changelog.as_bytes() == record.topic())
         else {
             return Ok(None);
         };
-        if message.offset() < range.next || range.next >= range.end {
+        let offset = record.offset();
+        if offset < range.next || range.next >= range.end {
             return Ok(None);
         }
-        range.next = message.offset() + 1;
-        let (input_offset, value) = match message.payload() {
+        range.next = offset + 1;
+        let (input_offset, value) = match record.payload() {
             Some(payload) => {
                 let (offset, value) =
                     decode_value(payload).ok_or_else(|| Error::ChangelogRecord {
-                        topic: topic.to_string(),
+                        topic: range.changelog.clone(),
                         partition: self.partition,
-                        offset: message.offset(),
+                        offset,
                         reason: "its value is too short to start with the input offset",
                     })?;
                 (Some(offset), Some(value))
             }
-            None => (tombstone_input_offset(message), None),
+            None => (tombstone_input_offset(record), None),
         };
         if belongs_to_committed_input(input_offset, committed) {
-            range.batch.add(message.key().unwrap_or_default(), value);
+            range.batch.add(record.key().unwrap_or_default(), value);
             range.applied += 1;
         }
         let finished = range.next >= range.end;
@@ -303,15 +304,11 @@ fn log_progress(range: &mut Range, partition: i32, finished: bool) {
 }
 
 /// The input offset a tombstone belongs to, from its header.
-fn tombstone_input_offset(message: &BorrowedMessage<'_>) -> Option<i64> {
-    message.headers().and_then(|headers| {
-        headers
-            .iter()
-            .find(|header| header.key == OFFSET_HEADER)
-            .and_then(|header| header.value)
-            .and_then(|value| value.try_into().ok())
-            .map(i64::from_be_bytes)
-    })
+fn tombstone_input_offset(record: &FetchedRecord<'_>) -> Option<i64> {
+    record
+        .header(OFFSET_HEADER)
+        .and_then(|value| value.try_into().ok())
+        .map(i64::from_be_bytes)
 }
 
 /// Whether a changelog record stamped with `input_offset` belongs to input
