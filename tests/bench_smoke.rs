@@ -84,3 +84,11 @@ fn end_to_end_workloads_finish_on_a_tiny_input() {
         "{table}"
     );
 }
+
+#[test]
+fn help_names_every_flag() {
+    let usage = run_bench(&["--help"]);
+    for flag in ["--broker", "--messages", "--runs", "--quix", "--workloads"] {
+        assert!(usage.contains(flag), "{usage}");
+    }
+}

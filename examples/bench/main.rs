@@ -59,8 +59,14 @@ impl Flags {
     }
 }
 
+/// What `--help` prints.
+const USAGE: &str = "\
+usage: bench [--broker HOST:PORT] [--messages N] [--driver-messages N] [--keys N]
+             [--runs N] [--quix PYTHON] [--recovery-keys N] [--broker-recovery-keys N]
+             [--memory-keys N] [--workloads driver,e2e,recovery,memory]
+Without --broker only the workloads that need no network run. See BENCHMARKS.md.";
+
 fn flags() -> anyhow::Result<Flags> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
     let mut flags = Flags {
         broker: None,
         messages: 300_000,
@@ -75,24 +81,32 @@ fn flags() -> anyhow::Result<Flags> {
             .map(String::from)
             .to_vec(),
     };
-    for pair in args.chunks(2) {
-        let [flag, value] = pair else {
-            anyhow::bail!("{} needs a value", pair[0]);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        match flag.as_str() {
+            "--help" | "-h" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            // `cargo bench` passes this to every bench target.
+            "--bench" => continue,
+            _ => {}
+        }
+        let Some(value) = args.next() else {
+            anyhow::bail!("{flag} needs a value\n{USAGE}");
         };
         match flag.as_str() {
-            "--broker" => flags.broker = Some(value.clone()),
+            "--broker" => flags.broker = Some(value),
             "--messages" => flags.messages = value.parse()?,
             "--driver-messages" => flags.driver_messages = value.parse()?,
             "--keys" => flags.keys = value.parse()?,
             "--runs" => flags.runs = value.parse()?,
-            "--quix" => flags.quix = Some(value.clone()),
+            "--quix" => flags.quix = Some(value),
             "--recovery-keys" => flags.recovery_keys = value.parse()?,
             "--broker-recovery-keys" => flags.broker_recovery_keys = value.parse()?,
             "--memory-keys" => flags.memory_keys = value.parse()?,
             "--workloads" => flags.workloads = value.split(',').map(String::from).collect(),
-            // `cargo bench` passes this to every bench target.
-            "--bench" => {}
-            other => anyhow::bail!("unknown flag {other}"),
+            other => anyhow::bail!("unknown flag {other}\n{USAGE}"),
         }
     }
     anyhow::ensure!(
