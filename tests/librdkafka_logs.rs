@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::{Duration, Instant};
 
 use common::{app_at, unique};
@@ -14,8 +14,14 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::DefaultProducerContext;
 use serde_json::Value;
 
-/// Keeps librdkafka's log lines, with the thread that logged each.
-struct Capture(Mutex<Vec<(Option<String>, String)>>);
+/// Keeps librdkafka's log lines, with the thread that logged each and when.
+struct Capture(Mutex<Vec<Logged>>);
+
+struct Logged {
+    thread: Option<String>,
+    line: String,
+    at: Instant,
+}
 
 impl log::Log for Capture {
     fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
@@ -26,7 +32,8 @@ impl log::Log for Capture {
         if self.enabled(record.metadata()) {
             let thread = std::thread::current().name().map(str::to_string);
             let line = record.args().to_string();
-            self.0.lock().unwrap().push((thread, line));
+            let at = Instant::now();
+            self.0.lock().unwrap().push(Logged { thread, line, at });
         }
     }
 
@@ -35,34 +42,50 @@ impl log::Log for Capture {
 
 static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
 
-/// Starts capturing (once for all the tests of this file).
-fn capture() {
+/// Starts capturing (once for all the tests of this file); the tests run
+/// one at a time, so that the lines of one thread name are theirs.
+fn capture() -> MutexGuard<'static, ()> {
     static START: Once = Once::new();
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     START.call_once(|| {
         log::set_logger(&CAPTURE).unwrap();
         log::set_max_level(log::LevelFilter::Debug);
     });
+    ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Waits up to 10 s for a librdkafka line logged on `thread`.
-fn assert_logged_on(thread: &str) {
-    let logged_on = |(name, line): &(Option<String>, String)| {
-        name.as_deref() == Some(thread) && line.starts_with("librdkafka: ")
+/// When the first librdkafka line logged on `thread` since `since` came,
+/// waiting up to 10 s for one.
+fn first_logged_on(thread: &str, since: Instant) -> Option<Instant> {
+    let first = || {
+        CAPTURE
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|logged| logged.at >= since && logged.thread.as_deref() == Some(thread))
+            .find(|logged| logged.line.starts_with("librdkafka: "))
+            .map(|logged| logged.at)
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !CAPTURE.0.lock().unwrap().iter().any(logged_on) && Instant::now() < deadline {
+    while first().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let lines = CAPTURE.0.lock().unwrap();
+    first()
+}
+
+/// Waits up to 10 s for a librdkafka line logged on `thread` since `since`.
+fn assert_logged_on(thread: &str, since: Instant) {
     assert!(
-        lines.iter().any(logged_on),
-        "no librdkafka line from thread {thread}: {lines:?}"
+        first_logged_on(thread, since).is_some(),
+        "no librdkafka line from thread {thread}"
     );
 }
 
 #[test]
 fn the_producers_librdkafka_log_lines_reach_the_log_crate() {
-    capture();
+    let _one_at_a_time = capture();
+    let since = Instant::now();
     let app = Application::builder()
         .use_embedded_broker()
         // librdkafka logs each produce request at debug level with "msg".
@@ -76,12 +99,12 @@ fn the_producers_librdkafka_log_lines_reach_the_log_crate() {
         .unwrap();
     producer.flush().unwrap();
 
-    assert_logged_on("kstreams-acks");
+    assert_logged_on("kstreams-acks", since);
 }
 
 #[test]
 fn the_changelog_readers_librdkafka_log_lines_reach_the_log_crate() {
-    capture();
+    let _one_at_a_time = capture();
     let group = unique("reader-logs");
     let mock = MockCluster::<DefaultProducerContext>::new(1).unwrap();
     let servers = mock.bootstrap_servers();
@@ -125,8 +148,46 @@ fn the_changelog_readers_librdkafka_log_lines_reach_the_log_crate() {
     // Without its local state, the app recovers it from the changelog;
     // librdkafka logs each fetch of the reader at debug level with "fetch".
     std::fs::remove_dir_all(state_dir.path()).unwrap();
+    let since = Instant::now();
     let app = counting_app(&[("debug", "fetch")]);
     send(&app);
     app.run_until(until).unwrap();
-    assert_logged_on("kstreams-recov");
+    assert_logged_on("kstreams-recov", since);
+}
+
+#[test]
+fn an_idle_changelog_readers_log_lines_reach_the_log_crate() {
+    let _one_at_a_time = capture();
+    let group = unique("idle-reader-logs");
+    let mock = MockCluster::<DefaultProducerContext>::new(1).unwrap();
+    let input = format!("{group}-in");
+    for topic in [
+        input.clone(),
+        format!("changelog__{group}--{input}--default"),
+    ] {
+        mock.create_topic(&topic, 1, 1).unwrap();
+    }
+    let state_dir = tempfile::tempdir().unwrap();
+    // librdkafka logs each broker thread's start at debug level with
+    // "broker"; the reader's come while no recovery runs.
+    let app = app_at(&mock.bootstrap_servers(), &group)
+        .state_dir(state_dir.path())
+        .consumer_config("debug", "broker")
+        .build()
+        .unwrap();
+    let input = app.topic::<Value>(&input);
+    app.dataframe(&input)
+        .update_stateful(|_, state: &mut State| Ok(state.set("seen", &true)?));
+    let started = Instant::now();
+    app.run_until(Until::timeout(Duration::from_secs(4)))
+        .unwrap();
+    let stopped = Instant::now();
+    // Not only when the app stops and the reader is dropped.
+    let first = first_logged_on("kstreams-recov", started).expect("a line from the reader");
+    assert!(
+        first + Duration::from_secs(1) < stopped,
+        "the reader's first line came {:?} after the start of a {:?} run",
+        first - started,
+        stopped - started
+    );
 }

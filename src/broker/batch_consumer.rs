@@ -121,8 +121,11 @@ impl<C: ConsumerContext + 'static> BatchConsumer<C> {
         self.serve_logs();
     }
 
-    /// Hands the consumer's waiting log lines to its context.
-    fn serve_logs(&self) {
+    /// Hands the consumer's waiting log lines to its context ([`read`]
+    /// does after every batch).
+    ///
+    /// [`read`]: Self::read
+    pub(crate) fn serve_logs(&self) {
         loop {
             // SAFETY: the queue lives as long as `self`; the event is
             // destroyed once, after its line was read.

@@ -244,6 +244,8 @@ impl Drop for Recoverer {
 /// How long one read of the changelog reader waits for a record: bounds
 /// how late a new recovery or a cancellation is noticed.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+/// How often an idle reader's log lines are passed on.
+const IDLE_LOGS_EVERY: Duration = Duration::from_secs(1);
 /// How long the reader waits for a changelog topic's metadata.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -264,9 +266,14 @@ impl Worker {
         let mut last_record = Instant::now();
         loop {
             if self.active.recoveries.is_empty() {
-                // Idle: wait for work.
-                let Ok(recoveries) = queue.recv() else {
-                    return;
+                // Idle: wait for work, passing on the reader's log lines
+                // meanwhile (a broker it lost, say).
+                let recoveries = loop {
+                    match queue.recv_timeout(IDLE_LOGS_EVERY) {
+                        Ok(recoveries) => break recoveries,
+                        Err(RecvTimeoutError::Timeout) => reader.serve_logs(),
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
                 };
                 last_record = Instant::now();
                 self.active.start(consumer, recoveries);
