@@ -82,6 +82,21 @@ fn assert_logged_on(thread: &str, since: Instant) {
     );
 }
 
+/// A mock cluster with the input topic of `group`'s app and its changelog
+/// (the mock cluster does not create topics when an admin client asks);
+/// returns the cluster and the input topic's name.
+fn cluster_for(group: &str) -> (MockCluster<'static, DefaultProducerContext>, String) {
+    let mock = MockCluster::new(1).unwrap();
+    let input = format!("{group}-in");
+    for topic in [
+        input.clone(),
+        format!("changelog__{group}--{input}--default"),
+    ] {
+        mock.create_topic(&topic, 1, 1).unwrap();
+    }
+    (mock, input)
+}
+
 #[test]
 fn the_producers_librdkafka_log_lines_reach_the_log_crate() {
     let _one_at_a_time = capture();
@@ -106,16 +121,8 @@ fn the_producers_librdkafka_log_lines_reach_the_log_crate() {
 fn the_changelog_readers_librdkafka_log_lines_reach_the_log_crate() {
     let _one_at_a_time = capture();
     let group = unique("reader-logs");
-    let mock = MockCluster::<DefaultProducerContext>::new(1).unwrap();
+    let (mock, input) = cluster_for(&group);
     let servers = mock.bootstrap_servers();
-    // The mock cluster does not create topics when asked by an admin client.
-    let input = format!("{group}-in");
-    for topic in [
-        input.clone(),
-        format!("changelog__{group}--{input}--default"),
-    ] {
-        mock.create_topic(&topic, 1, 1).unwrap();
-    }
     let state_dir = tempfile::tempdir().unwrap();
     let counting_app = |config: &[(&str, &str)]| {
         let mut builder = app_at(&servers, &group).state_dir(state_dir.path());
@@ -159,14 +166,7 @@ fn the_changelog_readers_librdkafka_log_lines_reach_the_log_crate() {
 fn an_idle_changelog_readers_log_lines_reach_the_log_crate() {
     let _one_at_a_time = capture();
     let group = unique("idle-reader-logs");
-    let mock = MockCluster::<DefaultProducerContext>::new(1).unwrap();
-    let input = format!("{group}-in");
-    for topic in [
-        input.clone(),
-        format!("changelog__{group}--{input}--default"),
-    ] {
-        mock.create_topic(&topic, 1, 1).unwrap();
-    }
+    let (mock, input) = cluster_for(&group);
     let state_dir = tempfile::tempdir().unwrap();
     // librdkafka logs each broker thread's start at debug level with
     // "broker"; the reader's come while no recovery runs.
