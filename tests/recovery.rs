@@ -47,6 +47,12 @@ fn feed_records(mock: &Mock, topic: &str, partition: i32, records: &[(&str, &str
 /// An app of `group` on `mock` with its state in `state_dir`, and its
 /// input and output topics.
 fn app_on(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>, Topic<Value>) {
+    // kstreams' log lines (plans, recoveries, rebalances) go to the test's
+    // captured output: a failing test shows them.
+    let _ = env_logger::builder()
+        .is_test(true)
+        .filter_level(log::LevelFilter::Info)
+        .try_init();
     let app = app_at(&mock.bootstrap_servers(), group)
         .state_dir(state_dir)
         .build()
