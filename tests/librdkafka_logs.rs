@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::{Mutex, MutexGuard, Once, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -97,6 +98,29 @@ fn cluster_for(group: &str) -> (MockCluster<'static, DefaultProducerContext>, St
     (mock, input)
 }
 
+/// An app of `group` that counts the messages of each key of `input` in
+/// state, with librdkafka's `debug` contexts on for its consumers.
+fn counting_app(
+    servers: &str,
+    group: &str,
+    input: &str,
+    state_dir: &Path,
+    debug: &str,
+) -> Application {
+    let app = app_at(servers, group)
+        .state_dir(state_dir)
+        .consumer_config("debug", debug)
+        .build()
+        .unwrap();
+    let input = app.topic::<Value>(input);
+    app.dataframe(&input)
+        .update_stateful(|_, state: &mut State| {
+            let count = state.get::<u64>("count")?.unwrap_or(0);
+            Ok(state.set("count", &(count + 1))?)
+        });
+    app
+}
+
 #[test]
 fn the_producers_librdkafka_log_lines_reach_the_log_crate() {
     let _one_at_a_time = capture();
@@ -124,20 +148,8 @@ fn the_changelog_readers_librdkafka_log_lines_reach_the_log_crate() {
     let (mock, input) = cluster_for(&group);
     let servers = mock.bootstrap_servers();
     let state_dir = tempfile::tempdir().unwrap();
-    let counting_app = |config: &[(&str, &str)]| {
-        let mut builder = app_at(&servers, &group).state_dir(state_dir.path());
-        for (key, value) in config {
-            builder = builder.consumer_config(*key, *value);
-        }
-        let app = builder.build().unwrap();
-        let input = app.topic::<Value>(&input);
-        app.dataframe(&input)
-            .update_stateful(|_, state: &mut State| {
-                let count = state.get::<u64>("count")?.unwrap_or(0);
-                Ok(state.set("count", &(count + 1))?)
-            });
-        app
-    };
+    // librdkafka logs each fetch of the reader at debug level with "fetch".
+    let counting_app = || counting_app(&servers, &group, &input, state_dir.path(), "fetch");
     let send = |app: &Application| {
         let producer = app.producer().unwrap();
         let input = kstreams::Topic::<Value>::new(&input);
@@ -147,16 +159,15 @@ fn the_changelog_readers_librdkafka_log_lines_reach_the_log_crate() {
         producer.flush().unwrap();
     };
     let until = Until::messages(1).or_timeout(Duration::from_secs(60));
-    let app = counting_app(&[]);
+    let app = counting_app();
     send(&app);
     app.run_until(until).unwrap();
     drop(app);
 
-    // Without its local state, the app recovers it from the changelog;
-    // librdkafka logs each fetch of the reader at debug level with "fetch".
+    // Without its local state, the app recovers it from the changelog.
     std::fs::remove_dir_all(state_dir.path()).unwrap();
     let since = Instant::now();
-    let app = counting_app(&[("debug", "fetch")]);
+    let app = counting_app();
     send(&app);
     app.run_until(until).unwrap();
     assert_logged_on("kstreams-recov", since);
@@ -170,14 +181,8 @@ fn an_idle_changelog_readers_log_lines_reach_the_log_crate() {
     let state_dir = tempfile::tempdir().unwrap();
     // librdkafka logs each broker thread's start at debug level with
     // "broker"; the reader's come while no recovery runs.
-    let app = app_at(&mock.bootstrap_servers(), &group)
-        .state_dir(state_dir.path())
-        .consumer_config("debug", "broker")
-        .build()
-        .unwrap();
-    let input = app.topic::<Value>(&input);
-    app.dataframe(&input)
-        .update_stateful(|_, state: &mut State| Ok(state.set("seen", &true)?));
+    let servers = mock.bootstrap_servers();
+    let app = counting_app(&servers, &group, &input, state_dir.path(), "broker");
     let started = Instant::now();
     app.run_until(Until::timeout(Duration::from_secs(4)))
         .unwrap();

@@ -366,7 +366,7 @@ impl Active {
             // A record fetched before its recovery was cancelled.
             return;
         };
-        let write = match self.recoveries[index].apply(record) {
+        let write = match self.recoveries[index].apply(topic, record) {
             Ok(Some(write)) => write,
             Ok(None) => return,
             Err(error) => return self.finish(reader, index, Err(error)),

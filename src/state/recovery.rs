@@ -224,19 +224,23 @@ impl Recovery {
         self.changelogs.iter().all(|range| range.next >= range.end)
     }
 
-    /// Applies one changelog record in large write batches:
+    /// Applies one changelog record (of `topic`) in large write batches:
     /// returns a batch when it is full or its changelog is complete, to be
     /// written with the changelog offset it reaches (and the last one with
     /// where the input resumes). Records stamped with an input offset at or
     /// past the committed one belong to a checkpoint that never finished and
     /// are skipped, so that the state equals the fold of exactly the input
     /// before the committed offset.
-    pub(crate) fn apply(&mut self, record: &FetchedRecord<'_>) -> Result<Option<ChangelogWrite>> {
+    pub(crate) fn apply(
+        &mut self,
+        topic: &[u8],
+        record: &FetchedRecord<'_>,
+    ) -> Result<Option<ChangelogWrite>> {
         let committed = self.committed;
         let Some(range) = self
             .changelogs
             .iter_mut()
-            .find(|range| range.changelog.as_bytes() == record.topic())
+            .find(|range| range.changelog.as_bytes() == topic)
         else {
             return Ok(None);
         };
