@@ -112,25 +112,3 @@ pub(crate) struct Output {
     pub(crate) timestamp: Option<i64>,
     pub(crate) headers: Headers,
 }
-
-impl Output {
-    pub(crate) fn into_record(self) -> Record {
-        Record {
-            topic: self.topic.to_string(),
-            key: self.key,
-            value: self.value,
-            timestamp: self.timestamp,
-            headers: self.headers,
-        }
-    }
-
-    pub(crate) fn to_record(&self) -> Record {
-        Record {
-            topic: self.topic.to_string(),
-            key: self.key.clone(),
-            value: self.value.clone(),
-            timestamp: self.timestamp,
-            headers: self.headers.clone(),
-        }
-    }
-}

@@ -1,7 +1,9 @@
 //! What a bounded run or a test driver produced.
 
+use std::sync::{Arc, OnceLock};
+
 use crate::error::{Error, Field, Result};
-use crate::message::Record;
+use crate::message::{Headers, Output, Record};
 use crate::topic::Topic;
 
 /// The messages a bounded run ([`Application::run_until`](crate::Application::run_until))
@@ -23,16 +25,61 @@ use crate::topic::Topic;
 /// assert_eq!(outputs.keys_and_values(&doubled).unwrap(), [(Some(b"k".to_vec()), 42)]);
 /// assert_eq!(outputs.records()[0].topic, "doubled");
 /// ```
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Clone, Default)]
 pub struct Outputs {
-    pub(crate) records: Vec<Record>,
+    /// Every output's key (if any) and value, back to back: collecting an
+    /// output costs no allocation of its own.
+    bytes: Vec<u8>,
+    produced: Vec<Produced>,
+    /// The output topics, each once.
+    topics: Vec<Arc<str>>,
+    /// `produced` as [`Record`]s, built when first asked for.
+    records: OnceLock<Vec<Record>>,
     pub(crate) processed: u64,
 }
 
+/// Where one output is in [`Outputs`].
+#[derive(Debug, Clone)]
+struct Produced {
+    /// Index in `topics`.
+    topic: usize,
+    /// The output's key (`key_len` bytes, if any) then its value start
+    /// here in `bytes`.
+    start: usize,
+    key_len: Option<usize>,
+    value_len: usize,
+    timestamp: Option<i64>,
+    headers: Headers,
+}
+
+/// One output, borrowed from [`Outputs`].
+#[derive(PartialEq)]
+struct View<'a> {
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    value: &'a [u8],
+    timestamp: Option<i64>,
+    headers: &'a Headers,
+}
+
+impl View<'_> {
+    fn to_record(&self) -> Record {
+        Record {
+            topic: self.topic.to_string(),
+            key: self.key.map(<[u8]>::to_vec),
+            value: self.value.to_vec(),
+            timestamp: self.timestamp,
+            headers: self.headers.clone(),
+        }
+    }
+}
+
 impl Outputs {
-    /// Every produced record, in production order.
+    /// Every produced record, in production order. (They are built on the
+    /// first call after new outputs arrived.)
     pub fn records(&self) -> &[Record] {
-        &self.records
+        self.records
+            .get_or_init(|| self.views().map(|view| view.to_record()).collect())
     }
 
     /// How many input messages were processed (including skipped ones).
@@ -42,7 +89,7 @@ impl Outputs {
 
     /// The records produced to the topic called `name`.
     pub fn records_to<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Record> + 'a {
-        self.records
+        self.records()
             .iter()
             .filter(move |record| record.topic == name)
     }
@@ -62,8 +109,8 @@ impl Outputs {
     ///
     /// [`Error::DecodeOutput`] when a key or value does not decode.
     pub fn keys_and_values<V, K>(&self, topic: &Topic<V, K>) -> Result<Vec<(Option<K>, V)>> {
-        self.decoded(topic, |record, value| {
-            let key = match &record.key {
+        self.decoded(topic, |key, value| {
+            let key = match key {
                 Some(bytes) => Some(
                     topic
                         .key_codec_ref()
@@ -79,16 +126,17 @@ impl Outputs {
     fn decoded<V, K, T>(
         &self,
         topic: &Topic<V, K>,
-        mut make: impl FnMut(&Record, V) -> std::result::Result<T, (Field, anyhow::Error)>,
+        mut make: impl FnMut(Option<&[u8]>, V) -> std::result::Result<T, (Field, anyhow::Error)>,
     ) -> Result<Vec<T>> {
-        self.records_to(topic.name())
+        self.views()
+            .filter(|view| view.topic == topic.name())
             .enumerate()
-            .map(|(index, record)| {
+            .map(|(index, view)| {
                 topic
                     .value_codec_ref()
-                    .decode(&record.value)
+                    .decode(view.value)
                     .map_err(|e| (Field::Value, e))
-                    .and_then(|value| make(record, value))
+                    .and_then(|value| make(view.key, value))
                     .map_err(|(field, source)| Error::DecodeOutput {
                         topic: topic.name().to_string(),
                         index,
@@ -97,5 +145,141 @@ impl Outputs {
                     })
             })
             .collect()
+    }
+
+    /// No outputs, with room for as many as these.
+    pub(crate) fn emptied(&self) -> Outputs {
+        Outputs {
+            bytes: Vec::with_capacity(self.bytes.len()),
+            produced: Vec::with_capacity(self.produced.len()),
+            ..Outputs::default()
+        }
+    }
+
+    /// Collects a copy of `output`.
+    pub(crate) fn push(&mut self, output: &Output) {
+        let topic = match self.topics.iter().position(|known| *known == output.topic) {
+            Some(index) => index,
+            None => {
+                self.topics.push(output.topic.clone());
+                self.topics.len() - 1
+            }
+        };
+        let start = self.bytes.len();
+        if let Some(key) = &output.key {
+            self.bytes.extend_from_slice(key);
+        }
+        self.bytes.extend_from_slice(&output.value);
+        self.produced.push(Produced {
+            topic,
+            start,
+            key_len: output.key.as_ref().map(Vec::len),
+            value_len: output.value.len(),
+            timestamp: output.timestamp,
+            headers: output.headers.clone(),
+        });
+        self.records.take();
+    }
+
+    /// Every output, in production order.
+    fn views(&self) -> impl Iterator<Item = View<'_>> {
+        self.produced.iter().map(|produced| {
+            let key_len = produced.key_len.unwrap_or(0);
+            let (key, value) =
+                self.bytes[produced.start..][..key_len + produced.value_len].split_at(key_len);
+            View {
+                topic: &self.topics[produced.topic],
+                key: produced.key_len.map(|_| key),
+                value,
+                timestamp: produced.timestamp,
+                headers: &produced.headers,
+            }
+        })
+    }
+}
+
+impl PartialEq for Outputs {
+    fn eq(&self, other: &Self) -> bool {
+        self.processed == other.processed
+            && self.produced.len() == other.produced.len()
+            && self.views().eq(other.views())
+    }
+}
+
+impl std::fmt::Debug for Outputs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outputs")
+            .field("records", &self.records())
+            .field("processed", &self.processed)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(topic: &Arc<str>, key: Option<&[u8]>, value: &[u8]) -> Output {
+        Output {
+            topic: topic.clone(),
+            key: key.map(<[u8]>::to_vec),
+            value: value.to_vec(),
+            timestamp: Some(7),
+            headers: vec![("h".to_string(), b"v".to_vec())],
+        }
+    }
+
+    #[test]
+    fn records_follow_every_push_in_order() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let mut outputs = Outputs::default();
+        outputs.push(&output(&a, Some(b"k"), b"1"));
+        assert_eq!(outputs.records().len(), 1);
+        outputs.push(&output(&b, None, b""));
+        outputs.push(&output(&a, Some(b""), b"3"));
+        let records = outputs.records();
+        assert_eq!(records.len(), 3, "built again after new outputs");
+        assert_eq!(
+            records[0],
+            Record {
+                topic: "a".into(),
+                key: Some(b"k".to_vec()),
+                value: b"1".to_vec(),
+                timestamp: Some(7),
+                headers: vec![("h".to_string(), b"v".to_vec())],
+            }
+        );
+        assert_eq!(
+            (records[1].topic.as_str(), records[1].key.as_ref()),
+            ("b", None)
+        );
+        assert_eq!(records[2].key, Some(Vec::new()), "an empty key is a key");
+        let to_a: Vec<_> = outputs.records_to("a").map(|r| r.value.clone()).collect();
+        assert_eq!(to_a, [b"1".to_vec(), b"3".to_vec()]);
+    }
+
+    #[test]
+    fn outputs_are_equal_when_their_records_are() {
+        let (a, other_a): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("a"));
+        let (mut left, mut right) = (Outputs::default(), Outputs::default());
+        left.push(&output(&a, Some(b"k"), b"1"));
+        right.push(&output(&other_a, Some(b"k"), b"1"));
+        assert_eq!(left, right);
+        // The same bytes, split differently between key and value.
+        left.push(&output(&a, Some(b"k2"), b""));
+        right.push(&output(&a, Some(b"k"), b"2"));
+        assert_ne!(left, right);
+        assert!(format!("{left:?}").contains("records"));
+        assert_eq!(left.clone(), left);
+    }
+
+    #[test]
+    fn an_emptied_copy_has_no_outputs() {
+        let a: Arc<str> = Arc::from("a");
+        let mut outputs = Outputs::default();
+        outputs.push(&output(&a, None, b"1"));
+        let emptied = outputs.emptied();
+        assert!(emptied.records().is_empty());
+        assert_eq!(emptied.processed(), 0);
     }
 }

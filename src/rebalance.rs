@@ -167,7 +167,7 @@ impl LoopState {
             state,
         } in recoverer.collect()
         {
-            self.stores.insert(topic.clone(), partition, state?);
+            self.stores.insert(&topic, partition, state?);
             let mut list = TopicPartitionList::new();
             list.add_partition(&topic, partition);
             consumer.resume(&list).map_err(consume_error)?;

@@ -319,7 +319,7 @@ impl PollLoop<'_> {
                 }
             }
             if let Some(collected) = &mut self.collected {
-                collected.records.push(output.to_record());
+                collected.push(output);
             }
         }
         checkpoint.store_offset(&origin);

@@ -50,7 +50,8 @@ pub struct TestDriver<'a> {
     stores: StateManager,
     state_dir: PathBuf,
     outputs: Outputs,
-    next_offsets: HashMap<(Arc<str>, i32), i64>,
+    /// Per input topic, per partition, the offset of the next message.
+    next_offsets: Vec<(Arc<str>, HashMap<i32, i64>)>,
     buffer: Vec<Output>,
     /// When state is next written to RocksDB.
     schedule: CheckpointSchedule,
@@ -126,7 +127,7 @@ impl<'a> TestDriver<'a> {
             stores: app.state_manager_at(state_dir.clone()),
             state_dir,
             outputs: Outputs::default(),
-            next_offsets: HashMap::default(),
+            next_offsets: Vec::new(),
             buffer: Vec::new(),
             schedule: CheckpointSchedule::new(app.config()),
         })
@@ -207,9 +208,11 @@ impl<'a> TestDriver<'a> {
         &self.outputs
     }
 
-    /// Everything produced so far; the driver starts collecting afresh.
+    /// Everything produced so far; the driver starts collecting afresh
+    /// (with room for as many outputs as it hands over).
     pub fn take_outputs(&mut self) -> Outputs {
-        std::mem::take(&mut self.outputs)
+        let emptied = self.outputs.emptied();
+        std::mem::replace(&mut self.outputs, emptied)
     }
 
     /// The values produced to `topic` so far, decoded.
@@ -238,15 +241,23 @@ impl<'a> TestDriver<'a> {
         timestamp: Option<i64>,
         headers: Headers,
     ) -> Metadata {
-        let name = topic.shared_name().clone();
-        let next = self
+        let name = topic.shared_name();
+        let index = match self
             .next_offsets
-            .entry((name.clone(), partition))
-            .or_insert(0);
+            .iter()
+            .position(|(known, _)| known == name)
+        {
+            Some(index) => index,
+            None => {
+                self.next_offsets.push((name.clone(), HashMap::default()));
+                self.next_offsets.len() - 1
+            }
+        };
+        let next = self.next_offsets[index].1.entry(partition).or_insert(0);
         let offset = *next;
         *next += 1;
         Metadata {
-            topic: name,
+            topic: name.clone(),
             partition,
             offset,
             key,
@@ -282,9 +293,9 @@ impl<'a> TestDriver<'a> {
         if let Err(error) = result {
             self.app.config().on_error.processing(error)?;
         }
-        self.outputs
-            .records
-            .extend(self.buffer.drain(..).map(Output::into_record));
+        for output in self.buffer.drain(..) {
+            self.outputs.push(&output);
+        }
         Ok(())
     }
 }

@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use std::collections::hash_map::Entry;
+
 use foldhash::HashMap;
 
 use super::options::RocksDbOptions;
@@ -79,10 +81,16 @@ impl PartitionState {
 /// `<state_dir>/<consumer group>/<topic>/<partition>`.
 pub(crate) struct StateManager {
     root: PathBuf,
-    /// Per input topic, the names of its stores.
-    stores: Vec<(Arc<str>, Arc<[String]>)>,
+    /// One per stateful input topic.
+    topics: Vec<TopicState>,
     options: RocksDbOptions,
-    partitions: HashMap<Arc<str>, HashMap<i32, PartitionState>>,
+}
+
+/// A stateful input topic: its stores and its open partitions.
+struct TopicState {
+    name: Arc<str>,
+    stores: Arc<[String]>,
+    open: HashMap<i32, PartitionState>,
 }
 
 impl StateManager {
@@ -93,92 +101,88 @@ impl StateManager {
     ) -> Self {
         StateManager {
             root,
-            stores: stores
+            topics: stores
                 .into_iter()
-                .map(|(topic, names)| (topic, names.into()))
+                .map(|(name, stores)| TopicState {
+                    name,
+                    stores: stores.into(),
+                    open: HashMap::default(),
+                })
                 .collect(),
             options,
-            partitions: HashMap::default(),
         }
     }
 
-    /// The shared name and the store names of input `topic`, if it has stores.
-    fn topic_stores(&self, topic: &str) -> Option<&(Arc<str>, Arc<[String]>)> {
-        self.stores.iter().find(|(name, _)| **name == *topic)
+    fn topic(&self, topic: &str) -> Option<&TopicState> {
+        self.topics.iter().find(|known| *known.name == *topic)
+    }
+
+    fn topic_mut(&mut self, topic: &str) -> Option<&mut TopicState> {
+        self.topics.iter_mut().find(|known| *known.name == *topic)
     }
 
     /// The store names of `topic`; empty when it is processed statelessly.
     pub(crate) fn stores_of(&self, topic: &str) -> &[String] {
-        self.topic_stores(topic).map_or(&[], |(_, stores)| stores)
+        self.topic(topic).map_or(&[], |known| &known.stores)
     }
 
     /// Whether any input topic has stores.
     pub(crate) fn is_stateful(&self) -> bool {
-        !self.stores.is_empty()
+        !self.topics.is_empty()
     }
 
     /// The open state of a partition, if it has stores and is open.
     pub(crate) fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
-        self.partitions.get_mut(topic)?.get_mut(&partition)
+        self.topic_mut(topic)?.open.get_mut(&partition)
     }
 
     /// Opens the stores of a partition (a no-op when open).
     pub(crate) fn open(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
-        let is_open = self
-            .partitions
-            .get(topic)
-            .is_some_and(|open| open.contains_key(&partition));
-        if !is_open {
-            return self.open_new(topic, partition);
-        }
-        // Returning `get_mut`'s borrow on one branch only is beyond today's
-        // borrow checker: hence the check above.
-        Ok(self
-            .get_mut(topic, partition)
-            .expect("the partition is open"))
-    }
-
-    fn open_new(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
-        let Some((topic, stores)) = self.topic_stores(topic) else {
+        let Some(known) = self.topics.iter_mut().find(|known| *known.name == *topic) else {
             return Err(Error::Config {
                 key: "state".into(),
                 reason: format!("topic {topic} has no stateful steps"),
             });
         };
-        let (topic, stores) = (topic.clone(), stores.clone());
-        let path = partition_path(&self.root, &topic, partition);
+        let closed = match known.open.entry(partition) {
+            Entry::Occupied(open) => return Ok(open.into_mut()),
+            Entry::Vacant(closed) => closed,
+        };
+        let path = partition_path(&self.root, topic, partition);
         log::info!(
             "opening state of {topic}[{partition}] at {}",
             path.display()
         );
-        let store = PartitionStore::open(&path, &stores, &self.options)?;
-        let transactions = stores.iter().map(|_| Transaction::default()).collect();
-        let open = self.partitions.entry(topic).or_default();
-        Ok(open.entry(partition).or_insert(PartitionState {
+        let store = PartitionStore::open(&path, &known.stores, &self.options)?;
+        Ok(closed.insert(PartitionState {
             store: Arc::new(store),
-            transactions,
-            stores,
+            transactions: known
+                .stores
+                .iter()
+                .map(|_| Transaction::default())
+                .collect(),
+            stores: known.stores.clone(),
             pending_input: None,
         }))
     }
 
     /// Takes a partition's open stores out, for recovery on another thread.
     pub(crate) fn take(&mut self, topic: &str, partition: i32) -> Option<PartitionState> {
-        self.partitions.get_mut(topic)?.remove(&partition)
+        self.topic_mut(topic)?.open.remove(&partition)
     }
 
     /// Puts back stores taken out with [`take`](Self::take).
-    pub(crate) fn insert(&mut self, topic: Arc<str>, partition: i32, state: PartitionState) {
-        self.partitions
-            .entry(topic)
-            .or_default()
-            .insert(partition, state);
+    pub(crate) fn insert(&mut self, topic: &str, partition: i32, state: PartitionState) {
+        // Stores are only ever taken from a stateful topic.
+        if let Some(known) = self.topic_mut(topic) {
+            known.open.insert(partition, state);
+        }
     }
 
     /// The shared name of input `topic`.
     pub(crate) fn topic_name(&self, topic: &str) -> Arc<str> {
-        self.topic_stores(topic)
-            .map_or_else(|| Arc::from(topic), |(name, _)| name.clone())
+        self.topic(topic)
+            .map_or_else(|| Arc::from(topic), |known| known.name.clone())
     }
 
     /// Deletes a partition's local state and opens it empty.
@@ -190,11 +194,7 @@ impl StateManager {
 
     /// Closes a partition's stores, dropping its uncommitted updates.
     pub(crate) fn close(&mut self, topic: &str, partition: i32) {
-        let removed = self
-            .partitions
-            .get_mut(topic)
-            .and_then(|open| open.remove(&partition));
-        if removed.is_some() {
+        if self.take(topic, partition).is_some() {
             log::info!("closed state of {topic}[{partition}]");
         }
     }
@@ -203,25 +203,28 @@ impl StateManager {
     pub(crate) fn partitions_mut(
         &mut self,
     ) -> impl Iterator<Item = (&Arc<str>, i32, &mut PartitionState)> {
-        self.partitions.iter_mut().flat_map(|(topic, open)| {
-            open.iter_mut()
-                .map(move |(partition, state)| (topic, *partition, state))
-        })
+        self.topics
+            .iter_mut()
+            .flat_map(|TopicState { name, open, .. }| {
+                let name = &*name;
+                open.iter_mut()
+                    .map(move |(partition, state)| (name, *partition, state))
+            })
     }
 
     /// About how much memory the checkpoint's updates (and the cache of
     /// earlier ones) of every open partition hold.
     pub(crate) fn pending_bytes(&self) -> usize {
-        self.partitions
-            .values()
-            .flat_map(HashMap::values)
+        self.topics
+            .iter()
+            .flat_map(|known| known.open.values())
             .map(PartitionState::pending_bytes)
             .sum()
     }
 
     /// Closes every partition.
     pub(crate) fn close_all(&mut self) {
-        self.partitions.clear();
+        self.topics.iter_mut().for_each(|known| known.open.clear());
     }
 }
 
