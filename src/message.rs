@@ -1,5 +1,6 @@
 //! What kstreams knows about a message besides its value.
 
+use std::fmt;
 use std::sync::Arc;
 
 /// Kafka message headers: names with byte values, in order, names may repeat.
@@ -28,17 +29,53 @@ pub type Headers = Vec<(String, Vec<u8>)>;
 /// driver.push(&input, TestMessage::new(7).partition(2)).unwrap();
 /// assert_eq!(driver.values(&output).unwrap(), ["7 at numbers[2]@0"]);
 /// ```
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Metadata {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) offset: i64,
-    pub(crate) key: Option<Vec<u8>>,
+    /// The key's bytes (none without a key): the buffer is reused from
+    /// message to message.
+    key: Vec<u8>,
+    has_key: bool,
     pub(crate) timestamp: Option<i64>,
     pub(crate) headers: Headers,
 }
 
 impl Metadata {
+    /// The metadata of no message yet, to be set with
+    /// [`set_message`](Self::set_message).
+    pub(crate) fn new() -> Self {
+        Metadata {
+            topic: Arc::from(""),
+            partition: 0,
+            offset: 0,
+            key: Vec::new(),
+            has_key: false,
+            timestamp: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// Makes this the metadata of the message at `offset` in `partition` of
+    /// `topic`, with `key`; its timestamp and headers are set apart.
+    pub(crate) fn set_message(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+        key: Option<&[u8]>,
+    ) {
+        if !Arc::ptr_eq(&self.topic, topic) {
+            self.topic = topic.clone();
+        }
+        self.partition = partition;
+        self.offset = offset;
+        self.key.clear();
+        self.key.extend_from_slice(key.unwrap_or_default());
+        self.has_key = key.is_some();
+    }
+
     /// The input topic.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -56,7 +93,7 @@ impl Metadata {
 
     /// The message key as bytes, `None` for a message without key.
     pub fn key(&self) -> Option<&[u8]> {
-        self.key.as_deref()
+        self.has_key.then_some(self.key.as_slice())
     }
 
     /// The message key as text, `None` when there is no key or it is not UTF-8.
@@ -85,6 +122,19 @@ impl Metadata {
     }
 }
 
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metadata")
+            .field("topic", &self.topic)
+            .field("partition", &self.partition)
+            .field("offset", &self.offset)
+            .field("key", &self.key())
+            .field("timestamp", &self.timestamp)
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
 /// A message as produced to an output topic, with its key and value encoded.
 ///
 /// [`Outputs`](crate::Outputs) holds these for bounded runs and the
@@ -103,12 +153,24 @@ pub struct Record {
     pub headers: Headers,
 }
 
-/// An output waiting to be produced, and the input message it came from.
-#[derive(Debug)]
-pub(crate) struct Output {
-    pub(crate) topic: Arc<str>,
-    pub(crate) key: Option<Vec<u8>>,
-    pub(crate) value: Vec<u8>,
-    pub(crate) timestamp: Option<i64>,
-    pub(crate) headers: Headers,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_message_has_its_own_key_though_the_buffer_is_reused() {
+        let topic: Arc<str> = Arc::from("purchases");
+        let mut meta = Metadata::new();
+        meta.set_message(&topic, 1, 5, Some(b"ada"));
+        assert_eq!(
+            (meta.topic(), meta.partition(), meta.offset(), meta.key()),
+            ("purchases", 1, 5, Some(&b"ada"[..]))
+        );
+        meta.set_message(&topic, 1, 6, None);
+        assert_eq!(meta.key(), None);
+        assert!(format!("{meta:?}").contains("key: None"));
+        meta.set_message(&topic, 0, 7, Some(b""));
+        assert_eq!(meta.key(), Some(&b""[..]), "an empty key is a key");
+        assert_eq!(meta.key_str(), Some(""));
+    }
 }

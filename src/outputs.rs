@@ -3,8 +3,8 @@
 use std::sync::{Arc, OnceLock};
 
 use crate::error::{Error, Field, Result};
-use crate::message::{Headers, Output, Record};
-use crate::topic::Topic;
+use crate::message::{Headers, Record};
+use crate::topic::{same_name, Topic};
 
 /// The messages a bounded run ([`Application::run_until`](crate::Application::run_until))
 /// or a [`TestDriver`](crate::TestDriver) produced, in production order.
@@ -33,13 +33,18 @@ pub struct Outputs {
     produced: Vec<Produced>,
     /// The output topics, each once.
     topics: Vec<Arc<str>>,
+    /// The outputs' headers, each with the index of the first output that
+    /// has them. The first set is empty, shared by every output without
+    /// headers; outputs in a row with equal headers share a set.
+    header_sets: Vec<(usize, Headers)>,
     /// `produced` as [`Record`]s, built when first asked for.
     records: OnceLock<Vec<Record>>,
     pub(crate) processed: u64,
 }
 
-/// Where one output is in [`Outputs`].
-#[derive(Debug, Clone)]
+/// Where one output is in [`Outputs`]: plain numbers, so that collecting
+/// and dropping many outputs touches no memory but their own.
+#[derive(Debug, Clone, Copy)]
 struct Produced {
     /// Index in `topics`.
     topic: usize,
@@ -49,20 +54,21 @@ struct Produced {
     key_len: Option<usize>,
     value_len: usize,
     timestamp: Option<i64>,
-    headers: Headers,
+    /// Index in `header_sets`.
+    headers: usize,
 }
 
-/// One output, borrowed from [`Outputs`].
+/// One output, encoded, borrowed from where it was made or collected.
 #[derive(PartialEq)]
-struct View<'a> {
-    topic: &'a str,
-    key: Option<&'a [u8]>,
-    value: &'a [u8],
-    timestamp: Option<i64>,
-    headers: &'a Headers,
+pub(crate) struct Output<'a> {
+    pub(crate) topic: &'a Arc<str>,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) value: &'a [u8],
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) headers: &'a Headers,
 }
 
-impl View<'_> {
+impl Output<'_> {
     fn to_record(&self) -> Record {
         Record {
             topic: self.topic.to_string(),
@@ -79,7 +85,7 @@ impl Outputs {
     /// first call after new outputs arrived.)
     pub fn records(&self) -> &[Record] {
         self.records
-            .get_or_init(|| self.views().map(|view| view.to_record()).collect())
+            .get_or_init(|| self.iter().map(|view| view.to_record()).collect())
     }
 
     /// How many input messages were processed (including skipped ones).
@@ -128,8 +134,8 @@ impl Outputs {
         topic: &Topic<V, K>,
         mut make: impl FnMut(Option<&[u8]>, V) -> std::result::Result<T, (Field, anyhow::Error)>,
     ) -> Result<Vec<T>> {
-        self.views()
-            .filter(|view| view.topic == topic.name())
+        self.iter()
+            .filter(|view| **view.topic == *topic.name())
             .enumerate()
             .map(|(index, view)| {
                 topic
@@ -157,8 +163,12 @@ impl Outputs {
     }
 
     /// Collects a copy of `output`.
-    pub(crate) fn push(&mut self, output: &Output) {
-        let topic = match self.topics.iter().position(|known| *known == output.topic) {
+    pub(crate) fn push(&mut self, output: Output<'_>) {
+        let topic = match self
+            .topics
+            .iter()
+            .position(|known| same_name(known, output.topic))
+        {
             Some(index) => index,
             None => {
                 self.topics.push(output.topic.clone());
@@ -166,33 +176,71 @@ impl Outputs {
             }
         };
         let start = self.bytes.len();
-        if let Some(key) = &output.key {
+        if let Some(key) = output.key {
             self.bytes.extend_from_slice(key);
         }
-        self.bytes.extend_from_slice(&output.value);
+        self.bytes.extend_from_slice(output.value);
+        let headers = self.header_set(output.headers);
         self.produced.push(Produced {
             topic,
             start,
-            key_len: output.key.as_ref().map(Vec::len),
+            key_len: output.key.map(<[u8]>::len),
             value_len: output.value.len(),
             timestamp: output.timestamp,
-            headers: output.headers.clone(),
+            headers,
         });
         self.records.take();
     }
 
+    /// The index in `header_sets` of a set equal to `headers`.
+    fn header_set(&mut self, headers: &Headers) -> usize {
+        let next_output = self.produced.len();
+        if self.header_sets.is_empty() {
+            self.header_sets.push((next_output, Headers::new()));
+        }
+        if headers.is_empty() {
+            return 0;
+        }
+        let last = self.header_sets.len() - 1;
+        if self.header_sets[last].1 != *headers {
+            self.header_sets.push((next_output, headers.clone()));
+            return last + 1;
+        }
+        last
+    }
+
+    /// How many outputs there are.
+    pub(crate) fn len(&self) -> usize {
+        self.produced.len()
+    }
+
+    /// Keeps the first `len` outputs only (their room stays).
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if let Some(first_dropped) = self.produced.get(len) {
+            self.bytes.truncate(first_dropped.start);
+            self.produced.truncate(len);
+            while let Some((first_output, _)) = self.header_sets.last() {
+                if *first_output < len {
+                    break;
+                }
+                self.header_sets.pop();
+            }
+            self.records.take();
+        }
+    }
+
     /// Every output, in production order.
-    fn views(&self) -> impl Iterator<Item = View<'_>> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Output<'_>> {
         self.produced.iter().map(|produced| {
             let key_len = produced.key_len.unwrap_or(0);
             let (key, value) =
                 self.bytes[produced.start..][..key_len + produced.value_len].split_at(key_len);
-            View {
+            Output {
                 topic: &self.topics[produced.topic],
                 key: produced.key_len.map(|_| key),
                 value,
                 timestamp: produced.timestamp,
-                headers: &produced.headers,
+                headers: &self.header_sets[produced.headers].1,
             }
         })
     }
@@ -202,7 +250,7 @@ impl PartialEq for Outputs {
     fn eq(&self, other: &Self) -> bool {
         self.processed == other.processed
             && self.produced.len() == other.produced.len()
-            && self.views().eq(other.views())
+            && self.iter().eq(other.iter())
     }
 }
 
@@ -219,24 +267,26 @@ impl std::fmt::Debug for Outputs {
 mod tests {
     use super::*;
 
-    fn output(topic: &Arc<str>, key: Option<&[u8]>, value: &[u8]) -> Output {
-        Output {
-            topic: topic.clone(),
-            key: key.map(<[u8]>::to_vec),
-            value: value.to_vec(),
+    /// Pushes an output with timestamp 7 and one header.
+    fn push(outputs: &mut Outputs, topic: &Arc<str>, key: Option<&[u8]>, value: &[u8]) {
+        let headers = vec![("h".to_string(), b"v".to_vec())];
+        outputs.push(Output {
+            topic,
+            key,
+            value,
             timestamp: Some(7),
-            headers: vec![("h".to_string(), b"v".to_vec())],
-        }
+            headers: &headers,
+        });
     }
 
     #[test]
     fn records_follow_every_push_in_order() {
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         let mut outputs = Outputs::default();
-        outputs.push(&output(&a, Some(b"k"), b"1"));
+        push(&mut outputs, &a, Some(b"k"), b"1");
         assert_eq!(outputs.records().len(), 1);
-        outputs.push(&output(&b, None, b""));
-        outputs.push(&output(&a, Some(b""), b"3"));
+        push(&mut outputs, &b, None, b"");
+        push(&mut outputs, &a, Some(b""), b"3");
         let records = outputs.records();
         assert_eq!(records.len(), 3, "built again after new outputs");
         assert_eq!(
@@ -262,12 +312,12 @@ mod tests {
     fn outputs_are_equal_when_their_records_are() {
         let (a, other_a): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("a"));
         let (mut left, mut right) = (Outputs::default(), Outputs::default());
-        left.push(&output(&a, Some(b"k"), b"1"));
-        right.push(&output(&other_a, Some(b"k"), b"1"));
+        push(&mut left, &a, Some(b"k"), b"1");
+        push(&mut right, &other_a, Some(b"k"), b"1");
         assert_eq!(left, right);
         // The same bytes, split differently between key and value.
-        left.push(&output(&a, Some(b"k2"), b""));
-        right.push(&output(&a, Some(b"k"), b"2"));
+        push(&mut left, &a, Some(b"k2"), b"");
+        push(&mut right, &a, Some(b"k"), b"2");
         assert_ne!(left, right);
         assert!(format!("{left:?}").contains("records"));
         assert_eq!(left.clone(), left);
@@ -277,9 +327,64 @@ mod tests {
     fn an_emptied_copy_has_no_outputs() {
         let a: Arc<str> = Arc::from("a");
         let mut outputs = Outputs::default();
-        outputs.push(&output(&a, None, b"1"));
+        push(&mut outputs, &a, None, b"1");
         let emptied = outputs.emptied();
         assert!(emptied.records().is_empty());
         assert_eq!(emptied.processed(), 0);
+    }
+
+    #[test]
+    fn truncating_forgets_the_later_outputs_and_their_bytes() {
+        let a: Arc<str> = Arc::from("a");
+        let mut outputs = Outputs::default();
+        push(&mut outputs, &a, Some(b"k"), b"1");
+        assert_eq!(outputs.records().len(), 1);
+        push(&mut outputs, &a, Some(b"k"), b"2");
+        outputs.truncate(5);
+        assert_eq!(outputs.len(), 2, "nothing to drop past the end");
+        outputs.truncate(1);
+        push(&mut outputs, &a, None, b"3");
+        let values: Vec<_> = outputs.records().iter().map(|r| r.value.clone()).collect();
+        assert_eq!(values, [b"1".to_vec(), b"3".to_vec()]);
+        assert_eq!(outputs.bytes, b"k13", "the dropped output's bytes are gone");
+        outputs.truncate(0);
+        assert!(outputs.records().is_empty());
+    }
+
+    #[test]
+    fn headers_are_kept_once_per_run_of_equal_sets_and_truncated_with_their_outputs() {
+        let a: Arc<str> = Arc::from("a");
+        let header = |value: &[u8]| vec![("h".to_string(), value.to_vec())];
+        let mut outputs = Outputs::default();
+        let push = |outputs: &mut Outputs, headers: &Headers| {
+            outputs.push(Output {
+                topic: &a,
+                key: None,
+                value: b"v",
+                timestamp: None,
+                headers,
+            })
+        };
+        push(&mut outputs, &header(b"1"));
+        push(&mut outputs, &Headers::new());
+        push(&mut outputs, &header(b"2"));
+        outputs.truncate(2);
+        push(&mut outputs, &header(b"3"));
+        push(&mut outputs, &header(b"3"));
+        let headers: Vec<_> = outputs
+            .records()
+            .iter()
+            .map(|r| r.headers.clone())
+            .collect();
+        assert_eq!(
+            headers,
+            [header(b"1"), vec![], header(b"3"), header(b"3")],
+            "the truncated output's headers are gone"
+        );
+        assert_eq!(outputs.header_sets.len(), 3, "none, 1 and 3 (once)");
+        outputs.truncate(0);
+        assert!(outputs.header_sets.is_empty());
+        push(&mut outputs, &Headers::new());
+        assert_eq!(outputs.records()[0].headers, Headers::new());
     }
 }

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use crate::app::Application;
 use crate::broker::{ensure_topics, OutputProducer};
 use crate::error::{Error, Field, Result};
-use crate::message::Output;
+use crate::outputs::Output;
 use crate::topic::Topic;
 
 /// Sends messages to topics with their codecs: test data for an example,
@@ -74,11 +74,11 @@ impl<'a> Producer<'a> {
             None => None,
         };
         let output = Output {
-            topic: topic.shared_name().clone(),
-            key,
-            value: bytes,
+            topic: topic.shared_name(),
+            key: key.as_deref(),
+            value: &bytes,
             timestamp: None,
-            headers: Vec::new(),
+            headers: &Vec::new(),
         };
         self.inner.send(&output, None)
     }

@@ -16,7 +16,7 @@ use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::Config;
 use crate::dataframe::Pipeline;
 use crate::error::{Error, Result};
-use crate::message::{Headers, Metadata, Output};
+use crate::message::{Headers, Metadata};
 use crate::outputs::Outputs;
 use crate::rebalance::{LoopState, RebalanceContext};
 use crate::retriable::is_retriable;
@@ -106,7 +106,8 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
             .iter()
             .map(|spec| Arc::from(spec.name.as_str()))
             .collect(),
-        outputs: Vec::new(),
+        meta: Metadata::new(),
+        outputs: Outputs::default(),
         collected: collect.then(Outputs::default),
         processed: 0,
         availability: Availability::new(config.broker_availability_timeout),
@@ -211,8 +212,10 @@ struct PollLoop<'a> {
     pipeline: &'a mut Pipeline,
     /// The input topic names, shared by every message's metadata.
     topics: Vec<Arc<str>>,
-    /// The outputs of the message being processed (reused between messages).
-    outputs: Vec<Output>,
+    /// The message being processed: its metadata and its outputs (both
+    /// reused from message to message).
+    meta: Metadata,
+    outputs: Outputs,
     collected: Option<Outputs>,
     processed: u64,
     availability: Availability,
@@ -270,15 +273,11 @@ impl PollLoop<'_> {
     /// offset is stored only after that.
     fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
         let topic = self.topic_name(message.topic());
-        let mut meta = Metadata {
-            topic,
-            partition: message.partition(),
-            offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
-            timestamp: message.timestamp().to_millis(),
-            headers: headers_of(message),
-        };
-        self.outputs.clear();
+        let meta = &mut self.meta;
+        meta.set_message(&topic, message.partition(), message.offset(), message.key());
+        meta.timestamp = message.timestamp().to_millis();
+        meta.headers = headers_of(message);
+        self.outputs.truncate(0);
         // One lock for the whole message: the rebalance callbacks that share
         // this state only run inside `poll`, on this thread.
         let mut guard = self.state.lock();
@@ -290,7 +289,7 @@ impl PollLoop<'_> {
         } = &mut *guard;
         let mut partition_state = stores.get_mut(&meta.topic, meta.partition);
         let result = self.pipeline.process(
-            &mut meta,
+            meta,
             message.payload(),
             &mut self.outputs,
             partition_state.as_deref_mut(),
@@ -303,12 +302,12 @@ impl PollLoop<'_> {
             policy.processing(error)?;
         }
         let origin = Origin {
-            topic: meta.topic,
+            topic,
             partition: meta.partition,
             offset: meta.offset,
         };
-        for output in &self.outputs {
-            if let Err(error) = self.producer.send(output, Some(&origin)) {
+        for output in self.outputs.iter() {
+            if let Err(error) = self.producer.send(&output, Some(&origin)) {
                 let refused = match error {
                     Error::BrokerUnavailable { .. } => Err(error),
                     error => policy.producer(error),

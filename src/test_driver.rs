@@ -1,6 +1,6 @@
 //! Runs an application's dataframes with no broker at all.
 
-use foldhash::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,11 +9,11 @@ use crate::app::Application;
 use crate::checkpoint_schedule::CheckpointSchedule;
 use crate::dataframe::Pipeline;
 use crate::error::{Error, Field, Result};
-use crate::message::{Headers, Metadata, Output};
+use crate::message::{Headers, Metadata};
 use crate::outputs::Outputs;
 use crate::state::StateManager;
 
-use crate::topic::Topic;
+use crate::topic::{same_name, Topic};
 
 /// Pushes messages through an application's dataframes without a broker and
 /// collects what they would produce: fast, deterministic unit tests of a
@@ -51,8 +51,9 @@ pub struct TestDriver<'a> {
     state_dir: PathBuf,
     outputs: Outputs,
     /// Per input topic, per partition, the offset of the next message.
-    next_offsets: Vec<(Arc<str>, HashMap<i32, i64>)>,
-    buffer: Vec<Output>,
+    next_offsets: Vec<(Arc<str>, BTreeMap<i32, i64>)>,
+    /// The message being processed (reused from message to message).
+    meta: Metadata,
     /// When state is next written to RocksDB.
     schedule: CheckpointSchedule,
 }
@@ -128,7 +129,7 @@ impl<'a> TestDriver<'a> {
             state_dir,
             outputs: Outputs::default(),
             next_offsets: Vec::new(),
-            buffer: Vec::new(),
+            meta: Metadata::new(),
             schedule: CheckpointSchedule::new(app.config()),
         })
     }
@@ -162,14 +163,10 @@ impl<'a> TestDriver<'a> {
             }
             None => None,
         };
-        let meta = self.metadata(
-            topic,
-            message.partition,
-            key,
-            message.timestamp,
-            message.headers,
-        );
-        self.process(meta, Some(&value))
+        self.set_message(topic, message.partition, key.as_deref());
+        self.meta.timestamp = message.timestamp;
+        self.meta.headers = message.headers;
+        self.process(Some(&value))
     }
 
     /// Processes one message of `topic` given as raw key and value bytes
@@ -199,8 +196,10 @@ impl<'a> TestDriver<'a> {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<()> {
-        let meta = self.metadata(topic, 0, key.map(<[u8]>::to_vec), None, Vec::new());
-        self.process(meta, value)
+        self.set_message(topic, 0, key);
+        self.meta.timestamp = None;
+        self.meta.headers.clear();
+        self.process(value)
     }
 
     /// Everything produced so far.
@@ -233,53 +232,42 @@ impl<'a> TestDriver<'a> {
         self.outputs.keys_and_values(topic)
     }
 
-    fn metadata<V, K>(
-        &mut self,
-        topic: &Topic<V, K>,
-        partition: i32,
-        key: Option<Vec<u8>>,
-        timestamp: Option<i64>,
-        headers: Headers,
-    ) -> Metadata {
+    /// Makes `self.meta` the metadata of the next message in `partition`
+    /// of `topic`, with `key`.
+    fn set_message<V, K>(&mut self, topic: &Topic<V, K>, partition: i32, key: Option<&[u8]>) {
         let name = topic.shared_name();
         let index = match self
             .next_offsets
             .iter()
-            .position(|(known, _)| known == name)
+            .position(|(known, _)| same_name(known, name))
         {
             Some(index) => index,
             None => {
-                self.next_offsets.push((name.clone(), HashMap::default()));
+                self.next_offsets.push((name.clone(), BTreeMap::new()));
                 self.next_offsets.len() - 1
             }
         };
         let next = self.next_offsets[index].1.entry(partition).or_insert(0);
         let offset = *next;
         *next += 1;
-        Metadata {
-            topic: name.clone(),
-            partition,
-            offset,
-            key,
-            timestamp,
-            headers,
-        }
+        self.meta.set_message(name, partition, offset, key);
     }
 
-    fn process(&mut self, mut meta: Metadata, value: Option<&[u8]>) -> Result<()> {
+    /// Runs the message `self.meta` describes through the pipeline.
+    fn process(&mut self, value: Option<&[u8]>) -> Result<()> {
         let Some(pipeline) = self.pipeline.as_mut() else {
             return Err(Error::AlreadyRunning);
         };
-        self.buffer.clear();
+        let meta = &mut self.meta;
         let mut partition_state = if self.stores.stores_of(&meta.topic).is_empty() {
             None
         } else {
             Some(self.stores.open(&meta.topic, meta.partition)?)
         };
         let result = pipeline.process(
-            &mut meta,
+            meta,
             value,
-            &mut self.buffer,
+            &mut self.outputs,
             partition_state.as_deref_mut(),
         );
         self.outputs.processed += 1;
@@ -293,17 +281,17 @@ impl<'a> TestDriver<'a> {
         if let Err(error) = result {
             self.app.config().on_error.processing(error)?;
         }
-        for output in self.buffer.drain(..) {
-            self.outputs.push(&output);
-        }
         Ok(())
     }
 }
 
 impl TestDriver<'_> {
-    /// Writes the state to RocksDB when a checkpoint is due, as the
+    /// Writes the state (if any) to RocksDB when a checkpoint is due, as the
     /// application's poll loop would (see [`CheckpointSchedule`]).
     fn checkpoint_when_due(&mut self) -> Result<()> {
+        if !self.stores.is_stateful() {
+            return Ok(());
+        }
         self.schedule.processed();
         let stores = &self.stores;
         if self.schedule.is_due(|| stores.pending_bytes()) {

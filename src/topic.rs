@@ -131,6 +131,12 @@ impl<V, K> Topic<V, K> {
     }
 }
 
+/// Whether two shared topic names are the same: by address first, as a
+/// [`Topic`], its clones and the frames built on it share one name.
+pub(crate) fn same_name(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || a == b
+}
+
 impl<V, K> Clone for Topic<V, K> {
     fn clone(&self) -> Self {
         Topic {

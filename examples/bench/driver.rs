@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use kstreams::{Application, TestDriver, Topic};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::count::{Purchase, Totals};
@@ -24,6 +25,36 @@ fn summary(purchase: Value) -> Value {
     json!({"user": purchase["user"], "amount": purchase["amount"], "big": true})
 }
 
+/// The stateless workload's input as a typed row: the fields it reads
+/// (serde skips the others).
+#[derive(Serialize, Deserialize)]
+struct TypedPurchase {
+    user: String,
+    amount: u64,
+}
+
+/// The stateless workload's output as a typed row.
+#[derive(Serialize, Deserialize)]
+struct BigPurchase {
+    user: String,
+    amount: u64,
+    big: bool,
+}
+
+/// The stateless workload's filter, on typed rows.
+fn is_big_typed(purchase: &TypedPurchase) -> bool {
+    purchase.amount >= 50
+}
+
+/// The stateless workload's apply, on typed rows.
+fn summary_typed(purchase: TypedPurchase) -> BigPurchase {
+    BigPurchase {
+        user: purchase.user,
+        amount: purchase.amount,
+        big: true,
+    }
+}
+
 pub fn driver_stateless(flags: &Flags) -> anyhow::Result<Measure> {
     let app = Application::builder().use_embedded_broker().build()?;
     let purchases = app.topic::<Value>("purchases");
@@ -33,6 +64,18 @@ pub fn driver_stateless(flags: &Flags) -> anyhow::Result<Measure> {
         .apply(summary)
         .to_topic(&big);
     run_driver(&app, &purchases, "driver stateless", flags)
+}
+
+/// The stateless workload on typed (serde) rows instead of JSON values.
+pub fn driver_stateless_typed(flags: &Flags) -> anyhow::Result<Measure> {
+    let app = Application::builder().use_embedded_broker().build()?;
+    let purchases = app.topic::<TypedPurchase>("purchases");
+    let big = app.topic::<BigPurchase>("big-purchases");
+    app.dataframe(&purchases)
+        .filter(is_big_typed)
+        .apply(summary_typed)
+        .to_topic(&big);
+    run_driver(&app, &purchases, "driver stateless typed", flags)
 }
 
 pub fn driver_stateful(flags: &Flags) -> anyhow::Result<Measure> {
@@ -90,6 +133,19 @@ pub fn closures_stateless(flags: &Flags) -> anyhow::Result<Measure> {
         if is_big(&purchase) {
             output.clear();
             serde_json::to_writer(&mut output, &summary(purchase))?;
+        }
+        Ok(())
+    })
+}
+
+/// The typed stateless closures in a plain loop.
+pub fn closures_stateless_typed(flags: &Flags) -> anyhow::Result<Measure> {
+    let mut output = Vec::new();
+    run_closures("closures alone stateless typed", flags, |_key, value| {
+        let purchase: TypedPurchase = serde_json::from_slice(value)?;
+        if is_big_typed(&purchase) {
+            output.clear();
+            serde_json::to_writer(&mut output, &summary_typed(purchase))?;
         }
         Ok(())
     })

@@ -35,7 +35,10 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use driver::{closures_stateful, closures_stateless, driver_stateful, driver_stateless};
+use driver::{
+    closures_stateful, closures_stateless, closures_stateless_typed, driver_stateful,
+    driver_stateless, driver_stateless_typed,
+};
 use e2e::{ceiling, e2e_stateful, e2e_stateless, produce_input, quix};
 use measure::Measure;
 
@@ -137,8 +140,12 @@ fn main() -> anyhow::Result<()> {
         eprintln!("== run {run} of {}", flags.runs);
         if flags.runs("driver") {
             results.add("driver stateless", driver_stateless(&flags)?);
+            let typed = driver_stateless_typed(&flags)?;
+            results.add("driver stateless typed", typed);
             results.add("driver stateful", driver_stateful(&flags)?);
             results.add("closures alone stateless", closures_stateless(&flags)?);
+            let typed = closures_stateless_typed(&flags)?;
+            results.add("closures alone stateless typed", typed);
             results.add("closures alone stateful", closures_stateful(&flags)?);
         }
     }
@@ -239,7 +246,7 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>) {
     };
     let rate = |m: &Measure| Some(m.rate());
     let cpu = |m: &Measure| m.cpu_per_message_us();
-    for kind in ["stateless", "stateful"] {
+    for kind in ["stateless", "stateless typed", "stateful"] {
         let (driver, alone) = (format!("driver {kind}"), format!("closures alone {kind}"));
         if let Some(r) = ratio(&driver, &alone, rate) {
             println!("driver {kind} vs its closures alone: {r:.2}x");

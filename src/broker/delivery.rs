@@ -15,7 +15,7 @@ use super::delivery_reports::{self, DeliveryReports};
 use super::Broker;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::message::Output;
+use crate::outputs::Output;
 
 /// The input message an output was produced for.
 #[derive(Debug, Clone)]
@@ -155,7 +155,7 @@ impl OutputProducer {
     /// [`Error::Produce`] (or [`Error::Send`] without an origin) when
     /// librdkafka refuses the record, [`Error::BrokerUnavailable`] when the
     /// queue stays full for longer than the broker availability timeout.
-    pub(crate) fn send(&self, output: &Output, origin: Option<&Origin>) -> Result<()> {
+    pub(crate) fn send(&self, output: &Output<'_>, origin: Option<&Origin>) -> Result<()> {
         let delivery = match origin {
             Some(origin) => Delivery::Output(origin.clone()),
             None => Delivery::Plain,
@@ -171,10 +171,10 @@ impl OutputProducer {
                     })
                 })
         });
-        let mut record = BaseRecord::with_opaque_to(&output.topic, Box::new(delivery))
-            .payload(output.value.as_slice());
-        if let Some(key) = &output.key {
-            record = record.key(key.as_slice());
+        let mut record =
+            BaseRecord::with_opaque_to(output.topic, Box::new(delivery)).payload(output.value);
+        if let Some(key) = output.key {
+            record = record.key(key);
         }
         if let Some(timestamp) = output.timestamp {
             record = record.timestamp(timestamp);

@@ -22,7 +22,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use crate::error::Field;
-use crate::message::{Metadata, Output};
+use crate::message::Metadata;
+use crate::outputs::Outputs;
 use crate::state::{PartitionState, State};
 
 pub(crate) use topology::{Pipeline, Topology};
@@ -89,7 +90,7 @@ pub(crate) type Step<V> = Box<dyn FnMut(V, &mut Context<'_>) -> Result<(), StepE
 /// What a step sees of the message besides its value.
 pub(crate) struct Context<'a> {
     pub(crate) meta: &'a mut Metadata,
-    pub(crate) outputs: &'a mut Vec<Output>,
+    pub(crate) outputs: &'a mut Outputs,
     /// The stores of the message's partition, when its topic has any.
     pub(crate) state: Option<&'a mut PartitionState>,
     /// The message key's store key prefix, when there are stores.

@@ -2,10 +2,11 @@
 
 use std::sync::Arc;
 
-use super::{Context, Step, StepError, StreamingDataFrame};
+use super::{Step, StepError, StreamingDataFrame};
 use crate::codec::Codec;
 use crate::error::Field;
-use crate::message::Output;
+use crate::message::Metadata;
+use crate::outputs::{Output, Outputs};
 use crate::topic::Topic;
 
 impl<V: Send + 'static> StreamingDataFrame<V> {
@@ -36,11 +37,10 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
     pub fn to_topic<K>(self, topic: &Topic<V, K>) -> Self {
         let (name, codec) = self.register_output(topic);
         self.then(move |mut next: Step<V>| {
-            let mut size = EncodedSize::default();
+            let mut encoded = Vec::new();
             Box::new(move |value, ctx| {
-                let key = ctx.meta.key.clone();
-                let value_bytes = size.encode(&*codec, &value, &name, Field::Value)?;
-                produce(ctx, &name, key, value_bytes);
+                encode(&*codec, &value, &mut encoded, &name, Field::Value)?;
+                produce(ctx.outputs, ctx.meta, &name, ctx.meta.key(), &encoded);
                 next(value, ctx)
             })
         })
@@ -75,11 +75,17 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
         let (name, codec) = self.register_output(topic);
         let key_codec = topic.key_codec_ref().clone();
         self.then(move |mut next: Step<V>| {
-            let (mut key_size, mut value_size) = (EncodedSize::default(), EncodedSize::default());
+            let (mut encoded_key, mut encoded) = (Vec::new(), Vec::new());
             Box::new(move |value, ctx| {
-                let key = key_size.encode(&*key_codec, &key(&value), &name, Field::Key)?;
-                let value_bytes = value_size.encode(&*codec, &value, &name, Field::Value)?;
-                produce(ctx, &name, Some(key), value_bytes);
+                encode(
+                    &*key_codec,
+                    &key(&value),
+                    &mut encoded_key,
+                    &name,
+                    Field::Key,
+                )?;
+                encode(&*codec, &value, &mut encoded, &name, Field::Value)?;
+                produce(ctx.outputs, ctx.meta, &name, Some(&encoded_key), &encoded);
                 next(value, ctx)
             })
         })
@@ -91,38 +97,39 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
     }
 }
 
-/// The size of the last encoding of one step's keys or values: the next
-/// one gets a buffer that size up front, instead of growing it step by step.
-#[derive(Default)]
-struct EncodedSize(usize);
-
-impl EncodedSize {
-    fn encode<T>(
-        &mut self,
-        codec: &dyn Codec<T>,
-        value: &T,
-        topic: &Arc<str>,
-        field: Field,
-    ) -> Result<Vec<u8>, StepError> {
-        let mut bytes = Vec::with_capacity(self.0);
-        codec
-            .encode(value, &mut bytes)
-            .map_err(|source| StepError::Encode {
-                output_topic: topic.clone(),
-                field,
-                source,
-            })?;
-        self.0 = bytes.len();
-        Ok(bytes)
-    }
+/// Encodes `value` into `bytes`, a buffer the step reuses from message to
+/// message (a codec may do anything to it: it only ever holds this value).
+fn encode<T>(
+    codec: &dyn Codec<T>,
+    value: &T,
+    bytes: &mut Vec<u8>,
+    topic: &Arc<str>,
+    field: Field,
+) -> Result<(), StepError> {
+    bytes.clear();
+    codec
+        .encode(value, bytes)
+        .map_err(|source| StepError::Encode {
+            output_topic: topic.clone(),
+            field,
+            source,
+        })
 }
 
-fn produce(ctx: &mut Context<'_>, topic: &Arc<str>, key: Option<Vec<u8>>, value: Vec<u8>) {
-    ctx.outputs.push(Output {
-        topic: topic.clone(),
+/// Collects one output of the message `meta` describes, with its
+/// timestamp and headers.
+fn produce(
+    outputs: &mut Outputs,
+    meta: &Metadata,
+    topic: &Arc<str>,
+    key: Option<&[u8]>,
+    value: &[u8],
+) {
+    outputs.push(Output {
+        topic,
         key,
         value,
-        timestamp: ctx.meta.timestamp,
-        headers: ctx.meta.headers.clone(),
+        timestamp: meta.timestamp,
+        headers: &meta.headers,
     });
 }

@@ -7,9 +7,10 @@ use parking_lot::Mutex;
 
 use super::{Context, StepError, StreamingDataFrame};
 use crate::error::{Error, Field, Result};
-use crate::message::{Metadata, Output};
+use crate::message::Metadata;
+use crate::outputs::Outputs;
 use crate::state::{key, PartitionState};
-use crate::topic::{Topic, TopicSpec};
+use crate::topic::{same_name, Topic, TopicSpec};
 
 /// Decodes a message value and runs the chain of one input dataframe.
 type RootStep = Box<dyn FnMut(Option<&[u8]>, &mut Context<'_>) -> Result<(), RootError> + Send>;
@@ -130,13 +131,13 @@ impl Pipeline {
         &mut self,
         meta: &mut Metadata,
         value: Option<&[u8]>,
-        outputs: &mut Vec<Output>,
+        outputs: &mut Outputs,
         state: Option<&mut PartitionState>,
     ) -> Result<()> {
         let Some((_, roots)) = self
             .roots
             .iter_mut()
-            .find(|(name, _)| **name == *meta.topic)
+            .find(|(name, _)| same_name(name, &meta.topic))
         else {
             return Ok(());
         };
