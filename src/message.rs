@@ -58,13 +58,14 @@ impl Metadata {
     }
 
     /// Makes this the metadata of the message at `offset` in `partition` of
-    /// `topic`, with `key`; its timestamp and headers are set apart.
+    /// `topic`, with `key` and `timestamp`; its headers are set apart.
     pub(crate) fn set_message(
         &mut self,
         topic: &Arc<str>,
         partition: i32,
         offset: i64,
         key: Option<&[u8]>,
+        timestamp: Option<i64>,
     ) {
         if !Arc::ptr_eq(&self.topic, topic) {
             self.topic = topic.clone();
@@ -74,6 +75,7 @@ impl Metadata {
         self.key.clear();
         self.key.extend_from_slice(key.unwrap_or_default());
         self.has_key = key.is_some();
+        self.timestamp = timestamp;
     }
 
     /// The input topic.
@@ -161,15 +163,15 @@ mod tests {
     fn each_message_has_its_own_key_though_the_buffer_is_reused() {
         let topic: Arc<str> = Arc::from("purchases");
         let mut meta = Metadata::new();
-        meta.set_message(&topic, 1, 5, Some(b"ada"));
+        meta.set_message(&topic, 1, 5, Some(b"ada"), None);
         assert_eq!(
             (meta.topic(), meta.partition(), meta.offset(), meta.key()),
             ("purchases", 1, 5, Some(&b"ada"[..]))
         );
-        meta.set_message(&topic, 1, 6, None);
+        meta.set_message(&topic, 1, 6, None, None);
         assert_eq!(meta.key(), None);
         assert!(format!("{meta:?}").contains("key: None"));
-        meta.set_message(&topic, 0, 7, Some(b""));
+        meta.set_message(&topic, 0, 7, Some(b""), None);
         assert_eq!(meta.key(), Some(&b""[..]), "an empty key is a key");
         assert_eq!(meta.key_str(), Some(""));
     }

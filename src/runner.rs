@@ -274,8 +274,9 @@ impl PollLoop<'_> {
     fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
         let topic = self.topic_name(message.topic());
         let meta = &mut self.meta;
-        meta.set_message(&topic, message.partition(), message.offset(), message.key());
-        meta.timestamp = message.timestamp().to_millis();
+        let (partition, offset) = (message.partition(), message.offset());
+        let timestamp = message.timestamp().to_millis();
+        meta.set_message(&topic, partition, offset, message.key(), timestamp);
         meta.headers = headers_of(message);
         self.outputs.truncate(0);
         // One lock for the whole message: the rebalance callbacks that share

@@ -163,8 +163,7 @@ impl<'a> TestDriver<'a> {
             }
             None => None,
         };
-        self.set_message(topic, message.partition, key.as_deref());
-        self.meta.timestamp = message.timestamp;
+        self.set_message(topic, message.partition, key.as_deref(), message.timestamp);
         self.meta.headers = message.headers;
         self.process(Some(&value))
     }
@@ -196,8 +195,7 @@ impl<'a> TestDriver<'a> {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<()> {
-        self.set_message(topic, 0, key);
-        self.meta.timestamp = None;
+        self.set_message(topic, 0, key, None);
         self.meta.headers.clear();
         self.process(value)
     }
@@ -233,8 +231,14 @@ impl<'a> TestDriver<'a> {
     }
 
     /// Makes `self.meta` the metadata of the next message in `partition`
-    /// of `topic`, with `key`.
-    fn set_message<V, K>(&mut self, topic: &Topic<V, K>, partition: i32, key: Option<&[u8]>) {
+    /// of `topic`, with `key` and `timestamp`.
+    fn set_message<V, K>(
+        &mut self,
+        topic: &Topic<V, K>,
+        partition: i32,
+        key: Option<&[u8]>,
+        timestamp: Option<i64>,
+    ) {
         let name = topic.shared_name();
         let index = match self
             .next_offsets
@@ -250,7 +254,8 @@ impl<'a> TestDriver<'a> {
         let next = self.next_offsets[index].1.entry(partition).or_insert(0);
         let offset = *next;
         *next += 1;
-        self.meta.set_message(name, partition, offset, key);
+        self.meta
+            .set_message(name, partition, offset, key, timestamp);
     }
 
     /// Runs the message `self.meta` describes through the pipeline.
