@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::outputs::Outputs;
 use crate::producer::Producer;
 use crate::runner::{self, Run};
-use crate::state::{group_dir, StateManager};
+use crate::state::{group_dir, StoreLayout};
 use crate::stop::{SignalGuard, StopHandle};
 use crate::topic::Topic;
 use crate::until::Until;
@@ -148,7 +148,7 @@ impl Application {
             let topology = self.topology.lock();
             (topology.inputs().to_vec(), topology.outputs().to_vec())
         };
-        let stores = self.state_manager();
+        let stores = self.store_layout();
         let result = if inputs.is_empty() {
             Err(Error::Config {
                 key: "dataframe".into(),
@@ -218,13 +218,15 @@ impl Application {
 
     /// The stores the declared dataframes use, under `root` (default: the
     /// group's state directory).
-    pub(crate) fn state_manager_at(&self, root: std::path::PathBuf) -> StateManager {
+    pub(crate) fn store_layout_at(&self, root: std::path::PathBuf) -> StoreLayout {
         let stores = self.topology.lock().stores().to_vec();
-        StateManager::new(root, stores, self.config.rocksdb.clone())
+        let changelog_group =
+            (self.config.use_changelog_topics).then_some(self.config.consumer_group.as_str());
+        StoreLayout::new(root, &stores, changelog_group, self.config.rocksdb.clone())
     }
 
-    fn state_manager(&self) -> StateManager {
-        self.state_manager_at(group_dir(
+    fn store_layout(&self) -> StoreLayout {
+        self.store_layout_at(group_dir(
             &self.config.state_dir,
             &self.config.consumer_group,
         ))

@@ -14,8 +14,8 @@ use crate::checkpoint_schedule::CheckpointSchedule;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
-use crate::retriable::is_retriable;
-use crate::state::{changelog_topic, StateManager};
+use crate::retriable::{is_fenced, is_retriable};
+use crate::state::{StateManager, COMMIT_METADATA};
 
 /// How long a checkpoint waits for the broker to acknowledge outputs before
 /// it gives up and tries again at the next one. Long enough for a busy
@@ -32,6 +32,11 @@ pub(crate) enum Outcome {
     /// The broker was not ready (slow acknowledgements, coordinator moving):
     /// nothing was committed, the next checkpoint tries again.
     Deferred,
+    /// The instance is no longer a member of the group (its session
+    /// expired, or the loop was blocked past `max.poll.interval.ms`): its
+    /// partitions belong to others now, and nothing more of them may be
+    /// written. The next poll drops them.
+    Lost,
 }
 
 /// The offsets processed since the last commit.
@@ -42,8 +47,6 @@ pub(crate) struct Checkpoint {
     /// Set once a failed output stopped the application: from then on
     /// nothing may be committed, or offsets would skip the lost output.
     poisoned: bool,
-    /// For changelog topic names; `None` without changelog topics.
-    changelog_group: Option<String>,
 }
 
 impl Checkpoint {
@@ -52,9 +55,6 @@ impl Checkpoint {
             offsets: HashMap::default(),
             schedule: CheckpointSchedule::new(config),
             poisoned: false,
-            changelog_group: config
-                .use_changelog_topics
-                .then(|| config.consumer_group.clone()),
         }
     }
 
@@ -89,21 +89,24 @@ impl Checkpoint {
 
     /// Commits what was processed, in this order:
     ///
+    /// 0. Unless the consumer lost its assignment: then nothing is written
+    ///    (the partitions have a new owner, who moved on).
     /// 1. Produce every store update of the checkpoint to its changelog,
-    ///    stamped with the input offset it belongs to.
+    ///    stamped with the input it belongs to.
     /// 2. Flush the producer: wait until the broker has acknowledged (or
     ///    refused) every output and changelog record sent so far.
-    /// 3. Hand each refused message to the producer error callback; unless
-    ///    it says skip, stop without committing.
+    /// 3. Stop without committing on a refused changelog record; hand each
+    ///    refused output to the producer error callback, and unless it
+    ///    says skip, stop without committing.
     /// 4. Write each partition's store updates, the changelog offsets they
-    ///    reached and the input offset they absorbed in one RocksDB batch
+    ///    reached and what they absorbed of the input in one RocksDB batch
     ///    (the updates then stay in memory as a cache, while they fit).
     /// 5. Commit the consumer offsets, synchronously.
     ///
     /// # Errors
     ///
-    /// A refused output the callback did not skip, or a commit error that
-    /// is not retriable.
+    /// A refused changelog record, a refused output the callback did not
+    /// skip, or a commit error that is not retriable.
     pub(crate) fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
@@ -118,27 +121,19 @@ impl Checkpoint {
             self.schedule.checkpointed();
             return Ok(Outcome::Empty);
         }
+        // Step 0. A zombie writes nothing.
+        if consumer.assignment_lost() {
+            log::warn!(
+                "the consumer lost its assignment (session expired or max.poll.interval.ms \
+                 exceeded): dropping the checkpoint of {} message(s) without writing it",
+                self.schedule.pending()
+            );
+            return Ok(Outcome::Lost);
+        }
         // Step 1. State updates to the changelogs.
-        if let Some(group) = &self.changelog_group {
-            let mut payload = Vec::new();
-            for (topic, partition, state) in stores.partitions_mut() {
-                let Some(next_input) = state.pending_input else {
-                    continue;
-                };
-                for (index, transaction) in state.transactions.iter().enumerate() {
-                    let changelog = changelog_topic(group, topic, state.store_name(index), 0).name;
-                    for (key, value) in transaction.updates() {
-                        producer.send_changelog(
-                            &changelog,
-                            partition,
-                            key,
-                            value,
-                            next_input - 1,
-                            &mut payload,
-                        )?;
-                    }
-                }
-            }
+        if let Err(error) = produce_changelogs(producer, stores) {
+            self.poison();
+            return Err(error);
         }
         // Step 2. Every output and changelog record acknowledged or refused.
         if !producer.flush(FLUSH_TIMEOUT) {
@@ -146,9 +141,14 @@ impl Checkpoint {
             self.schedule.deferred();
             return Ok(Outcome::Deferred);
         }
-        // Step 3. Refused messages: skip by choice, or stop with no commit.
+        // Step 3. Refused messages: a changelog record stops the
+        // application; an output is skipped by choice, or stops it.
         for failure in producer.take_failures() {
-            if let Err(error) = policy.producer(failure) {
+            let stop = match failure {
+                Error::ChangelogProduce { .. } => Err(failure),
+                output => policy.producer(output),
+            };
+            if let Err(error) = stop {
                 self.poison();
                 return Err(error);
             }
@@ -156,22 +156,16 @@ impl Checkpoint {
         // Step 4. State, with the changelog and input offsets it reached.
         let acknowledged = producer.take_changelog_offsets();
         let keep_cache = self.schedule.keeps_cache(stores.pending_bytes());
-        for (topic, partition, state) in stores.partitions_mut() {
-            let changelog_offsets: Vec<Option<i64>> = match &self.changelog_group {
-                Some(group) => state
-                    .store_names()
-                    .iter()
-                    .map(|store| {
-                        let name = changelog_topic(group, topic, store, 0).name;
-                        acknowledged
-                            .get(&name)
-                            .and_then(|partitions| partitions.get(&partition))
-                            .map(|offset| offset + 1)
-                    })
-                    .collect(),
-                None => Vec::new(),
-            };
-            state.commit(&changelog_offsets, keep_cache)?;
+        for (_, partition, state) in stores.partitions_mut() {
+            let changelog_offsets: Vec<Option<i64>> = state
+                .stores()
+                .iter()
+                .map(|store| {
+                    let partitions = acknowledged.get(&**store.changelog.as_ref()?)?;
+                    partitions.get(&partition).map(|offset| offset + 1)
+                })
+                .collect();
+            state.write_checkpoint(&changelog_offsets, keep_cache)?;
         }
         // Step 5. Offsets last.
         let offsets = self.offsets_to_commit()?;
@@ -182,9 +176,24 @@ impl Checkpoint {
                     self.schedule.pending(),
                     self.offsets
                 );
-                self.offsets.clear();
+                for ((topic, partition), offset) in self.offsets.drain() {
+                    if let Some(state) = stores.get_mut(&topic, partition) {
+                        state.committed(offset);
+                    }
+                }
                 self.schedule.checkpointed();
                 Ok(Outcome::Committed)
+            }
+            Err(KafkaError::ConsumerCommit(code)) if is_fenced(code) => {
+                // librdkafka marked the assignment lost before the commit
+                // returned: the next poll drops the partitions. The state
+                // written in step 4 is ahead of the committed offset with
+                // another stamp, so it is rebuilt when it comes back.
+                log::warn!(
+                    "offsets not committed ({code}): this instance is no longer a member of \
+                     the group; its partitions go to others"
+                );
+                Ok(Outcome::Lost)
             }
             Err(KafkaError::ConsumerCommit(code)) if is_retriable(code) => {
                 log::warn!("cannot commit offsets yet ({code}); will retry");
@@ -212,6 +221,8 @@ impl Checkpoint {
         }
     }
 
+    /// The offsets to commit, marked as kstreams' own (so that recovery
+    /// tells them from an operator's reset).
     fn offsets_to_commit(&self) -> Result<TopicPartitionList> {
         let mut list = TopicPartitionList::with_capacity(self.offsets.len());
         for ((topic, partition), offset) in &self.offsets {
@@ -219,7 +230,38 @@ impl Checkpoint {
                 .map_err(|source| Error::Commit {
                     source: source.into(),
                 })?;
+            if let Some(mut element) = list.find_partition(topic, *partition) {
+                element.set_metadata(COMMIT_METADATA);
+            }
         }
         Ok(list)
     }
+}
+
+/// Step 1 of a commit: produces every store update of the checkpoint to
+/// its changelog, stamped with the input it belongs to.
+fn produce_changelogs(producer: &OutputProducer, stores: &mut StateManager) -> Result<()> {
+    let mut payload = Vec::new();
+    for (_, partition, state) in stores.partitions_mut() {
+        let Some(stamp) = state.stamp() else {
+            continue;
+        };
+        for (store, transaction) in state.stores().iter().zip(&state.transactions) {
+            let Some(changelog) = &store.changelog else {
+                continue;
+            };
+            for (key, value) in transaction.updates() {
+                producer.send_changelog(
+                    changelog,
+                    partition,
+                    &store.name,
+                    key,
+                    value,
+                    stamp,
+                    &mut payload,
+                )?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -15,6 +15,8 @@ pub enum Field {
     Key,
     /// The message value.
     Value,
+    /// The message headers.
+    Header,
 }
 
 impl std::fmt::Display for Field {
@@ -22,6 +24,7 @@ impl std::fmt::Display for Field {
         f.write_str(match self {
             Field::Key => "key",
             Field::Value => "value",
+            Field::Header => "header",
         })
     }
 }
@@ -190,6 +193,45 @@ pub enum Error {
         source: Box<rdkafka::error::KafkaError>,
     },
 
+    /// The broker did not accept a record of a store's changelog. The
+    /// checkpoint it belongs to is not committed, whatever the producer
+    /// error callback says: the state would otherwise be lost on the next
+    /// recovery.
+    #[error(
+        "cannot write to changelog topic {changelog} partition {partition} (store {store}): \
+         {source}; nothing of this checkpoint is committed"
+    )]
+    ChangelogProduce {
+        /// The changelog topic.
+        changelog: String,
+        /// Its partition (the input partition whose state it backs).
+        partition: i32,
+        /// The store.
+        store: String,
+        /// The cause.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+
+    /// A changelog topic's partition count differs from its input topic's
+    /// (partitions were added to the input, say): partition N of a
+    /// changelog backs partition N of the input, so its state cannot be
+    /// used.
+    #[error(
+        "changelog topic {changelog} has {changelog_partitions} partition(s) but its input topic \
+         {topic} has {partitions}: give the input back its partition count, or start over \
+         (delete the changelog topics, clear the state, and reprocess the input)"
+    )]
+    ChangelogPartitions {
+        /// The changelog topic.
+        changelog: String,
+        /// Its partition count.
+        changelog_partitions: i32,
+        /// The input topic.
+        topic: String,
+        /// Its partition count.
+        partitions: i32,
+    },
+
     /// The broker did not accept a message sent with a [`Producer`](crate::Producer).
     #[error("cannot produce to topic {topic}: {source}")]
     Send {
@@ -253,9 +295,9 @@ pub enum Error {
         source: rocksdb::Error,
     },
 
-    /// A changelog record that recovery cannot apply: its value is too
-    /// short to start with the input offset, so kstreams did not write it
-    /// (a changelog topic is kstreams' own; see the README).
+    /// A changelog record that recovery cannot apply: its value does not
+    /// start with a stamp of kstreams' changelog format, so kstreams did
+    /// not write it (a changelog topic is kstreams' own; see the README).
     #[error("changelog record at topic {topic} partition {partition} offset {offset}: {reason}")]
     ChangelogRecord {
         /// The changelog topic.

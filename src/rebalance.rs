@@ -1,7 +1,17 @@
-//! What happens when the consumer group moves partitions: a revoked
-//! partition is checkpointed and its stores closed before it is released; an
-//! assigned one whose stores are behind their changelog is paused until the
-//! recoverer has caught them up, while the others are processed at once.
+//! What happens when the consumer group moves partitions.
+//!
+//! - Assigned: a stateful partition is paused at once, and the poll loop
+//!   hands it to the recovery thread (with the group's committed offset),
+//!   which opens its stores and brings them up to date; it is processed
+//!   once they are, from the offset recovery decided. Partitions without
+//!   state are processed at once, and so are those that become ready
+//!   while others still recover. The rebalance callback itself only
+//!   assigns and pauses: nothing in it waits for the broker or the disk.
+//! - Revoked: what was processed is checkpointed, then the stores close.
+//! - Lost (the session expired, or the loop was blocked past
+//!   `max.poll.interval.ms`, and the group gave the partitions to others):
+//!   nothing is written, produced or committed for them; the updates in
+//!   memory are dropped and RocksDB stays as of the last checkpoint.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,13 +26,16 @@ use crate::broker::OutputProducer;
 use crate::checkpoint::Checkpoint;
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
-use crate::state::{plan, Plan, Recovered, Recoverer, Recovery, StateManager};
+use crate::retriable::is_retriable;
+use crate::state::{Committed, Ready, Recovered, RecoveryManager, StateManager, COMMIT_METADATA};
 
-/// How long to wait for the group's committed offsets on assignment.
+/// How long to wait for the group's committed offsets of new partitions.
 const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an assignment waits for the recovery cancelled at the
 /// partition's last revocation to let go of its stores.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a seek to where a recovered partition resumes may take.
+const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the poll loop and the rebalance callbacks share.
 pub(crate) struct LoopState {
@@ -30,16 +43,41 @@ pub(crate) struct LoopState {
     pub(crate) producer: Arc<OutputProducer>,
     pub(crate) policy: ErrorPolicy,
     pub(crate) stores: StateManager,
-    /// Recovers stores from their changelogs; `None` without changelog topics.
-    pub(crate) recoverer: Option<Recoverer>,
-    pub(crate) group: String,
+    /// Prepares assigned stateful partitions; `None` without state.
+    recovery: Option<RecoveryManager>,
+    /// Stateful partitions assigned (and paused) whose recovery is still
+    /// to be started.
+    assigned: Vec<(Arc<str>, i32)>,
+    /// Messages of stateful partitions that arrived before the partition
+    /// was ready (fetched before it was paused): its processing starts at
+    /// the first of them at the latest.
+    early: Vec<(Arc<str>, i32, i64)>,
     /// An error raised inside a callback, for the loop to return.
     pub(crate) failure: Option<Error>,
 }
 
 impl LoopState {
+    pub(crate) fn new(
+        checkpoint: Checkpoint,
+        producer: Arc<OutputProducer>,
+        policy: ErrorPolicy,
+        stores: StateManager,
+        recovery: Option<RecoveryManager>,
+    ) -> Self {
+        LoopState {
+            checkpoint,
+            producer,
+            policy,
+            stores,
+            recovery,
+            assigned: Vec::new(),
+            early: Vec::new(),
+            failure: None,
+        }
+    }
+
     /// Runs the checkpoint; an error is kept for the loop.
-    pub(crate) fn commit<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+    fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
         let LoopState {
             checkpoint,
             producer,
@@ -53,25 +91,66 @@ impl LoopState {
         }
     }
 
-    /// Opens the stores of newly assigned partitions and plans their
-    /// recovery; where local state is ahead of the committed offset, sets
-    /// the offset to resume from in `assignment`. Returns the recoveries to
-    /// run before their partitions may be processed.
-    fn prepare<C: ConsumerContext>(
+    /// Takes newly assigned partitions: the stateful ones are paused until
+    /// their stores are ready.
+    fn assigned<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
-        assignment: &mut TopicPartitionList,
-    ) -> Result<Vec<Recovery>> {
+        partitions: &TopicPartitionList,
+    ) -> Result<()> {
         let mut stateful = TopicPartitionList::new();
-        for element in assignment.elements() {
-            if !self.stores.stores_of(element.topic()).is_empty() {
+        for element in partitions.elements() {
+            if self.stores.is_stateful_topic(element.topic()) {
                 stateful.add_partition(element.topic(), element.partition());
+                let topic = self.stores.topic_name(element.topic());
+                self.assigned.push((topic, element.partition()));
             }
         }
-        if stateful.count() == 0 {
-            return Ok(Vec::new());
+        if stateful.count() > 0 {
+            consumer.pause(&stateful).map_err(consume_error)?;
         }
-        let committed = match consumer.committed_offsets(stateful.clone(), COMMITTED_TIMEOUT) {
+        Ok(())
+    }
+
+    /// Lets go of revoked (or lost) partitions: stops their recoveries,
+    /// forgets their uncommitted offsets and closes their stores, dropping
+    /// the updates that were not checkpointed.
+    fn release(&mut self, partitions: &TopicPartitionList) {
+        self.checkpoint.forget(partitions);
+        for element in partitions.elements() {
+            let (topic, partition) = (element.topic(), element.partition());
+            if let Some(recovery) = &mut self.recovery {
+                recovery.cancel(topic, partition);
+            }
+            let gone = |t: &Arc<str>, p: i32| **t == *topic && p == partition;
+            self.assigned.retain(|(t, p)| !gone(t, *p));
+            self.early.retain(|(t, p, _)| !gone(t, *p));
+            self.stores.close(topic, partition);
+        }
+    }
+
+    /// Hands the partitions assigned since the last call to the recovery
+    /// thread, with the group's committed offsets (asked in one request).
+    ///
+    /// # Errors
+    ///
+    /// A committed offset request that failed for good, or a recovery
+    /// cancelled at a revocation that still holds the stores.
+    pub(crate) fn start_recoveries<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<()> {
+        let Some(recovery) = &mut self.recovery else {
+            return Ok(());
+        };
+        if self.assigned.is_empty() {
+            return Ok(());
+        }
+        let mut list = TopicPartitionList::new();
+        for (topic, partition) in &self.assigned {
+            list.add_partition(topic, *partition);
+        }
+        let committed = match consumer.committed_offsets(list, COMMITTED_TIMEOUT) {
             Ok(committed) => committed,
             // A group that never committed is unknown to some brokers (tansu).
             Err(error)
@@ -82,74 +161,54 @@ impl LoopState {
             {
                 TopicPartitionList::new()
             }
+            Err(error) if error.rdkafka_error_code().is_some_and(is_retriable) => {
+                log::warn!("cannot read the committed offsets yet ({error}); will retry");
+                return Ok(());
+            }
             Err(source) => return Err(consume_error(source)),
         };
-        let changelog_group = self.recoverer.is_some().then_some(self.group.as_str());
-        let mut recoveries = Vec::new();
-        let release_deadline = Instant::now() + RELEASE_TIMEOUT;
-        for element in stateful.elements() {
-            let (topic, partition) = (element.topic(), element.partition());
-            let committed = committed
-                .find_partition(topic, partition)
+        let deadline = Instant::now() + RELEASE_TIMEOUT;
+        let mut partitions = Vec::with_capacity(self.assigned.len());
+        for (topic, partition) in self.assigned.drain(..) {
+            let offset = committed
+                .find_partition(&topic, partition)
                 .and_then(|element| match element.offset() {
-                    Offset::Offset(offset) => Some(offset),
+                    Offset::Offset(offset) => Some(Committed {
+                        offset,
+                        by_kstreams: element.metadata() == COMMIT_METADATA,
+                    }),
                     _ => None,
                 });
-            if let Some(recoverer) = &mut self.recoverer {
-                // A recovery cancelled when the partition was last revoked
-                // may still hold its stores.
-                recoverer.release(topic, partition, release_deadline)?;
-            }
-            let plan = plan(
-                &mut self.stores,
-                consumer,
-                changelog_group,
-                topic,
-                partition,
-                committed,
-            )?;
-            match plan {
-                Plan::Ready { resume: None } => {}
-                Plan::Ready {
-                    resume: Some(offset),
-                } => assignment
-                    .set_partition_offset(topic, partition, Offset::Offset(offset))
-                    .map_err(consume_error)?,
-                Plan::Recover(recovery) => recoveries.push(*recovery),
-            }
+            // A recovery cancelled when the partition was last revoked
+            // may still hold its stores.
+            recovery.release(&topic, partition, deadline)?;
+            partitions.push((topic, partition, offset));
         }
-        Ok(recoveries)
-    }
-
-    /// Pauses the partitions of `recoveries` (just assigned, so nothing of
-    /// them was fetched yet) and hands the recoveries to the recoverer.
-    fn start_recoveries<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-        recoveries: Vec<Recovery>,
-    ) -> Result<()> {
-        let Some(recoverer) = &mut self.recoverer else {
-            return Ok(());
-        };
-        if recoveries.is_empty() {
-            return Ok(());
-        }
-        let mut paused = TopicPartitionList::new();
-        for recovery in &recoveries {
-            paused.add_partition(&recovery.topic, recovery.partition);
-        }
-        consumer.pause(&paused).map_err(consume_error)?;
-        recoverer.submit(recoveries);
+        recovery.submit(partitions);
         Ok(())
     }
 
-    /// Whether a partition is recovering.
+    /// Whether a partition is waiting for its stores.
     pub(crate) fn is_recovering(&self) -> bool {
-        self.recoverer.as_ref().is_some_and(Recoverer::is_busy)
+        !self.assigned.is_empty() || self.recovery.as_ref().is_some_and(RecoveryManager::is_busy)
     }
 
-    /// Takes back the stores of partitions whose recovery ended and resumes
-    /// fetching them.
+    /// Notes a message of a stateful partition that is not ready: it is not
+    /// processed now, and its partition's processing starts at it at the
+    /// latest.
+    pub(crate) fn hold_early(&mut self, topic: &Arc<str>, partition: i32, offset: i64) {
+        let known = self
+            .early
+            .iter()
+            .any(|(t, p, _)| t == topic && *p == partition);
+        if !known {
+            log::debug!("{topic}[{partition}] sent offset {offset} before it was ready");
+            self.early.push((topic.clone(), partition, offset));
+        }
+    }
+
+    /// Takes back the stores of partitions that are ready and resumes
+    /// fetching them, from where recovery decided.
     ///
     /// # Errors
     ///
@@ -158,20 +217,42 @@ impl LoopState {
         &mut self,
         consumer: &BaseConsumer<C>,
     ) -> Result<()> {
-        let Some(recoverer) = &mut self.recoverer else {
+        let Some(recovery) = &mut self.recovery else {
             return Ok(());
         };
         for Recovered {
             topic,
             partition,
-            state,
-        } in recoverer.collect()
+            result,
+        } in recovery.collect()
         {
-            self.stores.insert(&topic, partition, state?);
+            let Ready {
+                state,
+                resume,
+                committed,
+            } = result?;
+            let early = self
+                .early
+                .iter()
+                .position(|(t, p, _)| *t == topic && *p == partition)
+                .map(|index| self.early.swap_remove(index).2);
+            self.stores.insert(&topic, partition, state, committed);
+            if let Some(offset) = resume.or(early) {
+                consumer
+                    .seek(&topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)
+                    .map_err(consume_error)?;
+            }
             let mut list = TopicPartitionList::new();
             list.add_partition(&topic, partition);
             consumer.resume(&list).map_err(consume_error)?;
-            log::info!("{topic}[{partition}] is up to date: processing it");
+            match resume {
+                Some(offset) => {
+                    log::info!(
+                        "{topic}[{partition}] is up to date: processing it from offset {offset}"
+                    )
+                }
+                None => log::info!("{topic}[{partition}] is up to date: processing it"),
+            }
         }
         Ok(())
     }
@@ -183,7 +264,8 @@ fn consume_error(source: KafkaError) -> Error {
     }
 }
 
-/// The consumer's context: checkpoints on revoke, recovers on assign.
+/// The consumer's context: checkpoints on revoke, pauses stateful
+/// partitions on assign.
 pub(crate) struct RebalanceContext {
     pub(crate) state: Arc<Mutex<LoopState>>,
 }
@@ -205,9 +287,6 @@ impl ConsumerContext for RebalanceContext {
         match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 log::info!("partitions assigned: {}", describe(partitions));
-                // Recovery first: a partition whose stores are behind their
-                // changelog is paused until the recoverer caught them up.
-                let recoveries = state.prepare(consumer, partitions);
                 let assigned = if cooperative {
                     consumer.incremental_assign(partitions)
                 } else {
@@ -216,36 +295,38 @@ impl ConsumerContext for RebalanceContext {
                 if let Err(error) = assigned {
                     log::warn!("assigning {} failed: {error}", describe(partitions));
                 }
-                let started =
-                    recoveries.and_then(|recoveries| state.start_recoveries(consumer, recoveries));
-                if let Err(error) = started {
+                // Recovery first: a stateful partition waits for its stores.
+                if let Err(error) = state.assigned(consumer, partitions) {
                     state.failure.get_or_insert(error);
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                log::info!("partitions revoked: {}", describe(partitions));
-                state.commit(consumer);
-                state.checkpoint.forget(partitions);
-                for element in partitions.elements() {
-                    let (topic, partition) = (element.topic(), element.partition());
-                    if let Some(recoverer) = &mut state.recoverer {
-                        recoverer.cancel(topic, partition);
-                    }
-                    state.stores.close(topic, partition);
+                if consumer.assignment_lost() {
+                    log::warn!(
+                        "partitions lost (session expired or max.poll.interval.ms exceeded): {}; \
+                         dropping what was processed since the last checkpoint without writing \
+                         it: their new owner processes it again",
+                        describe(partitions)
+                    );
+                } else {
+                    log::info!("partitions revoked: {}", describe(partitions));
+                    state.checkpoint(consumer);
                 }
+                state.release(partitions);
                 let unassigned = if cooperative {
                     consumer.incremental_unassign(partitions)
                 } else {
                     consumer.unassign()
                 };
-                // An assignment already lost (session expired) cannot be
-                // released; the group moves on without us either way.
+                // An assignment already lost cannot be released; the group
+                // moves on without us either way.
                 if let Err(error) = unassigned {
                     log::warn!("releasing {} failed: {error}", describe(partitions));
                 }
             }
             other => {
                 log::warn!("rebalance failed: {other:?}");
+                state.release(partitions);
                 if let Err(error) = consumer.unassign() {
                     log::warn!("releasing the assignment failed: {error}");
                 }

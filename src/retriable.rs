@@ -26,3 +26,11 @@ pub(crate) fn is_retriable(code: RDKafkaErrorCode) -> bool {
             | NotLeaderForPartition
     )
 }
+
+/// Errors that mean "this instance is no longer the member the group knew":
+/// its session expired, or a newer instance of the same static member
+/// fenced it. Its assignment is lost.
+pub(crate) fn is_fenced(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(code, IllegalGeneration | UnknownMemberId | FencedInstanceId)
+}

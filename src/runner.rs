@@ -7,20 +7,23 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientConfig;
 
-use crate::broker::{ensure_topics, partition_counts, Broker, Origin, OutputProducer};
+use crate::broker::{
+    ensure_topics, partition_counts, read_headers, Broker, Origin, OutputProducer,
+};
 use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::Config;
 use crate::dataframe::Pipeline;
-use crate::error::{Error, Result};
-use crate::message::{Headers, Metadata};
+use crate::error::{Error, Field, Result};
+use crate::message::Metadata;
 use crate::outputs::Outputs;
 use crate::rebalance::{LoopState, RebalanceContext};
 use crate::retriable::is_retriable;
-use crate::state::{changelog_topic, Recoverer, StateManager};
+use crate::state::changelog::changelog_spec;
+use crate::state::{Lookup, RecoveryManager, StateManager, StoreLayout};
 use crate::stop::StopHandle;
 use crate::topic::TopicSpec;
 use crate::until::Until;
@@ -45,7 +48,7 @@ pub(crate) struct Run<'a> {
     pub(crate) pipeline: &'a mut Pipeline,
     pub(crate) inputs: Vec<TopicSpec>,
     pub(crate) outputs: Vec<TopicSpec>,
-    pub(crate) stores: StateManager,
+    pub(crate) stores: StoreLayout,
     pub(crate) stop: &'a StopHandle,
 }
 
@@ -58,15 +61,19 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         pipeline,
         inputs,
         outputs,
-        stores,
+        stores: layout,
         stop,
     } = run;
     let topics: Vec<TopicSpec> = inputs.iter().chain(&outputs).cloned().collect();
     ensure_topics(broker, config, &topics)?;
-    let recoverer = if config.use_changelog_topics && stores.is_stateful() {
-        ensure_changelogs(broker, config, &inputs, &stores)?;
+    let stores = StateManager::new(layout);
+    let recovery = if stores.is_stateful() {
+        if config.use_changelog_topics {
+            ensure_changelogs(broker, config, &inputs, &stores)?;
+        }
         let reader = create_changelog_reader(broker, config)?;
-        Some(Recoverer::start(
+        Some(RecoveryManager::start(
+            stores.layout().clone(),
             reader,
             config.broker_availability_timeout,
         )?)
@@ -75,15 +82,13 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
     };
 
     let producer = Arc::new(OutputProducer::create(broker, config)?);
-    let state = Arc::new(Mutex::new(LoopState {
-        checkpoint: Checkpoint::new(config),
-        producer: producer.clone(),
-        policy: config.on_error.clone(),
+    let state = Arc::new(Mutex::new(LoopState::new(
+        Checkpoint::new(config),
+        producer.clone(),
+        config.on_error.clone(),
         stores,
-        recoverer,
-        group: config.consumer_group.clone(),
-        failure: None,
-    }));
+        recovery,
+    )));
     let consumer = create_consumer(broker, config, state.clone())?;
     let names: Vec<&str> = inputs.iter().map(|spec| spec.name.as_str()).collect();
     consumer
@@ -126,28 +131,52 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
     })
 }
 
-/// Creates each stateful input's changelog topics, with its partition count.
+/// Creates each stateful input's changelog topics, with its partition
+/// count.
+///
+/// # Errors
+///
+/// [`Error::ChangelogPartitions`] when a changelog exists with another
+/// partition count than its input.
 fn ensure_changelogs(
     broker: &Broker,
     config: &Config,
     inputs: &[TopicSpec],
     stores: &StateManager,
 ) -> Result<()> {
-    let names: Vec<&str> = inputs.iter().map(|spec| spec.name.as_str()).collect();
-    let counts = partition_counts(broker, config, &names)?;
     let mut changelogs = Vec::new();
     for input in inputs {
-        let partitions = counts.get(&input.name).copied().unwrap_or(1);
-        for store in stores.stores_of(&input.name) {
-            changelogs.push(changelog_topic(
-                &config.consumer_group,
-                &input.name,
-                store,
-                partitions,
-            ));
+        for store in stores.layout().stores_of(&input.name) {
+            let spec = changelog_spec(&config.consumer_group, &input.name, &store.name, 0);
+            changelogs.push((input, spec));
         }
     }
-    ensure_topics(broker, config, &changelogs)
+    let names: Vec<&str> = inputs
+        .iter()
+        .map(|spec| spec.name.as_str())
+        .chain(changelogs.iter().map(|(_, spec)| spec.name.as_str()))
+        .collect();
+    let counts = partition_counts(broker, config, &names)?;
+    let mut missing = Vec::new();
+    for (input, mut spec) in changelogs {
+        let partitions = counts.get(&input.name).copied().unwrap_or(1);
+        match counts.get(&spec.name) {
+            Some(&existing) if existing != partitions => {
+                return Err(Error::ChangelogPartitions {
+                    changelog: spec.name,
+                    changelog_partitions: existing,
+                    topic: input.name.clone(),
+                    partitions,
+                })
+            }
+            Some(_) => {}
+            None => {
+                spec.partitions = Some(partitions);
+                missing.push(spec);
+            }
+        }
+    }
+    ensure_topics(broker, config, &missing)
 }
 
 /// How long librdkafka postpones fetching a partition whose local queue is
@@ -166,17 +195,28 @@ fn consumer_client(broker: &Broker, config: &Config) -> ClientConfig {
     client
 }
 
+/// How long the broker may hold a fetch of the changelog reader that
+/// finds nothing new.
+const CHANGELOG_FETCH_WAIT_MS: &str = "20";
+
 fn create_changelog_reader(broker: &Broker, config: &Config) -> Result<BaseConsumer> {
     let mut client = consumer_client(broker, config);
     // librdkafka assigns partitions only to a consumer with a group id; the
-    // reader never joins the group (no subscribe) and never commits.
+    // reader never joins the group (no subscribe) and never commits. A
+    // changelog is read until the end-of-partition event; a start offset
+    // that compaction or retention removed means its beginning.
     client
         .set(
             "group.id",
             format!("{}-changelog-reader", config.consumer_group),
         )
         .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "false");
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest")
+        // The end of a changelog partition is known from a fetch answered
+        // at its end, which the broker holds this long when it has nothing
+        // (librdkafka's default, 500 ms, delayed every assignment by that).
+        .set("fetch.wait.max.ms", CHANGELOG_FETCH_WAIT_MS);
     client.create().map_err(|source| Error::CreateClient {
         client: "changelog reader",
         source: Box::new(source),
@@ -233,6 +273,7 @@ impl PollLoop<'_> {
         while !stop.is_stopped() && !until.reached(self.processed, started, last_message) {
             let timeout = {
                 let mut state = self.state.lock();
+                state.start_recoveries(consumer)?;
                 state.resume_recovered(consumer)?;
                 let timeout = match state.is_recovering() {
                     true => RECOVERY_POLL_TIMEOUT,
@@ -277,24 +318,41 @@ impl PollLoop<'_> {
         let (partition, offset) = (message.partition(), message.offset());
         let timestamp = message.timestamp().to_millis();
         meta.set_message(&topic, partition, offset, message.key(), timestamp);
-        meta.headers = headers_of(message);
         self.outputs.truncate(0);
         // One lock for the whole message: the rebalance callbacks that share
         // this state only run inside `poll`, on this thread.
         let mut guard = self.state.lock();
+        let state = &mut *guard;
+        let mut partition_state = match state.stores.lookup(&meta.topic, meta.partition) {
+            Lookup::Open(partition_state) => Some(partition_state),
+            Lookup::Stateless => None,
+            Lookup::NotReady => {
+                // Fetched before its partition was paused for recovery.
+                state.hold_early(&topic, partition, offset);
+                return Ok(());
+            }
+        };
+        let result = match read_headers(message) {
+            Ok(headers) => {
+                meta.headers = headers;
+                self.pipeline.process(
+                    meta,
+                    message.payload(),
+                    &mut self.outputs,
+                    partition_state.as_deref_mut(),
+                )
+            }
+            Err(bad) => Err(Error::Deserialize {
+                topic: topic.to_string(),
+                partition,
+                offset,
+                field: Field::Header,
+                source: bad.into(),
+            }),
+        };
         let LoopState {
-            checkpoint,
-            policy,
-            stores,
-            ..
-        } = &mut *guard;
-        let mut partition_state = stores.get_mut(&meta.topic, meta.partition);
-        let result = self.pipeline.process(
-            meta,
-            message.payload(),
-            &mut self.outputs,
-            partition_state.as_deref_mut(),
-        );
+            checkpoint, policy, ..
+        } = state;
         if let Err(error) = result {
             // A skipped message leaves the state as it was before it.
             if let Some(partition_state) = partition_state.as_deref_mut() {
@@ -344,7 +402,7 @@ impl PollLoop<'_> {
         match outcome {
             Outcome::Committed => self.availability.up(),
             Outcome::Deferred => self.availability.down(),
-            Outcome::Empty => {}
+            Outcome::Empty | Outcome::Lost => {}
         }
         Ok(outcome)
     }
@@ -378,6 +436,15 @@ impl PollLoop<'_> {
 
     fn on_consumer_error(&mut self, error: KafkaError) -> Result<()> {
         match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::PollExceeded) => {
+                // librdkafka left the group and lost the assignment: the
+                // next poll drops the partitions and rejoins.
+                log::warn!(
+                    "the poll loop was blocked for longer than max.poll.interval.ms (a slow \
+                     closure?): the group moved this instance's partitions; rejoining"
+                );
+                Ok(())
+            }
             Some(code) if is_retriable(code) => {
                 log::warn!("broker unreachable, retrying: {error}");
                 self.availability.down();
@@ -399,18 +466,6 @@ impl PollLoop<'_> {
             .cloned()
             .unwrap_or_else(|| Arc::from(name))
     }
-}
-
-fn headers_of(message: &BorrowedMessage<'_>) -> Headers {
-    message.headers().map_or_else(Vec::new, |headers| {
-        headers
-            .iter()
-            .map(|header| {
-                let value = header.value.map(<[u8]>::to_vec).unwrap_or_default();
-                (header.key.to_string(), value)
-            })
-            .collect()
-    })
 }
 
 /// Tracks how long the broker has been unreachable.

@@ -125,7 +125,7 @@ impl<'a> TestDriver<'a> {
         Ok(TestDriver {
             app,
             pipeline: Some(pipeline),
-            stores: app.state_manager_at(state_dir.clone()),
+            stores: StateManager::new(app.store_layout_at(state_dir.clone())),
             state_dir,
             outputs: Outputs::default(),
             next_offsets: Vec::new(),
@@ -264,10 +264,10 @@ impl<'a> TestDriver<'a> {
             return Err(Error::AlreadyRunning);
         };
         let meta = &mut self.meta;
-        let mut partition_state = if self.stores.stores_of(&meta.topic).is_empty() {
-            None
-        } else {
+        let mut partition_state = if self.stores.is_stateful_topic(&meta.topic) {
             Some(self.stores.open(&meta.topic, meta.partition)?)
+        } else {
+            None
         };
         let result = pipeline.process(
             meta,
@@ -302,7 +302,7 @@ impl TestDriver<'_> {
         if self.schedule.is_due(|| stores.pending_bytes()) {
             let keep_cache = self.schedule.keeps_cache(self.stores.pending_bytes());
             for (_, _, state) in self.stores.partitions_mut() {
-                state.commit(&[], keep_cache)?;
+                state.write_checkpoint(&[], keep_cache)?;
             }
             self.schedule.checkpointed();
         }

@@ -125,3 +125,46 @@ fn commit_during_coordinator_loss_is_retried_until_it_succeeds() {
     values.dedup();
     assert_eq!(values, [0, 1, 2]);
 }
+
+#[test]
+fn a_refused_changelog_record_stops_the_app_even_when_outputs_may_be_skipped() {
+    let group = unique("refused-changelog");
+    let input = Topic::<i64>::new(unique("refused-changelog-in"));
+    let output = Topic::<i64>::new(unique("refused-changelog-out"));
+    let mock = cluster_with_input(&group, &input, &output);
+    let changelog = format!("changelog__{group}--{}--default", input.name());
+    mock.create_topic(&changelog, 1, 1).unwrap();
+
+    let app = app_at(&mock.bootstrap_servers(), &group)
+        .on_producer_error(|_| ErrorAction::Skip)
+        .build()
+        .unwrap();
+    app.dataframe(&input)
+        .apply_stateful(|n, state| {
+            let total = state.get::<i64>("total")?.unwrap_or(0) + n;
+            state.set("total", &total)?;
+            Ok(total)
+        })
+        .to_topic(&output);
+    refuse_produce_requests(&mock);
+
+    let error = app
+        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .unwrap_err();
+    match &error {
+        Error::ChangelogProduce {
+            changelog: topic,
+            partition,
+            store,
+            ..
+        } => {
+            assert_eq!((topic.as_str(), *partition), (changelog.as_str(), 0));
+            assert_eq!(store, "default");
+        }
+        other => panic!("expected a changelog produce error, got {other}"),
+    }
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        None
+    );
+}

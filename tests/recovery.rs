@@ -8,120 +8,20 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{app_at, unique};
-use kstreams::{Application, Error, State, Topic, Until};
+use common::mock::{
+    app_on, counting_app, create_topics, feed, feed_records, pairs, rows, run, Mock,
+};
+use common::unique;
+use kstreams::{Application, Error, Topic, Until};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use serde_json::{json, Value};
 
-type Mock = MockCluster<'static, DefaultProducerContext>;
-
 /// The broker that leads the changelog of input partition 0 (and nothing
 /// else), so that its recovery alone can be slowed down.
 const SLOW_BROKER: i32 = 2;
-
-/// Produces one message per key, in order, to `partition` of `topic`.
-fn feed(mock: &Mock, topic: &str, partition: i32, keys: &[&str]) {
-    let records: Vec<(&str, &str)> = keys.iter().map(|key| (*key, "{}")).collect();
-    feed_records(mock, topic, partition, &records);
-}
-
-/// Produces `(key, payload)` records, in order, to `partition` of `topic`.
-fn feed_records(mock: &Mock, topic: &str, partition: i32, records: &[(&str, &str)]) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", mock.bootstrap_servers())
-        .create()
-        .unwrap();
-    for (key, payload) in records {
-        let record = BaseRecord::to(topic)
-            .partition(partition)
-            .key(*key)
-            .payload(*payload);
-        producer.send(record).map_err(|(error, _)| error).unwrap();
-    }
-    producer.flush(Duration::from_secs(30)).unwrap();
-}
-
-/// An app of `group` on `mock` with its state in `state_dir`, and its
-/// input and output topics.
-fn app_on(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>, Topic<Value>) {
-    // kstreams' log lines (plans, recoveries, rebalances) go to the test's
-    // captured output: a failing test shows them.
-    let _ = env_logger::builder()
-        .is_test(true)
-        .filter_level(log::LevelFilter::Info)
-        .try_init();
-    let app = app_at(&mock.bootstrap_servers(), group)
-        .state_dir(state_dir)
-        .build()
-        .unwrap();
-    let (input, output) = (app.topic::<Value>(input_name(group)), output_topic(group));
-    (app, input, output)
-}
-
-/// The input, output and changelog topics of `group`'s app, created on
-/// `mock` with `partitions` partitions.
-fn create_topics(mock: &Mock, group: &str, partitions: i32) -> [String; 3] {
-    let (input, output) = (input_name(group), output_topic(group).name().to_string());
-    let changelog = format!("changelog__{group}--{input}--default");
-    let topics = [input, output, changelog];
-    for topic in &topics {
-        mock.create_topic(topic, partitions, 1).unwrap();
-    }
-    topics
-}
-
-/// An app that counts the messages of each key in state and emits
-/// `{"key", "count"}` for each.
-fn counting_app(mock: &Mock, group: &str, state_dir: &Path) -> (Application, Topic<Value>) {
-    let (app, input, output) = app_on(mock, group, state_dir);
-    app.dataframe(&input)
-        .apply_stateful(|_, state: &mut State| {
-            let count = state.get::<u64>("count")?.unwrap_or(0) + 1;
-            state.set("count", &count)?;
-            let key = String::from_utf8_lossy(state.message_key()).into_owned();
-            Ok(json!({"key": key, "count": count}))
-        })
-        .to_topic(&output);
-    (app, output)
-}
-
-fn input_name(group: &str) -> String {
-    format!("{group}-in")
-}
-
-fn output_topic(group: &str) -> Topic<Value> {
-    Topic::new(format!("{group}-out"))
-}
-
-/// Runs `app` until it processed `messages`; returns what it produced to
-/// `output`.
-fn rows(app: &Application, output: &Topic<Value>, messages: u64) -> Vec<Value> {
-    app.run_until(Until::messages(messages).or_timeout(Duration::from_secs(60)))
-        .unwrap()
-        .values(output)
-        .unwrap()
-}
-
-/// Runs `app` until it processed `messages`; returns `(key, count)` pairs.
-fn run(app: &Application, output: &Topic<Value>, messages: u64) -> Vec<(String, u64)> {
-    rows(app, output, messages)
-        .into_iter()
-        .map(|row| {
-            let key = row["key"].as_str().unwrap().to_string();
-            (key, row["count"].as_u64().unwrap())
-        })
-        .collect()
-}
-
-fn pairs(expected: &[(&str, u64)]) -> Vec<(String, u64)> {
-    expected
-        .iter()
-        .map(|(key, count)| (key.to_string(), *count))
-        .collect()
-}
 
 #[test]
 fn partitions_needing_no_recovery_are_processed_while_others_recover() {
@@ -276,4 +176,152 @@ fn a_tombstone_of_a_checkpoint_that_never_committed_is_not_applied() {
     feed_records(&mock, &input, 0, &[("a", "{}")]);
     let (app, out) = set_or_delete_app(&mock, &group, state_dir.path());
     assert_eq!(rows(&app, &out, 1), [json!({"key": "a", "v": 1})]);
+}
+
+/// A counting app of `group` on `mock` that checkpoints every two messages.
+fn counting_every_two(
+    mock: &Mock,
+    group: &str,
+    state_dir: &Path,
+    reset: kstreams::OffsetReset,
+) -> (Application, Topic<Value>) {
+    let (app, input, output) = common::mock::app_with(mock, group, state_dir, |builder| {
+        builder.commit_every(2).auto_offset_reset(reset)
+    });
+    app.dataframe(&input)
+        .apply_stateful(common::mock::count)
+        .to_topic(&output);
+    (app, output)
+}
+
+/// Copies the first `count` records of partition 0 of `topic` on `from` to
+/// the same topic on `to`, in order (so they keep their offsets).
+fn copy_topic(from: &Mock, to: &Mock, topic: &str, count: usize) {
+    let records = common::read_topic(
+        &from.bootstrap_servers(),
+        topic,
+        count,
+        Duration::from_secs(30),
+    );
+    assert_eq!(records.len(), count, "records of {topic}");
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", to.bootstrap_servers())
+        .create()
+        .unwrap();
+    for (key, value) in &records {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(0)
+            .payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        producer.send(record).map_err(|(error, _)| error).unwrap();
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// Commits `offset` of `topic`/0 for `group`, as an operator's tool would
+/// (as a member of the group: the mock cluster refuses commits of others).
+fn commit_offset(servers: &str, group: &str, topic: &str, offset: i64) {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", servers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while consumer.assignment().unwrap().count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "never assigned");
+        consumer.poll(Duration::from_millis(100));
+    }
+    let mut list = rdkafka::TopicPartitionList::new();
+    list.add_partition_offset(topic, 0, rdkafka::Offset::Offset(offset))
+        .unwrap();
+    consumer.commit(&list, CommitMode::Sync).unwrap();
+}
+
+#[test]
+fn a_group_whose_offsets_expired_restores_its_state_from_the_changelog() {
+    let group = unique("expired-offsets");
+    let before: Mock = MockCluster::new(1).unwrap();
+    let [input, _, changelog] = create_topics(&before, &group, 1);
+    let state_dir = tempfile::tempdir().unwrap();
+
+    // Two checkpoints: "a", "a" (offset 2 committed), then "b", "a"
+    // (offset 4 committed); the changelog holds three records.
+    feed(&before, &input, 0, &["a", "a", "b", "a"]);
+    let latest = kstreams::OffsetReset::Latest;
+    let earliest = kstreams::OffsetReset::Earliest;
+    let (app, out) = counting_every_two(&before, &group, state_dir.path(), earliest);
+    assert_eq!(run(&app, &out, 4).last(), Some(&("a".to_string(), 3)));
+    drop(app);
+
+    // The group's offsets expire (a cluster with the same input and
+    // changelog, and no offsets), and the state directory is gone (a
+    // container without a volume).
+    let after: Mock = MockCluster::new(1).unwrap();
+    create_topics(&after, &group, 1);
+    copy_topic(&before, &after, &input, 4);
+    copy_topic(&before, &after, &changelog, 3);
+    feed(&after, &input, 0, &["a"]);
+    let fresh_dir = tempfile::tempdir().unwrap();
+
+    // With offset reset "latest", nothing would be processed again and
+    // every count would start over: instead the state is restored up to
+    // offset 2, the last commit the changelog names, and processing
+    // resumes there, with exact counts.
+    let (app, out) = counting_every_two(&after, &group, fresh_dir.path(), latest);
+    assert_eq!(run(&app, &out, 3), pairs(&[("b", 1), ("a", 3), ("a", 4)]));
+}
+
+#[test]
+fn offsets_an_operator_rewound_are_honoured_and_the_state_rebuilt_to_match() {
+    let group = unique("rewound");
+    let mock: Mock = MockCluster::new(1).unwrap();
+    let [input, ..] = create_topics(&mock, &group, 1);
+    let state_dir = tempfile::tempdir().unwrap();
+    let earliest = kstreams::OffsetReset::Earliest;
+    feed(&mock, &input, 0, &["a", "a", "b", "a"]);
+    let (app, out) = counting_every_two(&mock, &group, state_dir.path(), earliest);
+    assert_eq!(run(&app, &out, 4).len(), 4);
+    drop(app);
+
+    // The operator moves the group back to offset 2, to reprocess "b", "a":
+    // the local state (which absorbed all four) is rebuilt up to offset 2.
+    commit_offset(&mock.bootstrap_servers(), &group, &input, 2);
+    let (app, out) = counting_every_two(&mock, &group, state_dir.path(), earliest);
+    assert_eq!(run(&app, &out, 2), pairs(&[("b", 1), ("a", 3)]));
+}
+
+#[test]
+fn local_state_whose_offset_commit_failed_resumes_where_it_ends() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let group = unique("commit-failed");
+    let mock: Mock = MockCluster::new(1).unwrap();
+    let [input, ..] = create_topics(&mock, &group, 1);
+    let state_dir = tempfile::tempdir().unwrap();
+    let earliest = kstreams::OffsetReset::Earliest;
+    feed(&mock, &input, 0, &["a", "a"]);
+    let (app, out) = counting_every_two(&mock, &group, state_dir.path(), earliest);
+    assert_eq!(run(&app, &out, 2).len(), 2);
+    drop(app);
+
+    // The next checkpoint writes its state, then its offset commit fails.
+    feed(&mock, &input, 0, &["b", "a"]);
+    let error = RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE;
+    mock.request_errors(RDKafkaApiKey::OffsetCommit, &[error; 8]);
+    let (app, _) = counting_every_two(&mock, &group, state_dir.path(), earliest);
+    let failed = app.run_until(Until::messages(2).or_timeout(Duration::from_secs(60)));
+    assert!(matches!(failed, Err(Error::Commit { .. })), "{failed:?}");
+    drop(app);
+    mock.clear_request_errors(RDKafkaApiKey::OffsetCommit);
+
+    // Its outputs were acknowledged and its state is exact: processing
+    // resumes after it, without processing "b", "a" twice.
+    feed(&mock, &input, 0, &["a"]);
+    let (app, out) = counting_every_two(&mock, &group, state_dir.path(), earliest);
+    assert_eq!(run(&app, &out, 1), pairs(&[("a", 4)]));
 }

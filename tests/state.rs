@@ -290,3 +290,87 @@ fn state_updates_beyond_commit_state_bytes_trigger_a_checkpoint_on_the_broker() 
         None
     );
 }
+
+#[test]
+fn a_group_name_that_is_no_safe_path_keeps_its_state_inside_the_state_dir() {
+    let root = tempfile::tempdir().unwrap();
+    let state_dir = root.path().join("state");
+    let outside = root.path().join("x");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep"), "not kstreams' own").unwrap();
+
+    // A stateful run of group "../x" keeps its stores under state_dir.
+    let app = common::embedded_app("../x")
+        .state_dir(&state_dir)
+        .build()
+        .unwrap();
+    let input = Topic::<Value>::new("safe-path-in");
+    let output = Topic::<Value>::new("safe-path-out");
+    app.dataframe(&input)
+        .apply_stateful(|_, state: &mut State| {
+            state.set("seen", &true)?;
+            Ok(json!({}))
+        })
+        .to_topic(&output);
+    let producer = app.producer().unwrap();
+    producer
+        .send(&input, Some(&b"k".to_vec()), &json!({}))
+        .unwrap();
+    producer.flush().unwrap();
+    let outputs = app
+        .run_until(Until::messages(1).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(outputs.processed(), 1);
+    assert!(state_dir
+        .join("..%2Fx")
+        .join("safe-path-in")
+        .join("0")
+        .is_dir());
+    assert!(!outside.join("safe-path-in").exists());
+
+    // Clearing the state of such groups deletes nothing outside state_dir.
+    app.clear_state().unwrap();
+    for group in ["/data", "..", "."] {
+        let app = Application::builder()
+            .use_embedded_broker()
+            .state_dir(&state_dir)
+            .consumer_group(group)
+            .build()
+            .unwrap();
+        app.clear_state().unwrap();
+    }
+    assert!(
+        outside.join("keep").exists(),
+        "clear_state deleted outside state_dir"
+    );
+    assert!(state_dir.is_dir());
+}
+
+#[test]
+fn a_changelog_with_another_partition_count_than_its_input_is_a_clear_error() {
+    let group = unique("repartitioned");
+    let dir = tempfile::tempdir().unwrap();
+    let (app, input, output) = counting_app(&group, dir.path(), true);
+    // The input has two partitions, its changelog one (created before
+    // partitions were added to the input).
+    let changelog = format!("changelog__{group}--{}--default", input.name());
+    let producer = app.producer().unwrap();
+    producer.ensure_topic(&input.clone().partitions(2)).unwrap();
+    let old_changelog = Topic::<Value>::new(&changelog)
+        .partitions(1)
+        .config("cleanup.policy", "compact");
+    producer.ensure_topic(&old_changelog).unwrap();
+    let error = app
+        .run_until(Until::messages(1).or_timeout(Duration::from_secs(60)))
+        .unwrap_err();
+    match &error {
+        Error::ChangelogPartitions {
+            changelog: name,
+            changelog_partitions: 1,
+            topic,
+            partitions: 2,
+        } => assert_eq!((name, topic.as_str()), (&changelog, input.name())),
+        other => panic!("expected ChangelogPartitions, got {other}"),
+    }
+    let _ = output;
+}

@@ -6,8 +6,8 @@
 //!     [--messages 300000] [--driver-messages 1000000] [--keys 10000] \
 //!     [--runs 3] [--quix PYTHON] \
 //!     [--recovery-keys 500000] [--broker-recovery-keys 2500] \
-//!     [--memory-keys 10000000] \
-//!     [--workloads driver,e2e,recovery,memory]
+//!     [--memory-keys 10000000] [--assign-partitions 64] [--assign-rtt-ms 50] \
+//!     [--workloads driver,e2e,recovery,memory,assign]
 //! ```
 //!
 //! Without `--broker` only the test-driver, memory and embedded-broker
@@ -19,8 +19,11 @@
 //! recovery workload seeds a changelog and times its rebuild (see
 //! `recovery.rs`): `--recovery-keys` on the embedded broker, and
 //! `--broker-recovery-keys` on the broker (tansu serves records with
-//! headers slowly: see BENCHMARKS.md).
+//! headers slowly: see BENCHMARKS.md). The assignment workload (see
+//! `assign.rs`) times a stateful app's start on a mock cluster with a
+//! delay on every request, against a plain consumer.
 
+mod assign;
 mod driver;
 mod e2e;
 mod measure;
@@ -53,6 +56,8 @@ pub struct Flags {
     pub recovery_keys: u64,
     pub broker_recovery_keys: u64,
     pub memory_keys: u64,
+    pub assign_partitions: i32,
+    pub assign_rtt_ms: u64,
     pub workloads: Vec<String>,
 }
 
@@ -66,7 +71,8 @@ impl Flags {
 const USAGE: &str = "\
 usage: bench [--broker HOST:PORT] [--messages N] [--driver-messages N] [--keys N]
              [--runs N] [--quix PYTHON] [--recovery-keys N] [--broker-recovery-keys N]
-             [--memory-keys N] [--workloads driver,e2e,recovery,memory]
+             [--memory-keys N] [--assign-partitions N] [--assign-rtt-ms N]
+             [--workloads driver,e2e,recovery,memory,assign]
 Without --broker only the workloads that need no network run. See BENCHMARKS.md.";
 
 fn flags() -> anyhow::Result<Flags> {
@@ -80,7 +86,9 @@ fn flags() -> anyhow::Result<Flags> {
         recovery_keys: 500_000,
         broker_recovery_keys: 2_500,
         memory_keys: 10_000_000,
-        workloads: ["driver", "e2e", "recovery", "memory"]
+        assign_partitions: 64,
+        assign_rtt_ms: 50,
+        workloads: ["driver", "e2e", "recovery", "memory", "assign"]
             .map(String::from)
             .to_vec(),
     };
@@ -108,6 +116,8 @@ fn flags() -> anyhow::Result<Flags> {
             "--recovery-keys" => flags.recovery_keys = value.parse()?,
             "--broker-recovery-keys" => flags.broker_recovery_keys = value.parse()?,
             "--memory-keys" => flags.memory_keys = value.parse()?,
+            "--assign-partitions" => flags.assign_partitions = value.parse()?,
+            "--assign-rtt-ms" => flags.assign_rtt_ms = value.parse()?,
             "--workloads" => flags.workloads = value.split(',').map(String::from).collect(),
             other => anyhow::bail!("unknown flag {other}\n{USAGE}"),
         }
@@ -186,7 +196,16 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    report(&results.runs);
+    if flags.runs("assign") {
+        let rtt = std::time::Duration::from_millis(flags.assign_rtt_ms);
+        for run in 1..=flags.runs {
+            eprintln!("== assignment run {run} of {}", flags.runs);
+            let measured = assign::run(flags.assign_partitions, rtt)?;
+            results.add("assign: plain consumer", measured.plain);
+            results.add("assign: kstreams", measured.kstreams);
+        }
+    }
+    report(&results.runs, &flags);
     if flags.runs("memory") {
         eprintln!("== memory: {} keys", flags.memory_keys);
         let memory = memory::run(flags.memory_keys)?;
@@ -224,7 +243,7 @@ fn summary(name: &str, measure: &Measure) {
 }
 
 /// Medians of the runs, and the ratios the targets are stated in.
-fn report(results: &BTreeMap<&str, Vec<Measure>>) {
+fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
     let median = |name: &str| -> Option<Measure> {
         let mut runs = results.get(name)?.clone();
         runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
@@ -280,6 +299,20 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>) {
         seconds,
     ) {
         println!("Quix recovery time / kstreams recovery time: {r:.1} (target >= 10)");
+    }
+    if let (Some(kstreams), Some(plain)) =
+        (median("assign: kstreams"), median("assign: plain consumer"))
+    {
+        let rtt = flags.assign_rtt_ms as f64 / 1000.0;
+        println!(
+            "assignment of {} partitions with 2 stores at {} ms a request: kstreams {:.2} s, \
+             plain consumer {:.2} s: {:.1} round trips more",
+            flags.assign_partitions,
+            flags.assign_rtt_ms,
+            kstreams.seconds,
+            plain.seconds,
+            (kstreams.seconds - plain.seconds) / rtt
+        );
     }
 }
 

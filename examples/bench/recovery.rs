@@ -33,10 +33,13 @@ use crate::measure::{cpu_seconds, print_thread_cpu, thread_cpu, Measure, ThreadC
 /// cluster keeps only the last 100 000 records or 5 MB of a partition.
 const BROKER_PARTITIONS: i32 = 2;
 const EMBEDDED_PARTITIONS: i32 = 16;
-/// A kstreams changelog value (src/state/changelog.rs): the input offset
-/// the update belongs to, then the state value.
-fn changelog_value(input_offset: i64, value: &str) -> Vec<u8> {
-    let mut bytes = input_offset.to_be_bytes().to_vec();
+/// A kstreams changelog value (src/state/changelog.rs): the format
+/// version (1), the stamp (the input offset the update belongs to and the
+/// committed offset when its checkpoint began), then the state value.
+fn changelog_value(input_offset: i64, committed_offset: i64, value: &str) -> Vec<u8> {
+    let mut bytes = vec![1];
+    bytes.extend_from_slice(&input_offset.to_be_bytes());
+    bytes.extend_from_slice(&committed_offset.to_be_bytes());
     bytes.extend_from_slice(value.as_bytes());
     bytes
 }
@@ -121,7 +124,7 @@ fn seed_changelog(
         let (message_key, partition) = key(i, partitions);
         for (state_key, value) in [("count", 1), ("total", total(i))] {
             let key = store_key(&message_key, state_key);
-            let value = changelog_value(0, &value.to_string());
+            let value = changelog_value(0, 0, &value.to_string());
             let record = BaseRecord::to(&name)
                 .partition(partition)
                 .key(&key)

@@ -48,6 +48,24 @@ pub(crate) struct FetchedRecord<'a> {
     message: &'a RDKafkaMessage,
 }
 
+/// What a read hands over, one at a time.
+pub(crate) enum Fetched<'a> {
+    /// A record.
+    Record(FetchedRecord<'a>),
+    /// The reader fetched everything of `partition` of `topic` up to
+    /// `offset`, the partition's end (its high watermark, or its last
+    /// stable offset when reading committed records only): control
+    /// records and gaps before it included. Needs
+    /// `enable.partition.eof=true`.
+    End {
+        topic: &'a [u8],
+        partition: i32,
+        offset: i64,
+    },
+    /// An error of the consumer or of one partition.
+    Error(KafkaError),
+}
+
 impl<C: ConsumerContext + 'static> BatchConsumer<C> {
     /// Takes over `consumer`, which must have a `group.id` (librdkafka
     /// has a consumer queue only then), `enable.auto.commit=false`, and no
@@ -97,11 +115,7 @@ impl<C: ConsumerContext + 'static> BatchConsumer<C> {
 
     /// Hands every message fetched so far to `each`, up to a batch, waiting
     /// up to `timeout` for the first when there is none.
-    pub(crate) fn read(
-        &self,
-        timeout: Duration,
-        mut each: impl FnMut(KafkaResult<FetchedRecord<'_>>),
-    ) {
+    pub(crate) fn read(&self, timeout: Duration, mut each: impl FnMut(Fetched<'_>)) {
         let mut batch = Batch::default();
         if batch.take(&self.messages, Duration::ZERO, BATCH) == 0 && !timeout.is_zero() {
             // Wait for one, then take what came with it.
@@ -114,7 +128,7 @@ impl<C: ConsumerContext + 'static> BatchConsumer<C> {
             // SAFETY: librdkafka handed `message` over; it is destroyed
             // once: here after its use, or by `Batch`'s drop should `each`
             // panic (its slot is cleared only once `each` returned).
-            each(FetchedRecord::from(unsafe { &*message }));
+            each(Fetched::from(unsafe { &*message }));
             batch.messages[index] = ptr::null_mut();
             unsafe { rdsys::rd_kafka_message_destroy(message) };
         }
@@ -205,22 +219,34 @@ impl Drop for Batch {
     }
 }
 
-impl<'a> FetchedRecord<'a> {
-    fn from(message: &'a RDKafkaMessage) -> KafkaResult<Self> {
+impl<'a> Fetched<'a> {
+    fn from(message: &'a RDKafkaMessage) -> Self {
         match message.err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => Ok(FetchedRecord { message }),
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => {
-                Err(KafkaError::PartitionEOF(message.partition))
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {
+                Fetched::Record(FetchedRecord { message })
             }
-            code => Err(KafkaError::MessageConsumption(code.into())),
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__PARTITION_EOF => Fetched::End {
+                topic: topic_of(message),
+                partition: message.partition,
+                offset: message.offset,
+            },
+            code => Fetched::Error(KafkaError::MessageConsumption(code.into())),
         }
     }
+}
 
+/// The name of a fetched message's topic, as bytes (Kafka topic names are
+/// ASCII).
+fn topic_of(message: &RDKafkaMessage) -> &[u8] {
+    // SAFETY: a fetched message's topic handle and its name live as long
+    // as the message.
+    unsafe { CStr::from_ptr(rdsys::rd_kafka_topic_name(message.rkt)).to_bytes() }
+}
+
+impl<'a> FetchedRecord<'a> {
     /// The topic's name, as bytes (Kafka topic names are ASCII).
     pub(crate) fn topic(&self) -> &'a [u8] {
-        // SAFETY: a fetched message's topic handle and its name live as
-        // long as the message.
-        unsafe { CStr::from_ptr(rdsys::rd_kafka_topic_name(self.message.rkt)).to_bytes() }
+        topic_of(self.message)
     }
 
     pub(crate) fn partition(&self) -> i32 {

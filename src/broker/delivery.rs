@@ -16,6 +16,7 @@ use super::Broker;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::outputs::Output;
+use crate::state::changelog::{self, Stamp};
 
 /// The input message an output was produced for.
 #[derive(Debug, Clone)]
@@ -30,16 +31,17 @@ pub(crate) struct Origin {
 pub(crate) enum Delivery {
     /// An output of the input message at `Origin`.
     Output(Origin),
-    /// A changelog record: its offset is what recovery resumes from.
-    Changelog,
+    /// A record of `store`'s changelog: its offset is what recovery
+    /// resumes from.
+    Changelog { store: Arc<str> },
     /// A message sent with the public `Producer`.
     Plain,
 }
 
 impl Delivery {
     /// The error for this message, refused for `source` by librdkafka or
-    /// the broker on its way to `output_topic`.
-    fn failed(&self, output_topic: &str, source: KafkaError) -> Error {
+    /// the broker on its way to `partition` of `output_topic`.
+    fn failed(&self, output_topic: &str, partition: i32, source: KafkaError) -> Error {
         let (output_topic, source) = (output_topic.to_string(), Box::new(source));
         match self {
             Delivery::Output(origin) => Error::Produce {
@@ -49,7 +51,13 @@ impl Delivery {
                 offset: origin.offset,
                 source,
             },
-            Delivery::Changelog | Delivery::Plain => Error::Send {
+            Delivery::Changelog { store } => Error::ChangelogProduce {
+                changelog: output_topic,
+                partition,
+                store: store.to_string(),
+                source,
+            },
+            Delivery::Plain => Error::Send {
                 topic: output_topic,
                 source,
             },
@@ -98,7 +106,7 @@ impl DeliveryContext {
         delivery: Delivery,
     ) {
         match (result, delivery) {
-            (Ok(offset), Delivery::Changelog) => {
+            (Ok(offset), Delivery::Changelog { .. }) => {
                 let acknowledge = |partitions: &mut HashMap<i32, i64>| {
                     let acknowledged = partitions.entry(partition).or_insert(offset);
                     *acknowledged = (*acknowledged).max(offset);
@@ -111,7 +119,7 @@ impl DeliveryContext {
             }
             (Ok(_), _) => {}
             (Err(source), delivery) => {
-                let error = delivery.failed(topic, source);
+                let error = delivery.failed(topic, partition, source);
                 self.failures.lock().push(error);
             }
         }
@@ -132,6 +140,10 @@ impl OutputProducer {
         let mut client = broker.client_config(&[]);
         // librdkafka's default of 5 ms trades a little latency for batches.
         client.set("linger.ms", "5");
+        // Retries keep each partition's records in order: a changelog
+        // value retried after a newer one of the same key would otherwise
+        // be the one compaction keeps.
+        client.set("enable.idempotence", "true");
         for (key, value) in &config.producer_config {
             client.set(key, value);
         }
@@ -185,31 +197,37 @@ impl OutputProducer {
         self.send_record(record)
     }
 
-    /// Sends a changelog record (`value` `None`: a tombstone) to `partition`
-    /// of `topic`, stamped with the input offset it belongs to: in the value
-    /// (encoded in `payload`, a buffer reused from record to record), or
-    /// for a tombstone in a header.
+    /// Sends a record of `store`'s changelog `topic` (`value` `None`: a
+    /// tombstone) to `partition`, with its `stamp`, in the changelog format
+    /// (`payload` is a buffer reused from record to record).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ChangelogProduce`] when librdkafka refuses the record,
+    /// [`Error::BrokerUnavailable`] as for [`send`](Self::send).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn send_changelog(
         &self,
         topic: &str,
         partition: i32,
+        store: &Arc<str>,
         key: &[u8],
         value: Option<&[u8]>,
-        input_offset: i64,
+        stamp: Stamp,
         payload: &mut Vec<u8>,
     ) -> Result<()> {
-        let record = BaseRecord::with_opaque_to(topic, Box::new(Delivery::Changelog))
+        let delivery = Delivery::Changelog {
+            store: store.clone(),
+        };
+        let record = BaseRecord::with_opaque_to(topic, Box::new(delivery))
             .partition(partition)
             .key(key);
         let record = match value {
             Some(value) => {
-                crate::state::encode_value(input_offset, value, payload);
+                changelog::encode_update(stamp, value, payload);
                 record.payload(payload.as_slice())
             }
-            None => record.headers(OwnedHeaders::new().insert(Header {
-                key: crate::state::OFFSET_HEADER,
-                value: Some(&input_offset.to_be_bytes()),
-            })),
+            None => record.headers(changelog::tombstone_headers(stamp)),
         };
         self.send_record(record)
     }
@@ -231,7 +249,9 @@ impl OutputProducer {
                     thread::sleep(Duration::from_millis(1));
                 }
                 Err((source, returned)) => {
-                    return Err(returned.delivery_opaque.failed(returned.topic, source));
+                    let partition = returned.partition.unwrap_or(-1);
+                    let delivery = returned.delivery_opaque;
+                    return Err(delivery.failed(returned.topic, partition, source));
                 }
             }
         }

@@ -7,10 +7,8 @@
 //! `flush` waits out a whole window even when the last report came at once.
 //! This thread instead blocks in librdkafka until an event comes, and
 //! [`flush`] waits in librdkafka until the message count is zero. Events go
-//! to the producer's context as rust-rdkafka would hand them over.
-//!
-//! The only unsafe code of kstreams lives here: the calls into librdkafka's
-//! event API that rust-rdkafka does not expose.
+//! to the producer's context as rust-rdkafka would hand them over, through
+//! librdkafka's event API, which rust-rdkafka does not expose.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;

@@ -8,6 +8,7 @@ mod block_on;
 mod delivery;
 mod delivery_reports;
 mod embedded;
+mod headers;
 mod native;
 
 use rdkafka::ClientConfig;
@@ -16,9 +17,10 @@ use crate::config::BrokerChoice;
 use crate::error::Result;
 
 pub(crate) use admin::{ensure_topics, partition_counts};
-pub(crate) use batch_consumer::{BatchConsumer, FetchedRecord};
+pub(crate) use batch_consumer::{BatchConsumer, Fetched, FetchedRecord};
 pub(crate) use delivery::{Origin, OutputProducer};
 pub(crate) use embedded::EmbeddedBroker;
+pub(crate) use headers::read_headers;
 
 /// The broker an application talks to.
 pub(crate) enum Broker {

@@ -149,7 +149,7 @@ impl<'a> State<'a> {
 
     fn value_error<T>(&self, key: &str, source: serde_json::Error) -> Error {
         Error::StateValue {
-            store: self.partition.store_name(self.store).to_string(),
+            store: self.partition.stores()[self.store].name.to_string(),
             key: key.to_string(),
             type_name: std::any::type_name::<T>(),
             source: source.into(),

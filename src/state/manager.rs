@@ -1,34 +1,44 @@
-//! The stores of every partition this instance owns.
+//! The stores of every partition this instance owns, and where they live:
+//! `<state_dir>/<consumer group>/<topic>/<partition>`.
 
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use std::collections::hash_map::Entry;
-
 use foldhash::HashMap;
 
+use super::changelog::{changelog_name, Stamp};
 use super::options::RocksDbOptions;
-use super::rocksdb::{destroy, PartitionStore};
+use super::rocksdb::{destroy, Absorbed, PartitionStore};
 use super::transaction::Transaction;
 use crate::error::{Error, Result};
+
+/// A store of a stateful input topic, and its changelog topic.
+#[derive(Debug)]
+pub(crate) struct StoreSpec {
+    pub(crate) name: Arc<str>,
+    /// `None` when the application keeps no changelogs.
+    pub(crate) changelog: Option<Arc<str>>,
+}
 
 /// One input partition's stores and the updates of the running checkpoint.
 pub(crate) struct PartitionState {
     /// Shared with the recovery writer while the partition recovers.
     pub(crate) store: Arc<PartitionStore>,
     pub(crate) transactions: Vec<Transaction>,
-    stores: Arc<[String]>,
+    stores: Arc<[StoreSpec]>,
     /// The offset after the last message processed since the last
     /// checkpoint: what the next checkpoint records as absorbed.
-    pub(crate) pending_input: Option<i64>,
+    pending_input: Option<i64>,
+    /// The group's committed offset of the partition, as far as this
+    /// instance knows: what the next checkpoint stamps as committed.
+    /// Without one, the offset processing started from.
+    committed: Option<i64>,
 }
 
 impl PartitionState {
-    pub(crate) fn store_name(&self, store: usize) -> &str {
-        &self.stores[store]
-    }
-
-    pub(crate) fn store_names(&self) -> &[String] {
+    /// The partition's stores, in the order of `transactions`.
+    pub(crate) fn stores(&self) -> &[StoreSpec] {
         &self.stores
     }
 
@@ -39,6 +49,9 @@ impl PartitionState {
             .iter_mut()
             .for_each(Transaction::keep_message);
         self.pending_input = Some(offset + 1);
+        // A partition never committed starts from its first message: empty
+        // state and that offset agree.
+        self.committed.get_or_insert(offset);
     }
 
     /// Undoes the writes of a message that failed.
@@ -48,16 +61,31 @@ impl PartitionState {
             .for_each(Transaction::undo_message);
     }
 
+    /// The stamp of the running checkpoint's changelog records; `None`
+    /// when it absorbed nothing.
+    pub(crate) fn stamp(&self) -> Option<Stamp> {
+        self.pending_input.map(|next| Stamp {
+            input_offset: next - 1,
+            committed_offset: self.committed,
+        })
+    }
+
+    /// Records that the group committed `offset` for this partition.
+    pub(crate) fn committed(&mut self, offset: i64) {
+        self.committed = Some(offset);
+    }
+
     /// About how much memory the checkpoint's updates (and the cache of
     /// earlier ones) hold.
     pub(crate) fn pending_bytes(&self) -> usize {
         self.transactions.iter().map(Transaction::bytes).sum()
     }
 
-    /// Writes the checkpoint's updates with the changelog offsets they
-    /// reached, in one batch, and starts a new checkpoint; with
-    /// `keep_cache` the updates stay in memory as a cache of the store.
-    pub(crate) fn commit(
+    /// Writes the checkpoint's updates to RocksDB with the changelog
+    /// offsets they reached, in one batch, and starts a new checkpoint;
+    /// with `keep_cache` the updates stay in memory as a cache of the
+    /// store.
+    pub(crate) fn write_checkpoint(
         &mut self,
         changelog_offsets: &[Option<i64>],
         keep_cache: bool,
@@ -65,8 +93,12 @@ impl PartitionState {
         let nothing_new =
             self.pending_input.is_none() && self.transactions.iter().all(Transaction::is_empty);
         if !nothing_new {
+            let absorbed = self.pending_input.map(|next_input| Absorbed {
+                next_input,
+                committed: self.committed,
+            });
             self.store
-                .commit(&self.transactions, changelog_offsets, self.pending_input)?;
+                .write_checkpoint(&self.transactions, changelog_offsets, absorbed)?;
             self.pending_input = None;
         }
         // With nothing new, a cache that no longer fits goes all the same.
@@ -77,84 +109,78 @@ impl PartitionState {
     }
 }
 
-/// Opens, holds and closes the partition stores under
-/// `<state_dir>/<consumer group>/<topic>/<partition>`.
-pub(crate) struct StateManager {
+/// A stateful input topic and its stores.
+struct TopicStores {
+    name: Arc<str>,
+    stores: Arc<[StoreSpec]>,
+}
+
+/// Where and how partition stores open: the group's state directory, the
+/// stores of each stateful input topic and RocksDB's settings. Cheap to
+/// clone: the poll loop and the recovery thread each hold one.
+#[derive(Clone)]
+pub(crate) struct StoreLayout {
     root: PathBuf,
-    /// One per stateful input topic.
-    topics: Vec<TopicState>,
+    topics: Arc<[TopicStores]>,
     options: RocksDbOptions,
 }
 
-/// A stateful input topic: its stores and its open partitions.
-struct TopicState {
-    name: Arc<str>,
-    stores: Arc<[String]>,
-    open: HashMap<i32, PartitionState>,
-}
-
-impl StateManager {
+impl StoreLayout {
+    /// The layout under `root` (a group's state directory) of `stores`, per
+    /// input topic its store names; with `changelog_group`, each store has
+    /// the changelog topic of that group.
     pub(crate) fn new(
         root: PathBuf,
-        stores: Vec<(Arc<str>, Vec<String>)>,
+        stores: &[(Arc<str>, Vec<String>)],
+        changelog_group: Option<&str>,
         options: RocksDbOptions,
     ) -> Self {
-        StateManager {
+        let topics = stores
+            .iter()
+            .map(|(topic, names)| TopicStores {
+                name: topic.clone(),
+                stores: names
+                    .iter()
+                    .map(|store| StoreSpec {
+                        name: store.as_str().into(),
+                        changelog: changelog_group
+                            .map(|group| changelog_name(group, topic, store).into()),
+                    })
+                    .collect(),
+            })
+            .collect();
+        StoreLayout {
             root,
-            topics: stores
-                .into_iter()
-                .map(|(name, stores)| TopicState {
-                    name,
-                    stores: stores.into(),
-                    open: HashMap::default(),
-                })
-                .collect(),
+            topics,
             options,
         }
     }
 
-    fn topic(&self, topic: &str) -> Option<&TopicState> {
+    fn topic(&self, topic: &str) -> Option<&TopicStores> {
         self.topics.iter().find(|known| *known.name == *topic)
     }
 
-    fn topic_mut(&mut self, topic: &str) -> Option<&mut TopicState> {
-        self.topics.iter_mut().find(|known| *known.name == *topic)
-    }
-
-    /// The store names of `topic`; empty when it is processed statelessly.
-    pub(crate) fn stores_of(&self, topic: &str) -> &[String] {
+    /// The stores of `topic`; empty when it is processed statelessly.
+    pub(crate) fn stores_of(&self, topic: &str) -> &[StoreSpec] {
         self.topic(topic).map_or(&[], |known| &known.stores)
     }
 
-    /// Whether any input topic has stores.
-    pub(crate) fn is_stateful(&self) -> bool {
-        !self.topics.is_empty()
-    }
-
-    /// The open state of a partition, if it has stores and is open.
-    pub(crate) fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
-        self.topic_mut(topic)?.open.get_mut(&partition)
-    }
-
-    /// Opens the stores of a partition (a no-op when open).
-    pub(crate) fn open(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
-        let Some(known) = self.topics.iter_mut().find(|known| *known.name == *topic) else {
+    /// Opens (or creates) the stores of a partition.
+    pub(crate) fn open(&self, topic: &str, partition: i32) -> Result<PartitionState> {
+        let Some(known) = self.topic(topic) else {
             return Err(Error::Config {
                 key: "state".into(),
                 reason: format!("topic {topic} has no stateful steps"),
             });
         };
-        let closed = match known.open.entry(partition) {
-            Entry::Occupied(open) => return Ok(open.into_mut()),
-            Entry::Vacant(closed) => closed,
-        };
-        let path = partition_path(&self.root, topic, partition);
+        let path = self.partition_path(topic, partition);
         log::info!(
             "opening state of {topic}[{partition}] at {}",
             path.display()
         );
-        let store = PartitionStore::open(&path, &known.stores, &self.options)?;
-        Ok(closed.insert(PartitionState {
+        let names: Vec<String> = known.stores.iter().map(|s| s.name.to_string()).collect();
+        let store = PartitionStore::open(&path, &names, &self.options)?;
+        Ok(PartitionState {
             store: Arc::new(store),
             transactions: known
                 .stores
@@ -163,38 +189,126 @@ impl StateManager {
                 .collect(),
             stores: known.stores.clone(),
             pending_input: None,
-        }))
+            committed: None,
+        })
     }
 
-    /// Takes a partition's open stores out, for recovery on another thread.
-    pub(crate) fn take(&mut self, topic: &str, partition: i32) -> Option<PartitionState> {
-        self.topic_mut(topic)?.open.remove(&partition)
+    /// Deletes a partition's local state; its stores must be closed.
+    pub(crate) fn destroy(&self, topic: &str, partition: i32) -> Result<()> {
+        destroy(&self.partition_path(topic, partition))
     }
 
-    /// Puts back stores taken out with [`take`](Self::take).
-    pub(crate) fn insert(&mut self, topic: &str, partition: i32, state: PartitionState) {
-        // Stores are only ever taken from a stateful topic.
-        if let Some(known) = self.topic_mut(topic) {
-            known.open.insert(partition, state);
-        }
+    /// The directory of a partition's stores.
+    fn partition_path(&self, topic: &str, partition: i32) -> PathBuf {
+        self.root
+            .join(path_component(topic))
+            .join(partition.to_string())
+    }
+}
+
+/// What [`StateManager::lookup`] finds of an input partition.
+pub(crate) enum Lookup<'a> {
+    /// Its topic is processed without state.
+    Stateless,
+    /// Its stores are not open: it is still being recovered.
+    NotReady,
+    Open(&'a mut PartitionState),
+}
+
+/// Opens, holds and closes the stores of the partitions this instance owns.
+pub(crate) struct StateManager {
+    layout: StoreLayout,
+    /// Per stateful input topic (in the layout's order), its open partitions.
+    open: Vec<HashMap<i32, PartitionState>>,
+}
+
+impl StateManager {
+    pub(crate) fn new(layout: StoreLayout) -> Self {
+        let open = layout.topics.iter().map(|_| HashMap::default()).collect();
+        StateManager { layout, open }
+    }
+
+    /// Where the stores live.
+    pub(crate) fn layout(&self) -> &StoreLayout {
+        &self.layout
+    }
+
+    fn index(&self, topic: &str) -> Option<usize> {
+        self.layout
+            .topics
+            .iter()
+            .position(|known| *known.name == *topic)
+    }
+
+    /// Whether `topic` has stores.
+    pub(crate) fn is_stateful_topic(&self, topic: &str) -> bool {
+        self.index(topic).is_some()
     }
 
     /// The shared name of input `topic`.
     pub(crate) fn topic_name(&self, topic: &str) -> Arc<str> {
-        self.topic(topic)
-            .map_or_else(|| Arc::from(topic), |known| known.name.clone())
+        self.index(topic).map_or_else(
+            || Arc::from(topic),
+            |index| self.layout.topics[index].name.clone(),
+        )
     }
 
-    /// Deletes a partition's local state and opens it empty.
-    pub(crate) fn reset(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
-        self.close(topic, partition);
-        destroy(&partition_path(&self.root, topic, partition))?;
-        self.open(topic, partition)
+    /// Whether any input topic has stores.
+    pub(crate) fn is_stateful(&self) -> bool {
+        !self.layout.topics.is_empty()
+    }
+
+    /// The stores of an input partition, as the poll loop finds them.
+    pub(crate) fn lookup(&mut self, topic: &str, partition: i32) -> Lookup<'_> {
+        let Some(index) = self.index(topic) else {
+            return Lookup::Stateless;
+        };
+        match self.open[index].get_mut(&partition) {
+            Some(state) => Lookup::Open(state),
+            None => Lookup::NotReady,
+        }
+    }
+
+    /// The open state of a partition, if it has stores and is open.
+    pub(crate) fn get_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        let index = self.index(topic)?;
+        self.open[index].get_mut(&partition)
+    }
+
+    /// Opens the stores of a partition (a no-op when open).
+    pub(crate) fn open(&mut self, topic: &str, partition: i32) -> Result<&mut PartitionState> {
+        let index = self.index(topic).ok_or_else(|| Error::Config {
+            key: "state".into(),
+            reason: format!("topic {topic} has no stateful steps"),
+        })?;
+        match self.open[index].entry(partition) {
+            Entry::Occupied(open) => Ok(open.into_mut()),
+            Entry::Vacant(closed) => Ok(closed.insert(self.layout.open(topic, partition)?)),
+        }
+    }
+
+    /// Hands over stores opened elsewhere (by recovery), with the group's
+    /// committed offset as recovery found it.
+    pub(crate) fn insert(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        mut state: PartitionState,
+        committed: Option<i64>,
+    ) {
+        state.committed = committed;
+        // Stores are only ever opened for a stateful topic.
+        if let Some(index) = self.index(topic) {
+            self.open[index].insert(partition, state);
+        }
     }
 
     /// Closes a partition's stores, dropping its uncommitted updates.
     pub(crate) fn close(&mut self, topic: &str, partition: i32) {
-        if self.take(topic, partition).is_some() {
+        let Some(index) = self.index(topic) else {
+            return;
+        };
+        if self.open[index].remove(&partition).is_some() {
             log::info!("closed state of {topic}[{partition}]");
         }
     }
@@ -203,58 +317,138 @@ impl StateManager {
     pub(crate) fn partitions_mut(
         &mut self,
     ) -> impl Iterator<Item = (&Arc<str>, i32, &mut PartitionState)> {
-        self.topics
-            .iter_mut()
-            .flat_map(|TopicState { name, open, .. }| {
-                let name = &*name;
+        self.layout
+            .topics
+            .iter()
+            .zip(&mut self.open)
+            .flat_map(|(known, open)| {
                 open.iter_mut()
-                    .map(move |(partition, state)| (name, *partition, state))
+                    .map(move |(partition, state)| (&known.name, *partition, state))
             })
     }
 
     /// About how much memory the checkpoint's updates (and the cache of
     /// earlier ones) of every open partition hold.
     pub(crate) fn pending_bytes(&self) -> usize {
-        self.topics
+        self.open
             .iter()
-            .flat_map(|known| known.open.values())
+            .flat_map(HashMap::values)
             .map(PartitionState::pending_bytes)
             .sum()
     }
 
     /// Closes every partition.
     pub(crate) fn close_all(&mut self) {
-        self.topics.iter_mut().for_each(|known| known.open.clear());
+        self.open.iter_mut().for_each(HashMap::clear);
     }
 }
 
-/// The directory of a partition's stores under the group's state directory.
-fn partition_path(root: &Path, topic: &str, partition: i32) -> PathBuf {
-    root.join(topic).join(partition.to_string())
+/// The directory of a consumer group's state under `state_dir`: always a
+/// child of it, whatever the group is called.
+pub(crate) fn group_dir(state_dir: &Path, group: &str) -> PathBuf {
+    state_dir.join(path_component(group))
 }
 
-/// The directory of a consumer group's state under `state_dir`.
-pub(crate) fn group_dir(state_dir: &Path, group: &str) -> PathBuf {
-    state_dir.join(group)
+/// `name` as one safe path component: letters, digits, `.`, `_` and `-`
+/// stay (every legal Kafka topic name is unchanged), any other byte
+/// becomes `%XX`, and so does the dot of a name made of dots only (`.`,
+/// `..`), so that no name reaches outside its parent directory; the empty
+/// name becomes `%`, so that it is not the parent itself. Distinct names
+/// stay distinct.
+fn path_component(name: &str) -> String {
+    if name.is_empty() {
+        return "%".to_string();
+    }
+    let dots_only = name.bytes().all(|byte| byte == b'.');
+    let mut component = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        let keep = byte.is_ascii_alphanumeric()
+            || matches!(byte, b'_' | b'-')
+            || (byte == b'.' && !dots_only);
+        if keep {
+            component.push(char::from(byte));
+        } else {
+            component.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    component
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn layout(dir: &Path) -> StoreLayout {
+        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
+        StoreLayout::new(dir.into(), &stores, Some("g"), RocksDbOptions::default())
+    }
+
     #[test]
     fn a_checkpoint_over_budget_drops_the_cache_of_idle_partitions_too() {
         let dir = tempfile::tempdir().unwrap();
-        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
-        let mut manager = StateManager::new(dir.path().into(), stores, RocksDbOptions::default());
+        let mut manager = StateManager::new(layout(dir.path()));
         let state = manager.open("in", 0).unwrap();
         state.transactions[0].put(b"k".to_vec(), b"v".to_vec());
         state.absorb(0);
-        state.commit(&[], true).unwrap();
+        state.write_checkpoint(&[], true).unwrap();
         assert!(state.pending_bytes() > 0, "kept as a cache");
         // Nothing new in this partition, and the checkpoint is over budget.
-        state.commit(&[], false).unwrap();
+        state.write_checkpoint(&[], false).unwrap();
         assert_eq!(state.pending_bytes(), 0);
         assert_eq!(state.transactions[0].get(b"k"), None);
+    }
+
+    #[test]
+    fn a_checkpoint_is_stamped_with_the_committed_offset_or_where_processing_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut manager = StateManager::new(layout(dir.path()));
+        let state = manager.open("in", 0).unwrap();
+        assert_eq!(state.stamp(), None, "nothing absorbed");
+        state.absorb(5);
+        state.absorb(6);
+        let started = Stamp {
+            input_offset: 6,
+            committed_offset: Some(5),
+        };
+        assert_eq!(state.stamp(), Some(started));
+        state.write_checkpoint(&[], true).unwrap();
+        state.committed(7);
+        state.absorb(7);
+        assert_eq!(state.stamp().unwrap().committed_offset, Some(7));
+        let absorbed = state.store.absorbed().unwrap().unwrap();
+        assert_eq!((absorbed.next_input, absorbed.committed), (7, Some(5)));
+    }
+
+    #[test]
+    fn changelog_names_come_with_the_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = layout(dir.path());
+        let [store] = layout.stores_of("in") else {
+            panic!("one store expected");
+        };
+        assert_eq!(
+            store.changelog.as_deref(),
+            Some("changelog__g--in--default")
+        );
+        assert!(layout.stores_of("stateless").is_empty());
+    }
+
+    #[test]
+    fn group_and_topic_names_never_leave_the_state_dir() {
+        let root = Path::new("/state");
+        for (group, dir) in [
+            ("counts", "/state/counts"),
+            ("a.b_c-1", "/state/a.b_c-1"),
+            ("/data", "/state/%2Fdata"),
+            ("../x", "/state/..%2Fx"),
+            ("..", "/state/%2E%2E"),
+            (".", "/state/%2E"),
+            ("", "/state/%"),
+            ("50%", "/state/50%25"),
+            ("grüße", "/state/gr%C3%BC%C3%9Fe"),
+        ] {
+            assert_eq!(group_dir(root, group), Path::new(dir), "{group}");
+        }
+        assert_ne!(path_component("%2F"), path_component("/"));
     }
 }

@@ -9,14 +9,11 @@
 //! partition with the input offset they absorbed, and only then commits the
 //! consumer offsets.
 
-mod batch_writer;
-mod changelog;
-mod changelog_batch;
+pub(crate) mod changelog;
 mod handle;
 pub(crate) mod key;
 mod manager;
 mod options;
-mod recoverer;
 mod recovery;
 mod rocksdb;
 mod short_bytes;
@@ -25,10 +22,8 @@ mod transaction;
 pub use handle::State;
 pub use options::{Compression, RocksDbOptions};
 
-pub(crate) use changelog::{changelog_topic, encode_value, OFFSET_HEADER};
-pub(crate) use manager::{group_dir, PartitionState, StateManager};
-pub(crate) use recoverer::{Recovered, Recoverer};
-pub(crate) use recovery::{plan, Plan, Recovery};
+pub(crate) use manager::{group_dir, Lookup, PartitionState, StateManager, StoreLayout};
+pub(crate) use recovery::{Committed, Ready, Recovered, RecoveryManager, COMMIT_METADATA};
 
 /// The store stateful steps use unless told another.
 pub const DEFAULT_STORE: &str = "default";

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, DB};
 
-use super::changelog_batch::ChangelogBatch;
 use super::options::RocksDbOptions;
+use super::recovery::ChangelogBatch;
 use super::transaction::Transaction;
 use crate::error::{Error, Result};
 
@@ -16,8 +16,23 @@ use crate::error::{Error, Result};
 const META: &str = "__kstreams";
 /// In `META`: the next input offset to process (the absorbed one + 1).
 const INPUT_OFFSET: &[u8] = b"input-offset";
+/// In `META`: the group's committed offset when the last checkpoint
+/// written began (see [`Absorbed::committed`]).
+const COMMITTED_OFFSET: &[u8] = b"committed-offset";
 /// How long to wait for another process to release the store's lock.
 const LOCK_PATIENCE: Duration = Duration::from_secs(10);
+
+/// What the stores of a partition absorbed of its input, written with the
+/// state it describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Absorbed {
+    /// The next input offset to process (the last one absorbed + 1).
+    pub(crate) next_input: i64,
+    /// The group's committed offset of the partition when the checkpoint
+    /// began (or where processing started, without one): the changelog
+    /// records of that checkpoint carry it too.
+    pub(crate) committed: Option<i64>,
+}
 
 /// One partition's stores.
 pub(crate) struct PartitionStore {
@@ -53,7 +68,7 @@ impl PartitionStore {
                 .map(|name| ColumnFamilyDescriptor::new(*name, options.to_rocksdb(&cache)));
             match DB::open_cf_descriptors(&db_options, path, families) {
                 Ok(db) => break db,
-                Err(error) if is_lock_error(&error) => {
+                Err(error) if is_lock_error(&error, path) => {
                     if started.elapsed() > LOCK_PATIENCE {
                         return Err(Error::StoreLocked {
                             path: path.to_path_buf(),
@@ -87,9 +102,17 @@ impl PartitionStore {
         Ok(read(value.as_deref()))
     }
 
-    /// The next input offset to process, as of the last checkpoint.
-    pub(crate) fn input_offset(&self) -> Result<Option<i64>> {
-        self.meta(INPUT_OFFSET)
+    /// What the stores absorbed of the input, as of the last checkpoint;
+    /// `None` before the first.
+    pub(crate) fn absorbed(&self) -> Result<Option<Absorbed>> {
+        let Some(next_input) = self.meta(INPUT_OFFSET)? else {
+            return Ok(None);
+        };
+        let committed = self.meta(COMMITTED_OFFSET)?;
+        Ok(Some(Absorbed {
+            next_input,
+            committed,
+        }))
     }
 
     /// The next changelog offset of store number `store` to read in recovery.
@@ -98,12 +121,12 @@ impl PartitionStore {
     }
 
     /// Writes a checkpoint in one atomic batch: every store's updates, the
-    /// changelog offsets they reached, and the input offset they absorbed.
-    pub(crate) fn commit(
+    /// changelog offsets they reached, and what they absorbed of the input.
+    pub(crate) fn write_checkpoint(
         &self,
         transactions: &[Transaction],
         changelog_offsets: &[Option<i64>],
-        input_offset: Option<i64>,
+        absorbed: Option<Absorbed>,
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
         for (store, transaction) in transactions.iter().enumerate() {
@@ -116,35 +139,34 @@ impl PartitionStore {
         }
         let stores = changelog_offsets.iter().enumerate();
         let reached = stores.filter_map(|(store, offset)| Some((store, (*offset)?)));
-        self.put_offsets(&mut batch, reached, input_offset);
+        self.put_offsets(&mut batch, reached, absorbed);
         self.write(batch)
     }
 
     /// Writes `records` of store number `store` (in key order, the last
     /// record of each key), in one batch with the changelog offset they
-    /// reached and, at the end of a recovery, the input offset processing
-    /// resumes from.
+    /// reached and, at the end of a recovery, what the stores now absorbed.
     pub(crate) fn write_changelog(
         &self,
         records: &ChangelogBatch,
         store: usize,
         next_offset: i64,
-        input_offset: Option<i64>,
+        absorbed: Option<Absorbed>,
     ) -> Result<()> {
         let mut batch = WriteBatch::default();
         let family = self.family(&self.stores[store]);
         write_updates(&mut batch, family, records.in_key_order().into_iter());
-        self.put_offsets(&mut batch, [(store, next_offset)], input_offset);
+        self.put_offsets(&mut batch, [(store, next_offset)], absorbed);
         self.write(batch)
     }
 
     /// Adds to `batch` the next changelog offset of each `(store, offset)`
-    /// and, if given, the next input offset.
+    /// and, if given, what the stores absorbed.
     fn put_offsets(
         &self,
         batch: &mut WriteBatch,
         changelog_offsets: impl IntoIterator<Item = (usize, i64)>,
-        input_offset: Option<i64>,
+        absorbed: Option<Absorbed>,
     ) {
         let meta = self.family(META);
         for (store, offset) in changelog_offsets {
@@ -154,8 +176,12 @@ impl PartitionStore {
                 offset.to_be_bytes(),
             );
         }
-        if let Some(offset) = input_offset {
-            batch.put_cf(meta, INPUT_OFFSET, offset.to_be_bytes());
+        if let Some(absorbed) = absorbed {
+            batch.put_cf(meta, INPUT_OFFSET, absorbed.next_input.to_be_bytes());
+            match absorbed.committed {
+                Some(offset) => batch.put_cf(meta, COMMITTED_OFFSET, offset.to_be_bytes()),
+                None => batch.delete_cf(meta, COMMITTED_OFFSET),
+            }
         }
     }
 
@@ -222,9 +248,19 @@ fn changelog_key(store: &str) -> Vec<u8> {
     format!("changelog-offset/{store}").into_bytes()
 }
 
-fn is_lock_error(error: &rocksdb::Error) -> bool {
+/// Whether `error` says that another process (or another handle in this
+/// one) holds the lock of the database at `path`. RocksDB words it
+/// "IO error: While lock file: <path>/LOCK: <reason>", or "IO error: lock
+/// hold by current process, acquire time ...: <path>/LOCK: <reason>"
+/// (`env/fs_posix.cc`): nothing else counts, not even an error about a
+/// path that happens to contain "lock".
+fn is_lock_error(error: &rocksdb::Error, path: &Path) -> bool {
     let text = error.to_string();
-    text.contains("lock") || text.contains("Lock")
+    let lock_file = format!("{}: ", path.join("LOCK").display());
+    error.kind() == rocksdb::ErrorKind::IOError
+        && (text.starts_with("IO error: While lock file: ")
+            || text.starts_with("IO error: lock hold by current process"))
+        && text.contains(&lock_file)
 }
 
 #[cfg(test)]
@@ -247,8 +283,12 @@ mod tests {
             let mut other = Transaction::default();
             other.put(b"k".to_vec(), b"w".to_vec());
             other.keep_message();
+            let absorbed = Absorbed {
+                next_input: 42,
+                committed: Some(40),
+            };
             store
-                .commit(&[tx, other], &[Some(7), None], Some(42))
+                .write_checkpoint(&[tx, other], &[Some(7), None], Some(absorbed))
                 .unwrap();
         }
         let store =
@@ -261,7 +301,8 @@ mod tests {
             store.read(1, b"k", |v| v.map(<[u8]>::to_vec)).unwrap(),
             Some(b"w".to_vec())
         );
-        assert_eq!(store.input_offset().unwrap(), Some(42));
+        let absorbed = store.absorbed().unwrap().unwrap();
+        assert_eq!((absorbed.next_input, absorbed.committed), (42, Some(40)));
         assert_eq!(store.changelog_offset(0).unwrap(), Some(7));
         assert_eq!(store.changelog_offset(1).unwrap(), None);
     }
@@ -277,5 +318,28 @@ mod tests {
             "{:?}",
             second.err()
         );
+    }
+
+    #[test]
+    fn a_damaged_store_whose_path_mentions_lock_fails_at_once_and_is_not_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        // A topic named "blocklist": the path contains "lock".
+        let path = dir.path().join("blocklist").join("0");
+        drop(PartitionStore::open(&path, &stores(), &RocksDbOptions::default()).unwrap());
+        std::fs::write(path.join("CURRENT"), "damaged").unwrap();
+        let started = Instant::now();
+        let reopened = PartitionStore::open(&path, &stores(), &RocksDbOptions::default());
+        assert!(
+            matches!(
+                reopened,
+                Err(Error::Store {
+                    operation: "open",
+                    ..
+                })
+            ),
+            "{:?}",
+            reopened.err()
+        );
+        assert!(started.elapsed() < LOCK_PATIENCE, "it waited for a lock");
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod count_per_key;
+pub mod mock;
 pub mod tansu;
 
 use std::sync::atomic::{AtomicU32, Ordering};

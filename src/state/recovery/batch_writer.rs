@@ -18,16 +18,16 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 
 use super::changelog_batch::ChangelogBatch;
-use super::rocksdb::PartitionStore;
 use crate::error::{Error, Result};
+use crate::state::rocksdb::{Absorbed, PartitionStore};
 use crate::thread;
 
 /// How many batches may wait behind the one being written.
 const QUEUED: usize = 4;
 
 /// Changelog records of a recovering partition's store, with the changelog
-/// offset they reach and, in the last batch, the input offset processing
-/// resumes from.
+/// offset they reach and, in the last batch, what the stores then absorbed
+/// of the input.
 pub(crate) struct ChangelogWrite {
     /// The input topic and partition whose stores recover.
     pub(crate) topic: Arc<str>,
@@ -39,8 +39,8 @@ pub(crate) struct ChangelogWrite {
     pub(crate) records: ChangelogBatch,
     /// The changelog offset after the last of `records`.
     pub(crate) next_offset: i64,
-    /// In the last batch of a recovery, where processing resumes.
-    pub(crate) input_offset: Option<i64>,
+    /// In the last batch of a recovery: processing resumes there.
+    pub(crate) absorbed: Option<Absorbed>,
     /// The recovery's flag, set when one of its batches failed.
     pub(crate) failed: Arc<AtomicBool>,
 }
@@ -92,8 +92,11 @@ impl BatchWriter {
 
     /// Queues `write`; waits while [`QUEUED`] batches wait already.
     pub(crate) fn write(&mut self, write: ChangelogWrite) {
-        let sent = self.jobs.as_ref().map(|jobs| jobs.send(write));
-        if !matches!(sent, Some(Ok(()))) {
+        let sent = match &self.jobs {
+            Some(jobs) => jobs.send(write).is_ok(),
+            None => false,
+        };
+        if !sent {
             self.resume_panic();
         }
         self.in_flight += 1;
@@ -156,7 +159,7 @@ impl ChangelogWrite {
             &self.records,
             self.store_index,
             self.next_offset,
-            self.input_offset,
+            self.absorbed,
         );
         if result.is_err() {
             self.failed.store(true, Ordering::Release);
@@ -168,7 +171,7 @@ impl ChangelogWrite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::options::RocksDbOptions;
+    use crate::state::RocksDbOptions;
 
     #[test]
     fn a_batch_of_a_recovery_whose_earlier_batch_failed_is_not_written() {
@@ -186,7 +189,7 @@ mod tests {
                 store_index: 0,
                 records,
                 next_offset: 1,
-                input_offset: None,
+                absorbed: None,
                 failed: failed.clone(),
             }
         };

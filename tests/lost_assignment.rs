@@ -1,0 +1,95 @@
+//! An instance that lost its assignment writes nothing: when its loop was
+//! blocked past `max.poll.interval.ms` and the group gave its partition to
+//! another instance, its checkpoint produces no changelog record, writes no
+//! store and commits no offset, so the new owner's state is the one that
+//! survives. On librdkafka's mock cluster, whose group coordinator expires
+//! members as Kafka does (tansu is late to; see design.md).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::mock::{app_with, count, create_topics, feed, pairs, run, Mock};
+use common::unique;
+use kstreams::{State, Until};
+use rdkafka::mocking::MockCluster;
+use serde_json::Value;
+
+/// Polls `done` until it holds, for at most a minute.
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_instance_blocked_past_max_poll_interval_writes_nothing_after_its_partition_moved() {
+    let group = unique("lost");
+    let mock: Mock = MockCluster::new(1).unwrap();
+    create_topics(&mock, &group, 1);
+    let input = common::mock::input_name(&group);
+    let (zombie_dir, owner_dir, fresh_dir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    feed(&mock, &input, 0, &["k", "k", "k"]);
+
+    // The zombie counts "k" to 3 and then blocks in its closure (a slow
+    // call, a stopped process) for longer than max.poll.interval.ms.
+    let (blocked, release) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (zombie, input_topic, _) = app_with(&mock, &group, zombie_dir.path(), |builder| {
+        builder
+            .commit_interval(Duration::from_secs(3600))
+            // As short as the mock cluster allows: it holds a first join
+            // for 3 s, which a session must outlast.
+            .consumer_config("session.timeout.ms", "6000")
+            .consumer_config("max.poll.interval.ms", "6000")
+    });
+    zombie.dataframe(&input_topic).update_stateful({
+        let (blocked, release) = (blocked.clone(), release.clone());
+        move |value: &mut Value, state: &mut State| {
+            let counted = count(value.clone(), state)?;
+            if counted["count"] == 3 {
+                blocked.store(true, Ordering::SeqCst);
+                while !release.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(20));
+                }
+            }
+            Ok(())
+        }
+    });
+    thread::scope(|scope| {
+        let zombie_run = scope
+            .spawn(|| zombie.run_until(Until::messages(3).or_timeout(Duration::from_secs(90))));
+        wait_for("the zombie to block", || blocked.load(Ordering::SeqCst));
+
+        // Meanwhile the group gives the partition to a new owner, which
+        // counts "k" to 5 and commits.
+        thread::sleep(Duration::from_secs(8));
+        feed(&mock, &input, 0, &["k", "k"]);
+        let (owner, output) = common::mock::counting_app(&mock, &group, owner_dir.path());
+        let counts = run(&owner, &output, 5);
+        assert_eq!(counts.last(), Some(&("k".to_string(), 5)));
+        drop(owner);
+
+        // The zombie wakes up: its checkpoint must write nothing.
+        release.store(true, Ordering::SeqCst);
+        zombie_run.join().unwrap().unwrap();
+    });
+    drop(zombie);
+
+    // A third instance on an empty state directory recovers the new
+    // owner's count, not the zombie's 3.
+    feed(&mock, &input, 0, &["k"]);
+    let (fresh, output) = common::mock::counting_app(&mock, &group, fresh_dir.path());
+    assert_eq!(run(&fresh, &output, 1), pairs(&[("k", 6)]));
+}
