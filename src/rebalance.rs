@@ -228,7 +228,7 @@ impl LoopState {
         {
             let Ready {
                 state,
-                resume,
+                seek,
                 committed,
             } = result?;
             let early = self
@@ -237,7 +237,7 @@ impl LoopState {
                 .position(|(t, p, _)| *t == topic && *p == partition)
                 .map(|index| self.early.swap_remove(index).2);
             self.stores.insert(&topic, partition, state, committed);
-            if let Some(offset) = resume.or(early) {
+            if let Some(offset) = seek.or(early) {
                 consumer
                     .seek(&topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)
                     .map_err(consume_error)?;
@@ -245,7 +245,7 @@ impl LoopState {
             let mut list = TopicPartitionList::new();
             list.add_partition(&topic, partition);
             consumer.resume(&list).map_err(consume_error)?;
-            match resume {
+            match seek.or(committed) {
                 Some(offset) => {
                     log::info!(
                         "{topic}[{partition}] is up to date: processing it from offset {offset}"

@@ -1,6 +1,6 @@
-//! The bench binary starts and finishes on a tiny input: the test-driver
-//! and memory workloads alone, and the end-to-end and recovery workloads
-//! against the test broker.
+//! The bench binary starts and finishes on a tiny input: the test-driver,
+//! memory and assignment workloads alone, and the end-to-end and recovery
+//! workloads against the test broker.
 //! (The benchmarks themselves are run by hand: see BENCHMARKS.md.)
 
 mod common;
@@ -36,9 +36,13 @@ fn driver_workloads_finish_on_a_tiny_input() {
         "--runs",
         "1",
         "--workloads",
-        "driver,memory",
+        "driver,memory,assign",
         "--memory-keys",
         "2000",
+        "--assign-partitions",
+        "4",
+        "--assign-rtt-ms",
+        "10",
     ]);
     assert!(table.contains("| driver stateless |"), "{table}");
     assert!(table.contains("| driver stateful |"), "{table}");
@@ -48,6 +52,8 @@ fn driver_workloads_finish_on_a_tiny_input() {
         "{table}"
     );
     assert!(table.contains("memory: 2000 keys of state"), "{table}");
+    assert!(table.contains("| assign: kstreams |"), "{table}");
+    assert!(table.contains("assignment of 4 partitions"), "{table}");
 }
 
 #[test]

@@ -6,9 +6,12 @@
 //! The baseline is a plain rdkafka consumer of a fresh group reading the
 //! same messages from the same cluster: joining a group there and fetching
 //! cost it the same round trips. What kstreams takes beyond it is its
-//! assignment: committed offsets, opening the stores, reading to the end
-//! of each changelog partition.
+//! start (topic checks, clients) and its assignment: committed offsets,
+//! opening the stores, reading to the end of each changelog partition.
+//! Its last checkpoint and shutdown come after the clock stops.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kstreams::{Application, OffsetReset, State, Topic, Until};
@@ -96,13 +99,29 @@ pub fn run(partitions: i32, rtt: Duration) -> anyhow::Result<Measured> {
         .consumer_config("session.timeout.ms", "6000")
         .build()?;
     let input = Topic::<Value>::new(&input);
+    // When the message of the last partition to be processed was.
+    let (processed, all_processed) = (Arc::new(AtomicU64::new(0)), Arc::new(Mutex::new(None)));
+    let count_partitions = {
+        let (processed, all_processed) = (processed.clone(), all_processed.clone());
+        move |value: &mut Value| {
+            if processed.fetch_add(1, Ordering::Relaxed) + 1 == messages {
+                *all_processed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            }
+            let _ = value;
+        }
+    };
     app.dataframe(&input)
         .apply_stateful_in("a", count_in("a"))
         .apply_stateful_in("b", count_in("b"))
+        .update(count_partitions)
         .to_topic(&Topic::<Value>::new(&output));
     let started = Instant::now();
     let outputs = app.run_until(Until::messages(messages).or_timeout(Duration::from_secs(300)))?;
-    let kstreams_seconds = started.elapsed().as_secs_f64();
+    let finished = all_processed
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    let kstreams_seconds = finished.map_or(f64::NAN, |at| (at - started).as_secs_f64());
     anyhow::ensure!(
         outputs.processed() == messages,
         "kstreams processed {} of {messages} messages",

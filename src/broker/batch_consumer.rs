@@ -244,6 +244,13 @@ fn topic_of(message: &RDKafkaMessage) -> &[u8] {
 }
 
 impl<'a> FetchedRecord<'a> {
+    /// A record of `message`, made by a test: its topic handle and headers
+    /// are not read.
+    #[cfg(test)]
+    pub(crate) fn of(message: &'a RDKafkaMessage) -> Self {
+        FetchedRecord { message }
+    }
+
     /// The topic's name, as bytes (Kafka topic names are ASCII).
     pub(crate) fn topic(&self) -> &'a [u8] {
         topic_of(self.message)

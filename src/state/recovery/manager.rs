@@ -28,9 +28,10 @@ pub(crate) struct Recovered {
 /// A partition whose stores are up to date with their changelogs.
 pub(crate) struct Ready {
     pub(crate) state: PartitionState,
-    /// Where its processing resumes; `None`: where the consumer's offset
-    /// reset policy says.
-    pub(crate) resume: Option<i64>,
+    /// Where its processing resumes, when that is not where the consumer
+    /// starts by itself (at the group's committed offset, or without one
+    /// where the offset reset policy says): a seek costs a round trip.
+    pub(crate) seek: Option<i64>,
     /// The group's committed offset of the partition, as recovery found
     /// it: what the next checkpoint stamps as committed.
     pub(crate) committed: Option<i64>,
@@ -398,7 +399,7 @@ mod tests {
         else {
             panic!("the partition recovers");
         };
-        assert_eq!((ready.resume, ready.committed), (Some(2), Some(2)));
+        assert_eq!((ready.seek, ready.committed), (None, Some(2)));
         let stored = ready.state.store.read(0, b"k", |v| v.map(<[u8]>::to_vec));
         assert_eq!(stored.unwrap(), Some(b"1".to_vec()));
         assert_eq!(ready.state.store.changelog_offset(0).unwrap(), Some(3));

@@ -30,6 +30,9 @@ pub(crate) struct RecoveryPartition {
     pub(crate) state: PartitionState,
     /// What the stores had absorbed when the partition was assigned.
     pub(crate) local: Option<Absorbed>,
+    /// The group's committed offset when the partition was assigned: where
+    /// the consumer starts by itself.
+    pub(crate) assigned_at: Option<i64>,
     phase: Phase,
     changelogs: Vec<Range>,
     cancelled: Arc<AtomicBool>,
@@ -96,9 +99,10 @@ impl Range {
 }
 
 impl RecoveryPartition {
-    /// A recovery of `state`, whose stores absorbed `local`: a scan for a
-    /// committed offset when `committed` is `None`, else applying the
-    /// changelogs up to `committed`, reading `from` where told.
+    /// A recovery of `state`, whose stores absorbed `local`, in a group
+    /// whose committed offset is `committed`: a scan for a committed offset
+    /// when it has none, else applying the changelogs up to it, reading
+    /// `from` where told.
     pub(crate) fn new(
         topic: Arc<str>,
         partition: i32,
@@ -127,6 +131,7 @@ impl RecoveryPartition {
             partition,
             state,
             local,
+            assigned_at: committed,
             phase,
             changelogs,
             cancelled: Arc::default(),
@@ -348,4 +353,95 @@ fn log_progress(range: &mut Range, partition: i32) {
         range.read,
         range.read as f64 / seconds
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ptr;
+
+    use rdkafka::types::{RDKafkaMessage, RDKafkaRespErr};
+
+    use super::*;
+    use crate::state::changelog::{encode_update, Stamp};
+    use crate::state::manager::StoreLayout;
+    use crate::state::RocksDbOptions;
+
+    const CHANGELOG: &[u8] = b"changelog__g--in--default";
+
+    /// A fetched changelog record of `key` at `offset`, with `value` (the
+    /// brokers the integration tests use write no transaction markers and
+    /// leave no gaps: records are made here).
+    fn message(offset: i64, key: &mut [u8], value: &mut [u8]) -> RDKafkaMessage {
+        RDKafkaMessage {
+            err: RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
+            rkt: ptr::null_mut(),
+            partition: 0,
+            payload: value.as_mut_ptr().cast(),
+            len: value.len(),
+            key: key.as_mut_ptr().cast(),
+            key_len: key.len(),
+            offset,
+            _private: ptr::null_mut(),
+        }
+    }
+
+    fn update(input_offset: i64, committed: i64, value: &[u8]) -> Vec<u8> {
+        let stamp = Stamp {
+            input_offset,
+            committed_offset: Some(committed),
+        };
+        let mut payload = Vec::new();
+        encode_update(stamp, value, &mut payload);
+        payload
+    }
+
+    fn recovery(dir: &std::path::Path, committed: Option<i64>) -> RecoveryPartition {
+        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
+        let layout = StoreLayout::new(dir.into(), &stores, Some("g"), RocksDbOptions::default());
+        let state = layout.open("in", 0).unwrap();
+        RecoveryPartition::new("in".into(), 0, state, None, committed, From::Beginning).unwrap()
+    }
+
+    #[test]
+    fn a_recovery_ends_at_the_end_of_the_partition_past_a_gap_at_its_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recovery = recovery(dir.path(), Some(10));
+        for (offset, value) in [(0, &b"1"[..]), (1, b"2")] {
+            let (mut key, mut value) = (b"k".to_vec(), update(offset, 0, value));
+            let record = message(offset, &mut key, &mut value);
+            let applied = recovery.apply(CHANGELOG, &FetchedRecord::of(&record));
+            assert!(applied.unwrap().is_none(), "a batch is written at its end");
+        }
+        assert!(!recovery.is_done());
+        // Offsets 2 to 4 hold no record (a transaction's marker, records
+        // compaction removed): the reader reaches the end at 5.
+        let write = recovery.end(CHANGELOG, 5).expect("the last batch");
+        assert!(recovery.is_done());
+        assert_eq!(write.next_offset, 5);
+        assert_eq!(write.records.in_key_order(), [(&b"k"[..], Some(&b"2"[..]))]);
+        let absorbed = write
+            .absorbed
+            .expect("the input offset processing resumes from");
+        assert_eq!((absorbed.next_input, absorbed.committed), (10, Some(10)));
+    }
+
+    #[test]
+    fn a_scan_applies_nothing_and_notes_the_highest_committed_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut recovery = recovery(dir.path(), None);
+        for (offset, committed) in [(0, 0), (1, 7), (2, 4)] {
+            let (mut key, mut value) = (b"k".to_vec(), update(offset, committed, b"1"));
+            let record = message(offset, &mut key, &mut value);
+            let applied = recovery.apply(CHANGELOG, &FetchedRecord::of(&record));
+            assert!(applied.unwrap().is_none());
+        }
+        assert_eq!(
+            recovery.end(CHANGELOG, 3).map(|write| write.next_offset),
+            None
+        );
+        assert!(recovery.is_done());
+        let scanned = recovery.scanned().expect("a scan");
+        assert!(scanned.newer_records);
+        assert_eq!(scanned.committed, Some(7));
+    }
 }

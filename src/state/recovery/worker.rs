@@ -144,6 +144,7 @@ impl Active {
             committed,
             cancelled,
         } = assigned;
+        let assigned_at = committed.map(|committed| committed.offset);
         let Some(state) = opened.transpose()? else {
             // Revoked before it was opened.
             self.report_cancelled(topic, partition);
@@ -153,16 +154,17 @@ impl Active {
         let changelogs = state.stores().iter().any(|store| store.changelog.is_some());
         let recovery = match plan(local, committed, changelogs) {
             Plan::Ready { resume, committed } => {
-                if resume.is_some() && resume != committed {
+                let seek = resume.filter(|resume| Some(*resume) != assigned_at);
+                if let (Some(resume), Some(committed)) = (seek, committed) {
                     log::info!(
-                        "state of {topic}[{partition}] already absorbed up to offset {resume:?}, \
-                         past the committed offset {committed:?} (whose commit failed after the \
+                        "state of {topic}[{partition}] already absorbed up to offset {resume}, \
+                         past the committed offset {committed} (whose commit failed after the \
                          state was written): resuming there"
                     );
                 }
                 let ready = Ready {
                     state,
-                    resume,
+                    seek,
                     committed,
                 };
                 self.report(topic, partition, Ok(ready));
@@ -384,9 +386,10 @@ impl Active {
             drop(recovery);
             self.report_cancelled(topic, partition);
         } else {
+            let assigned_at = recovery.assigned_at;
             let ready = result.map(|(resume, committed)| Ready {
                 state: recovery.state,
-                resume,
+                seek: resume.filter(|resume| Some(*resume) != assigned_at),
                 committed,
             });
             self.report(topic, partition, ready);
@@ -397,10 +400,7 @@ impl Active {
     /// Hands a partition back to the recovery manager.
     fn report(&self, topic: Arc<str>, partition: i32, result: Result<Ready>) {
         if let Ok(ready) = &result {
-            log::debug!(
-                "{topic}[{partition}] is ready: resuming at {:?}",
-                ready.resume
-            );
+            log::debug!("{topic}[{partition}] is ready: seeking to {:?}", ready.seek);
         }
         // The manager is gone when nobody listens: nothing to report to.
         let _ = self.report.send(Recovered {
