@@ -123,6 +123,8 @@ impl Checkpoint {
         }
         // Step 0. A zombie writes nothing.
         if consumer.assignment_lost() {
+            // Once an interval: the next poll drops the partitions.
+            self.schedule.deferred();
             log::warn!(
                 "the consumer lost its assignment (session expired or max.poll.interval.ms \
                  exceeded): dropping the checkpoint of {} message(s) without writing it",
@@ -187,12 +189,18 @@ impl Checkpoint {
             Err(KafkaError::ConsumerCommit(code)) if is_fenced(code) => {
                 // librdkafka marked the assignment lost before the commit
                 // returned: the next poll drops the partitions. The state
-                // written in step 4 is ahead of the committed offset with
-                // another stamp, so it is rebuilt when it comes back.
+                // written in step 4 is not to be trusted when they come
+                // back (another instance may have moved on).
                 log::warn!(
                     "offsets not committed ({code}): this instance is no longer a member of \
                      the group; its partitions go to others"
                 );
+                self.schedule.deferred();
+                for (topic, partition) in self.offsets.keys() {
+                    if let Some(state) = stores.get_mut(topic, *partition) {
+                        state.store.distrust()?;
+                    }
+                }
                 Ok(Outcome::Lost)
             }
             Err(KafkaError::ConsumerCommit(code)) if is_retriable(code) => {

@@ -1,8 +1,8 @@
 //! What happens when the consumer group moves partitions.
 //!
 //! - Assigned: a stateful partition is paused at once, and the poll loop
-//!   hands it to the recovery thread (with the group's committed offset),
-//!   which opens its stores and brings them up to date; it is processed
+//!   hands it to the recovery thread, which asks the group's committed
+//!   offset, opens its stores and brings them up to date; it is processed
 //!   once they are, from the offset recovery decided. Partitions without
 //!   state are processed at once, and so are those that become ready
 //!   while others still recover. The rebalance callback itself only
@@ -19,23 +19,24 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::broker::OutputProducer;
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, Outcome};
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
-use crate::retriable::is_retriable;
-use crate::state::{Committed, Ready, Recovered, RecoveryManager, StateManager, COMMIT_METADATA};
+use crate::state::{Ready, Recovered, RecoveryManager, StateManager};
 
-/// How long to wait for the group's committed offsets of new partitions.
-const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an assignment waits for the recovery cancelled at the
 /// partition's last revocation to let go of its stores.
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a seek to where a recovered partition resumes may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a recovered partition may wait for its seek to be accepted:
+/// librdkafka refuses one until the partition's fetcher started, after
+/// the consumer's own committed offset request.
+const SEEK_PATIENCE: Duration = Duration::from_secs(60);
 
 /// What the poll loop and the rebalance callbacks share.
 pub(crate) struct LoopState {
@@ -52,6 +53,9 @@ pub(crate) struct LoopState {
     /// was ready (fetched before it was paused): its processing starts at
     /// the first of them at the latest.
     early: Vec<(Arc<str>, i32, i64)>,
+    /// Recovered partitions still paused until the consumer accepts a
+    /// seek to where they resume, with when it was first tried.
+    seeking: Vec<(Arc<str>, i32, i64, Instant)>,
     /// An error raised inside a callback, for the loop to return.
     pub(crate) failure: Option<Error>,
 }
@@ -72,12 +76,14 @@ impl LoopState {
             recovery,
             assigned: Vec::new(),
             early: Vec::new(),
+            seeking: Vec::new(),
             failure: None,
         }
     }
 
-    /// Runs the checkpoint; an error is kept for the loop.
-    fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+    /// Runs the checkpoint; an error is kept for the loop. Returns whether
+    /// everything processed is committed.
+    fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> bool {
         let LoopState {
             checkpoint,
             producer,
@@ -86,8 +92,12 @@ impl LoopState {
             failure,
             ..
         } = self;
-        if let Err(error) = checkpoint.commit(consumer, producer, policy, stores) {
-            failure.get_or_insert(error);
+        match checkpoint.commit(consumer, producer, policy, stores) {
+            Ok(outcome) => matches!(outcome, Outcome::Committed | Outcome::Empty),
+            Err(error) => {
+                failure.get_or_insert(error);
+                false
+            }
         }
     }
 
@@ -125,72 +135,39 @@ impl LoopState {
             let gone = |t: &Arc<str>, p: i32| **t == *topic && p == partition;
             self.assigned.retain(|(t, p)| !gone(t, *p));
             self.early.retain(|(t, p, _)| !gone(t, *p));
+            self.seeking.retain(|(t, p, _, _)| !gone(t, *p));
             self.stores.close(topic, partition);
         }
     }
 
     /// Hands the partitions assigned since the last call to the recovery
-    /// thread, with the group's committed offsets (asked in one request).
+    /// thread.
     ///
     /// # Errors
     ///
-    /// A committed offset request that failed for good, or a recovery
-    /// cancelled at a revocation that still holds the stores.
-    pub(crate) fn start_recoveries<C: ConsumerContext>(
-        &mut self,
-        consumer: &BaseConsumer<C>,
-    ) -> Result<()> {
+    /// A recovery cancelled at a revocation that still holds the stores.
+    pub(crate) fn start_recoveries(&mut self) -> Result<()> {
         let Some(recovery) = &mut self.recovery else {
             return Ok(());
         };
         if self.assigned.is_empty() {
             return Ok(());
         }
-        let mut list = TopicPartitionList::new();
-        for (topic, partition) in &self.assigned {
-            list.add_partition(topic, *partition);
-        }
-        let committed = match consumer.committed_offsets(list, COMMITTED_TIMEOUT) {
-            Ok(committed) => committed,
-            // A group that never committed is unknown to some brokers (tansu).
-            Err(error)
-                if matches!(
-                    error.rdkafka_error_code(),
-                    Some(RDKafkaErrorCode::UnknownGroup | RDKafkaErrorCode::GroupIdNotFound)
-                ) =>
-            {
-                TopicPartitionList::new()
-            }
-            Err(error) if error.rdkafka_error_code().is_some_and(is_retriable) => {
-                log::warn!("cannot read the committed offsets yet ({error}); will retry");
-                return Ok(());
-            }
-            Err(source) => return Err(consume_error(source)),
-        };
         let deadline = Instant::now() + RELEASE_TIMEOUT;
-        let mut partitions = Vec::with_capacity(self.assigned.len());
-        for (topic, partition) in self.assigned.drain(..) {
-            let offset = committed
-                .find_partition(&topic, partition)
-                .and_then(|element| match element.offset() {
-                    Offset::Offset(offset) => Some(Committed {
-                        offset,
-                        by_kstreams: element.metadata() == COMMIT_METADATA,
-                    }),
-                    _ => None,
-                });
+        for (topic, partition) in &self.assigned {
             // A recovery cancelled when the partition was last revoked
             // may still hold its stores.
-            recovery.release(&topic, partition, deadline)?;
-            partitions.push((topic, partition, offset));
+            recovery.release(topic, *partition, deadline)?;
         }
-        recovery.submit(partitions);
+        recovery.submit(std::mem::take(&mut self.assigned));
         Ok(())
     }
 
     /// Whether a partition is waiting for its stores.
     pub(crate) fn is_recovering(&self) -> bool {
-        !self.assigned.is_empty() || self.recovery.as_ref().is_some_and(RecoveryManager::is_busy)
+        !self.assigned.is_empty()
+            || !self.seeking.is_empty()
+            || self.recovery.as_ref().is_some_and(RecoveryManager::is_busy)
     }
 
     /// Notes a message of a stateful partition that is not ready: it is not
@@ -237,25 +214,61 @@ impl LoopState {
                 .position(|(t, p, _)| *t == topic && *p == partition)
                 .map(|index| self.early.swap_remove(index).2);
             self.stores.insert(&topic, partition, state, committed);
-            if let Some(offset) = seek.or(early) {
-                consumer
-                    .seek(&topic, partition, Offset::Offset(offset), SEEK_TIMEOUT)
-                    .map_err(consume_error)?;
+            match seek.or(early) {
+                Some(offset) => self
+                    .seeking
+                    .push((topic, partition, offset, Instant::now())),
+                None => {
+                    resume(consumer, &topic, partition)?;
+                    log::info!("{topic}[{partition}] is up to date: processing it");
+                }
             }
-            let mut list = TopicPartitionList::new();
-            list.add_partition(&topic, partition);
-            consumer.resume(&list).map_err(consume_error)?;
-            match seek.or(committed) {
-                Some(offset) => {
+        }
+        self.seek_recovered(consumer)
+    }
+
+    /// Seeks the recovered partitions that resume elsewhere than the
+    /// consumer starts by itself, and resumes those it accepted.
+    ///
+    /// # Errors
+    ///
+    /// A seek the consumer still refuses after [`SEEK_PATIENCE`].
+    fn seek_recovered<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let mut index = 0;
+        while index < self.seeking.len() {
+            let (topic, partition, offset, since) = &self.seeking[index];
+            match consumer.seek(topic, *partition, Offset::Offset(*offset), SEEK_TIMEOUT) {
+                Ok(()) => {
+                    resume(consumer, topic, *partition)?;
                     log::info!(
                         "{topic}[{partition}] is up to date: processing it from offset {offset}"
-                    )
+                    );
+                    self.seeking.swap_remove(index);
                 }
-                None => log::info!("{topic}[{partition}] is up to date: processing it"),
+                Err(error) if since.elapsed() > SEEK_PATIENCE => {
+                    return Err(Error::RecoveryStopped {
+                        topic: topic.to_string(),
+                        partition: *partition,
+                        reason: format!("could not seek to offset {offset}: {error}"),
+                    })
+                }
+                // Refused until the partition's fetcher started.
+                Err(_) => index += 1,
             }
         }
         Ok(())
     }
+}
+
+/// Lets the consumer fetch `partition` of `topic` again.
+fn resume<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Result<()> {
+    let mut list = TopicPartitionList::new();
+    list.add_partition(topic, partition);
+    consumer.resume(&list).map_err(consume_error)
 }
 
 fn consume_error(source: KafkaError) -> Error {
@@ -301,16 +314,26 @@ impl ConsumerContext for RebalanceContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                if consumer.assignment_lost() {
+                let committed = if consumer.assignment_lost() {
                     log::warn!(
                         "partitions lost (session expired or max.poll.interval.ms exceeded): {}; \
                          dropping what was processed since the last checkpoint without writing \
                          it: their new owner processes it again",
                         describe(partitions)
                     );
+                    false
                 } else {
                     log::info!("partitions revoked: {}", describe(partitions));
-                    state.checkpoint(consumer);
+                    state.checkpoint(consumer)
+                };
+                // What is still on its way to the broker must not land
+                // after what the new owners write. It can be dropped when
+                // every partition goes: the new owners process it again.
+                let everything = consumer
+                    .assignment()
+                    .is_ok_and(|assignment| assignment.count() <= partitions.count());
+                if !committed && everything {
+                    state.producer.purge();
                 }
                 state.release(partitions);
                 let unassigned = if cooperative {
@@ -327,7 +350,12 @@ impl ConsumerContext for RebalanceContext {
             other => {
                 log::warn!("rebalance failed: {other:?}");
                 state.release(partitions);
-                if let Err(error) = consumer.unassign() {
+                let unassigned = if cooperative {
+                    consumer.incremental_unassign(partitions)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(error) = unassigned {
                     log::warn!("releasing the assignment failed: {error}");
                 }
             }

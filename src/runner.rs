@@ -201,15 +201,12 @@ const CHANGELOG_FETCH_WAIT_MS: &str = "20";
 
 fn create_changelog_reader(broker: &Broker, config: &Config) -> Result<BaseConsumer> {
     let mut client = consumer_client(broker, config);
-    // librdkafka assigns partitions only to a consumer with a group id; the
-    // reader never joins the group (no subscribe) and never commits. A
+    // The reader asks the group's committed offsets (a consumer of the
+    // group, it never joins it: no subscribe, and it never commits). A
     // changelog is read until the end-of-partition event; a start offset
     // that compaction or retention removed means its beginning.
     client
-        .set(
-            "group.id",
-            format!("{}-changelog-reader", config.consumer_group),
-        )
+        .set("group.id", &config.consumer_group)
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "earliest")
@@ -273,7 +270,7 @@ impl PollLoop<'_> {
         while !stop.is_stopped() && !until.reached(self.processed, started, last_message) {
             let timeout = {
                 let mut state = self.state.lock();
-                state.start_recoveries(consumer)?;
+                state.start_recoveries()?;
                 state.resume_recovered(consumer)?;
                 let timeout = match state.is_recovering() {
                     true => RECOVERY_POLL_TIMEOUT,

@@ -62,8 +62,12 @@ pub(crate) enum Fetched<'a> {
         partition: i32,
         offset: i64,
     },
-    /// An error of the consumer or of one partition.
-    Error(KafkaError),
+    /// An error of the consumer, or of `partition` of `topic`.
+    Error {
+        topic: Option<&'a [u8]>,
+        partition: i32,
+        error: KafkaError,
+    },
 }
 
 impl<C: ConsumerContext + 'static> BatchConsumer<C> {
@@ -230,7 +234,11 @@ impl<'a> Fetched<'a> {
                 partition: message.partition,
                 offset: message.offset,
             },
-            code => Fetched::Error(KafkaError::MessageConsumption(code.into())),
+            code => Fetched::Error {
+                topic: (!message.rkt.is_null()).then(|| topic_of(message)),
+                partition: message.partition,
+                error: KafkaError::MessageConsumption(code.into()),
+            },
         }
     }
 }

@@ -147,6 +147,18 @@ impl OutputProducer {
         for (key, value) in &config.producer_config {
             client.set(key, value);
         }
+        let weakened = |key: &str, allowed: &[&str]| {
+            client
+                .get(key)
+                .is_some_and(|value| !allowed.contains(&value))
+        };
+        if weakened("enable.idempotence", &["true"]) || weakened("acks", &["all", "-1"]) {
+            log::warn!(
+                "producer_config turns idempotence off or acks below all: a retried changelog \
+                 record may then land after a newer one, or be lost with a broker, and \
+                 recovery restore an older state"
+            );
+        }
         let producer = client
             .create_with_context(DeliveryContext::default())
             .map_err(|source| Error::CreateClient {
@@ -273,15 +285,25 @@ impl OutputProducer {
     pub(crate) fn take_failures(&self) -> Vec<Error> {
         std::mem::take(&mut *self.producer.context().failures.lock())
     }
+
+    /// Drops every message not acknowledged yet, queued or in flight, and
+    /// forgets what was reported of them: for when none of them may reach
+    /// the broker any more (their partitions belong to others now). A
+    /// request already sent may still be written by the broker.
+    pub(crate) fn purge(&self) {
+        self.producer
+            .purge(PurgeConfig::default().queue().inflight());
+        self.flush(DROP_FLUSH_TIMEOUT);
+        drop(self.take_failures());
+        drop(self.take_changelog_offsets());
+    }
 }
 
 impl Drop for OutputProducer {
     /// What the producer's own drop does, purge and wait for the reports,
     /// while the reports thread still serves them.
     fn drop(&mut self) {
-        self.producer
-            .purge(PurgeConfig::default().queue().inflight());
-        self.flush(DROP_FLUSH_TIMEOUT);
+        self.purge();
     }
 }
 

@@ -14,38 +14,49 @@ use rdkafka::types::RDKafkaRespErr;
 
 use crate::message::Headers;
 
-/// A header whose name is not UTF-8: its position and its name's bytes.
+/// Headers that cannot be read: librdkafka could not parse them, or a
+/// name is not UTF-8.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BadHeaderName {
-    pub(crate) index: usize,
-    pub(crate) name: Vec<u8>,
+pub(crate) enum BadHeaders {
+    /// librdkafka's error parsing them.
+    Unparsable(RDKafkaRespErr),
+    /// Header number `index` has a name that is not UTF-8.
+    Name { index: usize, name: Vec<u8> },
 }
 
-impl std::fmt::Display for BadHeaderName {
+impl std::fmt::Display for BadHeaders {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "header {} has a name that is not UTF-8: {:?}",
-            self.index,
-            String::from_utf8_lossy(&self.name)
-        )
+        match self {
+            BadHeaders::Unparsable(code) => write!(f, "headers cannot be parsed: {code:?}"),
+            BadHeaders::Name { index, name } => write!(
+                f,
+                "header {index} has a name that is not UTF-8: {:?}",
+                String::from_utf8_lossy(name)
+            ),
+        }
     }
 }
 
-impl std::error::Error for BadHeaderName {}
+impl std::error::Error for BadHeaders {}
 
 /// The headers of `message`, in order.
 ///
 /// # Errors
 ///
-/// The first header whose name is not UTF-8.
-pub(crate) fn read_headers(message: &BorrowedMessage<'_>) -> Result<Headers, BadHeaderName> {
+/// Headers librdkafka cannot parse, or the first header whose name is not
+/// UTF-8.
+pub(crate) fn read_headers(message: &BorrowedMessage<'_>) -> Result<Headers, BadHeaders> {
     let mut headers = ptr::null_mut();
     // SAFETY: the message is live while borrowed; librdkafka parses its
     // headers into memory the message owns.
-    let found = unsafe { rdsys::rd_kafka_message_headers(message.ptr(), &mut headers) };
-    if found != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || headers.is_null() {
-        return Ok(Vec::new());
+    let parsed = unsafe { rdsys::rd_kafka_message_headers(message.ptr(), &mut headers) };
+    match parsed {
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR if !headers.is_null() => {}
+        // No headers at all.
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR__NOENT | RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR => {
+            return Ok(Vec::new())
+        }
+        code => return Err(BadHeaders::Unparsable(code)),
     }
     // SAFETY: `headers` is the message's header list.
     let count = unsafe { rdsys::rd_kafka_header_cnt(headers) };
@@ -58,7 +69,7 @@ pub(crate) fn read_headers(message: &BorrowedMessage<'_>) -> Result<Headers, Bad
             let found =
                 rdsys::rd_kafka_header_get_all(headers, index, &mut name, &mut value, &mut size);
             if found != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
-                break;
+                return Err(BadHeaders::Unparsable(found));
             }
             let value = match value.is_null() {
                 true => &[][..],
@@ -66,7 +77,7 @@ pub(crate) fn read_headers(message: &BorrowedMessage<'_>) -> Result<Headers, Bad
             };
             (CStr::from_ptr(name).to_bytes(), value)
         };
-        let name = std::str::from_utf8(name).map_err(|_| BadHeaderName {
+        let name = std::str::from_utf8(name).map_err(|_| BadHeaders::Name {
             index,
             name: name.to_vec(),
         })?;

@@ -10,6 +10,7 @@ mod delivery_reports;
 mod embedded;
 mod headers;
 mod native;
+mod offsets;
 
 use rdkafka::ClientConfig;
 
@@ -21,6 +22,7 @@ pub(crate) use batch_consumer::{BatchConsumer, Fetched, FetchedRecord};
 pub(crate) use delivery::{Origin, OutputProducer};
 pub(crate) use embedded::EmbeddedBroker;
 pub(crate) use headers::read_headers;
+pub(crate) use offsets::committed_offsets;
 
 /// The broker an application talks to.
 pub(crate) enum Broker {

@@ -153,10 +153,16 @@ pub(crate) fn decode<'a>(
     header: impl Fn(&str) -> Option<&'a [u8]>,
 ) -> Result<Entry<'a>, &'static str> {
     let Some(payload) = payload else {
-        let offset = |name| header(name).and_then(offset_of);
-        let stamp = offset(INPUT_OFFSET_HEADER).map(|input_offset| Stamp {
+        let offset = |name| match header(name) {
+            Some(bytes) => offset_of(bytes)
+                .map(Some)
+                .ok_or("its stamp header is not 8 bytes"),
+            None => Ok(None),
+        };
+        let committed_offset = offset(COMMITTED_OFFSET_HEADER)?.filter(|offset| *offset != NONE);
+        let stamp = offset(INPUT_OFFSET_HEADER)?.map(|input_offset| Stamp {
             input_offset,
-            committed_offset: offset(COMMITTED_OFFSET_HEADER).filter(|offset| *offset != NONE),
+            committed_offset,
         });
         return Ok(Entry { stamp, value: None });
     };
@@ -291,6 +297,11 @@ mod tests {
         for foreign in [&b""[..], b"x", b"\x01short", b"\x00short"] {
             assert!(decode(Some(foreign), |_| None).is_err(), "{foreign:?}");
         }
+        let short_stamp = |_: &str| Some(&b"1234"[..]);
+        assert!(
+            decode(None, short_stamp).is_err(),
+            "a stamp header of 4 bytes"
+        );
     }
 
     #[test]

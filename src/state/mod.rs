@@ -23,7 +23,7 @@ pub use handle::State;
 pub use options::{Compression, RocksDbOptions};
 
 pub(crate) use manager::{group_dir, Lookup, PartitionState, StateManager, StoreLayout};
-pub(crate) use recovery::{Committed, Ready, Recovered, RecoveryManager, COMMIT_METADATA};
+pub(crate) use recovery::{Ready, Recovered, RecoveryManager, COMMIT_METADATA};
 
 /// The store stateful steps use unless told another.
 pub const DEFAULT_STORE: &str = "default";

@@ -160,6 +160,16 @@ impl PartitionStore {
         self.write(batch)
     }
 
+    /// Marks the last checkpoint as not to be trusted: its offset commit
+    /// was refused because this instance was no longer the partition's
+    /// owner. Without the committed offset it was stamped with, the stores
+    /// are rebuilt from the changelog when they are next assigned.
+    pub(crate) fn distrust(&self) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(self.family(META), COMMITTED_OFFSET);
+        self.write(batch)
+    }
+
     /// Adds to `batch` the next changelog offset of each `(store, offset)`
     /// and, if given, what the stores absorbed.
     fn put_offsets(
@@ -303,6 +313,11 @@ mod tests {
         );
         let absorbed = store.absorbed().unwrap().unwrap();
         assert_eq!((absorbed.next_input, absorbed.committed), (42, Some(40)));
+        // A checkpoint whose commit was fenced loses the committed offset it
+        // was stamped with, and with it the trust of the next assignment.
+        store.distrust().unwrap();
+        let absorbed = store.absorbed().unwrap().unwrap();
+        assert_eq!((absorbed.next_input, absorbed.committed), (42, None));
         assert_eq!(store.changelog_offset(0).unwrap(), Some(7));
         assert_eq!(store.changelog_offset(1).unwrap(), None);
     }

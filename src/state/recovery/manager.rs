@@ -11,7 +11,6 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rdkafka::consumer::BaseConsumer;
 
 use super::batch_writer::BatchWriter;
-use super::plan::Committed;
 use super::worker::{Active, Assigned, Worker};
 use crate::broker::BatchConsumer;
 use crate::error::{Error, Result};
@@ -61,9 +60,11 @@ pub(crate) struct RecoveryManager {
 }
 
 impl RecoveryManager {
-    /// Starts the thread. It opens stores by `layout`; `reader` reads the
-    /// changelogs (it must have `enable.partition.eof=true`); `patience`
-    /// is how long it waits for the broker before failing a recovery.
+    /// Starts the thread. It opens stores by `layout`; `reader` asks the
+    /// group's committed offsets (its `group.id` is the group's; it never
+    /// joins) and reads the changelogs (it must have
+    /// `enable.partition.eof=true`); `patience` is how long it waits for
+    /// the broker before failing a recovery.
     pub(crate) fn start(
         layout: StoreLayout,
         reader: BaseConsumer,
@@ -84,6 +85,7 @@ impl RecoveryManager {
                 writer: BatchWriter::start()?,
                 report,
                 known_topics: HashSet::new(),
+                restarted: Vec::new(),
             },
         };
         let thread = thread::spawn("recovery", "kstreams-recov", move || worker.run(&queue))?;
@@ -98,20 +100,21 @@ impl RecoveryManager {
         })
     }
 
-    /// Hands over the partitions of one assignment, each with the group's
-    /// committed offset; each is recovering until [`collect`](Self::collect)
-    /// hands it back or it is cancelled. They start together, so that the
-    /// first fetch of their changelogs asks for all of them.
-    pub(crate) fn submit(&mut self, partitions: Vec<(Arc<str>, i32, Option<Committed>)>) {
+    /// Hands over the partitions of one assignment; each is recovering
+    /// until [`collect`](Self::collect) hands it back or it is cancelled.
+    /// They start together, so that the group's committed offsets of all
+    /// of them are asked in one request, and the first fetch of their
+    /// changelogs asks for all of them.
+    pub(crate) fn submit(&mut self, partitions: Vec<(Arc<str>, i32)>) {
         let mut assigned = Vec::with_capacity(partitions.len());
-        for (topic, partition, committed) in partitions {
+        for (topic, partition) in partitions {
             let cancelled = Arc::new(AtomicBool::new(false));
             self.running
                 .insert((topic.clone(), partition), cancelled.clone());
             assigned.push(Assigned {
                 topic,
                 partition,
-                committed,
+                committed: None,
                 cancelled,
             });
         }
@@ -336,11 +339,23 @@ mod tests {
     fn reader(servers: &str) -> BaseConsumer {
         ClientConfig::new()
             .set("bootstrap.servers", servers)
-            .set("group.id", "g-changelog-reader")
+            .set("group.id", "g")
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             .create()
             .unwrap()
+    }
+
+    /// Commits `offset` of `topic`/0 for group "g", as kstreams does.
+    fn commit(servers: &str, topic: &str, offset: i64) {
+        use rdkafka::consumer::{CommitMode, Consumer};
+        let mut list = rdkafka::TopicPartitionList::new();
+        list.add_partition_offset(topic, 0, rdkafka::Offset::Offset(offset))
+            .unwrap();
+        list.find_partition(topic, 0)
+            .unwrap()
+            .set_metadata(super::super::plan::COMMIT_METADATA);
+        reader(servers).commit(&list, CommitMode::Sync).unwrap();
     }
 
     /// Waits for the next report of `manager`.
@@ -361,6 +376,7 @@ mod tests {
         let servers = cluster.bootstrap_servers();
         let changelog = changelog_name("g", "in", "default");
         cluster.create_topic(&changelog, 1, 1).unwrap();
+        cluster.create_topic("in", 1, 1).unwrap();
         let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
             .set("bootstrap.servers", &servers)
             .create()
@@ -388,11 +404,8 @@ mod tests {
 
         // Committed offset 2: the record stamped with input offset 2 belongs
         // to a checkpoint that never committed.
-        let committed = Some(Committed {
-            offset: 2,
-            by_kstreams: true,
-        });
-        manager.submit(vec![(Arc::from("in"), 0, committed)]);
+        commit(&servers, "in", 2);
+        manager.submit(vec![(Arc::from("in"), 0)]);
         let Recovered {
             result: Ok(ready), ..
         } = next_report(&mut manager)
@@ -407,7 +420,7 @@ mod tests {
 
         // Ready again, and revoked before the poll loop collects it: once
         // released, its stores open at once.
-        manager.submit(vec![(Arc::from("in"), 0, committed)]);
+        manager.submit(vec![(Arc::from("in"), 0)]);
         let deadline = Instant::now() + WAIT;
         while manager.done.is_empty() {
             assert!(Instant::now() < deadline, "the partition never got ready");

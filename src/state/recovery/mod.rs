@@ -22,4 +22,4 @@ mod worker;
 
 pub(crate) use changelog_batch::ChangelogBatch;
 pub(crate) use manager::{Ready, Recovered, RecoveryManager};
-pub(crate) use plan::{Committed, COMMIT_METADATA};
+pub(crate) use plan::COMMIT_METADATA;

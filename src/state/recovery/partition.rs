@@ -51,6 +51,18 @@ enum Phase {
     Apply { committed: i64 },
 }
 
+/// What reaching the end of a changelog partition means for a recovery.
+pub(crate) enum End {
+    /// Nothing to write (a scan, or a range that had ended).
+    Read,
+    /// The range's last batch, with what the stores then absorbed.
+    Write(ChangelogWrite),
+    /// The changelog ends before the records the stores hold: it is not
+    /// the one they were built from. They must be rebuilt from it up to
+    /// input offset `committed`.
+    Truncated { committed: i64 },
+}
+
 /// Where a recovery starts reading its changelogs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum From {
@@ -290,25 +302,38 @@ impl RecoveryPartition {
     }
 
     /// The reader reached `offset`, the end of the changelog partition of
-    /// `topic`. While applying, returns the range's last batch, which
+    /// `topic`. While applying, hands over the range's last batch, which
     /// also records what the stores now absorbed.
-    pub(crate) fn end(&mut self, topic: &[u8], offset: i64) -> Option<ChangelogWrite> {
-        let index = self.range_of(topic)?;
+    pub(crate) fn end(&mut self, topic: &[u8], offset: i64) -> End {
+        let Some(index) = self.range_of(topic) else {
+            return End::Read;
+        };
         let range = &mut self.changelogs[index];
         if range.ended {
-            return None;
+            return End::Read;
         }
+        let truncated = matches!(range.start, Offset::Offset(start) if offset < start);
         range.ended = true;
         range.next = range.next.max(offset);
         let (changelog, partition) = (&range.changelog, self.partition);
         let seconds = range.started.elapsed().as_secs_f64().max(1e-6);
-        let Phase::Apply { committed } = self.phase else {
-            log::info!(
-                "scanned {changelog}[{partition}]: {} record(s) in {seconds:.2} s",
-                range.read
-            );
-            return None;
+        let committed = match &mut self.phase {
+            Phase::Scan(scanned) => {
+                if truncated {
+                    // What the stores hold is not in it: they go.
+                    scanned.newer_records = true;
+                }
+                log::info!(
+                    "scanned {changelog}[{partition}]: {} record(s) in {seconds:.2} s",
+                    range.read
+                );
+                return End::Read;
+            }
+            Phase::Apply { committed } => *committed,
         };
+        if truncated {
+            return End::Truncated { committed };
+        }
         log::info!(
             "recovered {changelog}[{partition}]: applied {} of {} record(s) read in \
              {seconds:.2} s, {:.0}/s",
@@ -320,7 +345,7 @@ impl RecoveryPartition {
             next_input: committed,
             committed: Some(committed),
         };
-        Some(self.write(index, Some(absorbed)))
+        End::Write(self.write(index, Some(absorbed)))
     }
 
     /// The batch of range `index`, to be written with the changelog offset
@@ -415,7 +440,9 @@ mod tests {
         assert!(!recovery.is_done());
         // Offsets 2 to 4 hold no record (a transaction's marker, records
         // compaction removed): the reader reaches the end at 5.
-        let write = recovery.end(CHANGELOG, 5).expect("the last batch");
+        let End::Write(write) = recovery.end(CHANGELOG, 5) else {
+            panic!("the last batch");
+        };
         assert!(recovery.is_done());
         assert_eq!(write.next_offset, 5);
         assert_eq!(write.records.in_key_order(), [(&b"k"[..], Some(&b"2"[..]))]);
@@ -423,6 +450,28 @@ mod tests {
             .absorbed
             .expect("the input offset processing resumes from");
         assert_eq!((absorbed.next_input, absorbed.committed), (10, Some(10)));
+    }
+
+    #[test]
+    fn a_changelog_that_ends_before_what_the_stores_hold_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
+        let layout = StoreLayout::new(
+            dir.path().into(),
+            &stores,
+            Some("g"),
+            RocksDbOptions::default(),
+        );
+        let state = layout.open("in", 0).unwrap();
+        // The stores hold the changelog up to offset 10.
+        let records = ChangelogBatch::default();
+        state.store.write_changelog(&records, 0, 10, None).unwrap();
+        let mut recovery =
+            RecoveryPartition::new("in".into(), 0, state, None, Some(4), From::Stored).unwrap();
+        assert!(matches!(
+            recovery.end(CHANGELOG, 3),
+            End::Truncated { committed: 4 }
+        ));
     }
 
     #[test]
@@ -435,10 +484,7 @@ mod tests {
             let applied = recovery.apply(CHANGELOG, &FetchedRecord::of(&record));
             assert!(applied.unwrap().is_none());
         }
-        assert_eq!(
-            recovery.end(CHANGELOG, 3).map(|write| write.next_offset),
-            None
-        );
+        assert!(matches!(recovery.end(CHANGELOG, 3), End::Read));
         assert!(recovery.is_done());
         let scanned = recovery.scanned().expect("a scan");
         assert!(scanned.newer_records);

@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::TopicPartitionList;
 
 use super::batch_writer::{BatchWriter, Written};
 use super::manager::{Ready, Recovered};
-use super::partition::{From, RecoveryPartition};
-use super::plan::{after_scan, plan, Committed, Plan};
-use crate::broker::{BatchConsumer, Fetched, FetchedRecord};
+use super::partition::{End, From, RecoveryPartition};
+use super::plan::{after_scan, plan, Committed, Plan, COMMIT_METADATA};
+use crate::broker::{committed_offsets, BatchConsumer, Fetched, FetchedRecord};
 use crate::error::{Error, Result};
+use crate::retriable::is_retriable;
 use crate::state::manager::{PartitionState, StoreLayout};
 
 /// How long one read of the changelog reader waits for a record: bounds
@@ -31,11 +33,16 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// few files, and may wait for another process to let go of the store.
 const OPENERS: usize = 4;
 
+/// How long one request for the group's committed offsets may take.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait before asking again after it failed.
+const COMMITTED_RETRY: Duration = Duration::from_secs(1);
+
 /// A partition assigned to this instance, for the thread to prepare.
 pub(super) struct Assigned {
     pub(super) topic: Arc<str>,
     pub(super) partition: i32,
-    /// The group's committed offset of the partition.
+    /// The group's committed offset of the partition, once asked.
     pub(super) committed: Option<Committed>,
     pub(super) cancelled: Arc<AtomicBool>,
 }
@@ -66,10 +73,10 @@ impl Worker {
                     }
                 };
                 last_heard = Instant::now();
-                self.active.start(consumer, assigned);
+                self.active.start(consumer, assigned, self.patience);
             }
             for assigned in queue.try_iter() {
-                self.active.start(consumer, assigned);
+                self.active.start(consumer, assigned, self.patience);
             }
             self.active.drop_cancelled(consumer);
             if self.active.recoveries.is_empty() {
@@ -89,8 +96,16 @@ impl Worker {
                     heard = true;
                     active.end(consumer, topic, partition, offset);
                 }
-                Fetched::Error(error) => log::warn!("reading changelogs: {error}"),
+                Fetched::Error {
+                    topic: Some(topic),
+                    partition,
+                    error,
+                } if is_permanent(&error) => active.fail_reading(consumer, topic, partition, error),
+                Fetched::Error { error, .. } => log::warn!("reading changelogs: {error}"),
             });
+            // Records of a changelog partition whose recovery started over
+            // that came in the same batch were read before it did.
+            active.restarted.clear();
             if heard {
                 last_heard = Instant::now();
             } else if last_heard.elapsed() > self.patience {
@@ -113,12 +128,27 @@ pub(super) struct Active {
     pub(super) report: Sender<Recovered>,
     /// Changelog topics whose metadata the reader has fetched.
     pub(super) known_topics: HashSet<String>,
+    /// Changelog partitions whose reading started over during the current
+    /// batch: its other records of them are stale.
+    pub(super) restarted: Vec<(Arc<str>, i32)>,
 }
 
 impl Active {
-    /// Opens the stores of an assignment's partitions, reports those that
-    /// need nothing, and starts reading the changelogs of the others.
-    fn start(&mut self, reader: &BaseConsumer, assigned: Vec<Assigned>) {
+    /// Asks the group's committed offsets of an assignment's partitions,
+    /// opens their stores, reports those that need nothing, and starts
+    /// reading the changelogs of the others.
+    fn start(&mut self, reader: &BaseConsumer, mut assigned: Vec<Assigned>, patience: Duration) {
+        if let Err(reason) = ask_committed(reader, &mut assigned, patience) {
+            for assigned in assigned {
+                let error = Error::RecoveryStopped {
+                    topic: assigned.topic.to_string(),
+                    partition: assigned.partition,
+                    reason: reason.clone(),
+                };
+                self.report_error(assigned.topic, assigned.partition, error);
+            }
+            return;
+        }
         let mut started = Vec::new();
         for (assigned, opened) in open_all(&self.layout, assigned) {
             let (topic, partition) = (assigned.topic.clone(), assigned.partition);
@@ -262,6 +292,12 @@ impl Active {
             // A record fetched before its recovery was cancelled.
             return;
         };
+        let restarted = |(changelog, number): &(Arc<str>, i32)| {
+            changelog.as_bytes() == topic && *number == partition
+        };
+        if self.restarted.iter().any(restarted) {
+            return;
+        }
         match self.recoveries[index].apply(topic, record) {
             Ok(Some(write)) => self.write(reader, write),
             Ok(None) => {}
@@ -276,8 +312,25 @@ impl Active {
         let Some(index) = self.reading(topic, partition) else {
             return;
         };
-        if let Some(write) = self.recoveries[index].end(topic, offset) {
-            self.write(reader, write);
+        match self.recoveries[index].end(topic, offset) {
+            End::Read => {}
+            End::Write(write) => self.write(reader, write),
+            End::Truncated { committed } => {
+                // The changelog ends before the records the stores hold:
+                // it is not the one they were built from (it was deleted
+                // and created again).
+                let recovery = self.recoveries.swap_remove(index);
+                unassign_changelogs(reader, &recovery);
+                log::warn!(
+                    "changelog {}[{partition}] ends at offset {offset}, before the records the \
+                     stores of {}[{partition}] hold (it was created again): rebuilding them \
+                     from it",
+                    String::from_utf8_lossy(topic),
+                    recovery.topic
+                );
+                self.start_over(reader, recovery, committed);
+                return;
+            }
         }
         // Writing may have failed the recovery, which moved others' places.
         let Some(index) = self.reading(topic, partition) else {
@@ -309,22 +362,67 @@ impl Active {
                      one committed before its last checkpoint, and resuming there (outputs of \
                      messages from there on may be produced again)"
                 );
-                let layout = &self.layout;
-                let rebuilt = recovery.rebuild(committed, |state| {
-                    reopen_empty(layout, &topic, partition, state)
-                });
-                match rebuilt {
-                    Ok(recovery) => self.assign(reader, vec![recovery]),
-                    Err(error) => self.report_error(topic, partition, error),
-                }
+                self.start_over(reader, recovery, committed);
             }
             Plan::Ready { resume, committed } => {
+                if scanned.newer_records {
+                    log::warn!(
+                        "the group has no committed offset of {}[{partition}], and its changelog \
+                         was written by a build of kstreams that did not stamp one: its records \
+                         are not applied",
+                        recovery.topic
+                    );
+                }
                 self.finish(reader, index, Ok((resume, committed)));
             }
             Plan::CatchUp { .. } | Plan::Scan => {
                 unreachable!("a scan ends in a rebuild or with the partition ready")
             }
         }
+    }
+
+    /// Reads the changelogs of `recovery` again from their beginning, into
+    /// emptied stores, up to input offset `committed`.
+    fn start_over(&mut self, reader: &BaseConsumer, recovery: RecoveryPartition, committed: i64) {
+        let (topic, partition) = (recovery.topic.clone(), recovery.partition);
+        self.restarted.extend(
+            recovery
+                .changelog_topics()
+                .map(|changelog| (Arc::from(changelog), partition)),
+        );
+        let layout = &self.layout;
+        let rebuilt = recovery.rebuild(committed, |state| {
+            reopen_empty(layout, &topic, partition, state)
+        });
+        match rebuilt {
+            Ok(recovery) => self.assign(reader, vec![recovery]),
+            Err(error) => self.report_error(topic, partition, error),
+        }
+    }
+
+    /// Fails the recovery that reads changelog partition `partition` of
+    /// `topic`, which the reader cannot read (a permanent error).
+    fn fail_reading(
+        &mut self,
+        reader: &BaseConsumer,
+        topic: &[u8],
+        partition: i32,
+        error: KafkaError,
+    ) {
+        let Some(index) = self.reading(topic, partition) else {
+            log::warn!("reading changelogs: {error}");
+            return;
+        };
+        let recovery = &self.recoveries[index];
+        let error = Error::RecoveryStopped {
+            topic: recovery.topic.to_string(),
+            partition: recovery.partition,
+            reason: format!(
+                "could not read changelog {}[{partition}]: {error}",
+                String::from_utf8_lossy(topic)
+            ),
+        };
+        self.finish(reader, index, Err(error));
     }
 
     /// Hands `write` to the writer, after failing the recoveries whose
@@ -437,6 +535,89 @@ impl Active {
             self.finish(reader, index, Ok((None, None)));
         }
     }
+}
+
+/// Asks the group's committed offsets of `assigned` (one request, asked
+/// again while the coordinator is not ready, for up to `patience`) and
+/// fills them in.
+///
+/// # Errors
+///
+/// Why they could not be had.
+fn ask_committed(
+    reader: &BaseConsumer,
+    assigned: &mut [Assigned],
+    patience: Duration,
+) -> std::result::Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let mut list = TopicPartitionList::new();
+        let live = assigned
+            .iter()
+            .filter(|assigned| !assigned.cancelled.load(Ordering::Relaxed));
+        for assigned in live {
+            list.add_partition(&assigned.topic, assigned.partition);
+        }
+        if list.count() == 0 {
+            return Ok(());
+        }
+        let error = match committed_offsets(reader, list, COMMITTED_TIMEOUT) {
+            Ok(offsets) => {
+                for assigned in assigned.iter_mut() {
+                    let found = offsets.iter().find(|committed| {
+                        *committed.topic == *assigned.topic
+                            && committed.partition == assigned.partition
+                    });
+                    assigned.committed = found.and_then(|committed| {
+                        Some(Committed {
+                            offset: committed.offset?,
+                            by_kstreams: committed.metadata == COMMIT_METADATA.as_bytes(),
+                        })
+                    });
+                }
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        let code = error.rdkafka_error_code();
+        // A group that never committed is unknown to some brokers (tansu).
+        if matches!(
+            code,
+            Some(RDKafkaErrorCode::UnknownGroup | RDKafkaErrorCode::GroupIdNotFound)
+        ) {
+            return Ok(());
+        }
+        // A partition's own error (an unstable offset, say) passes too.
+        let passing = code.is_some_and(is_retriable) || matches!(error, KafkaError::OffsetFetch(_));
+        if !passing || started.elapsed() > patience {
+            return Err(format!(
+                "could not read the group's committed offset: {error}"
+            ));
+        }
+        log::warn!("cannot read the group's committed offsets yet ({error}); asking again");
+        std::thread::sleep(COMMITTED_RETRY);
+    }
+}
+
+/// Whether an error reading a changelog partition will not pass by
+/// itself: the recovery that reads it fails at once, naming it.
+fn is_permanent(error: &KafkaError) -> bool {
+    use RDKafkaErrorCode::*;
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            TopicAuthorizationFailed
+                | GroupAuthorizationFailed
+                | ClusterAuthorizationFailed
+                | UnknownTopicOrPartition
+                | UnknownTopic
+                | UnknownPartition
+                | UnsupportedVersion
+                | UnsupportedForMessageFormat
+                | InvalidMessage
+                | MessageSizeTooLarge
+        )
+    )
 }
 
 /// Deletes a partition's local state (`state`, closed first) and opens it
