@@ -92,7 +92,9 @@ impl Checkpoint {
     /// 0. Unless the consumer lost its assignment: then nothing is written
     ///    (the partitions have a new owner, who moved on).
     /// 1. Produce every store update of the checkpoint to its changelog,
-    ///    stamped with the input it belongs to.
+    ///    stamped with the input it belongs to; not before every changelog
+    ///    record of an earlier (deferred) checkpoint was answered, so that
+    ///    each key's records reach the changelog in order.
     /// 2. Flush the producer: wait until the broker has acknowledged (or
     ///    refused) every output and changelog record sent so far.
     /// 3. Stop without committing on a refused changelog record; hand each
@@ -132,7 +134,17 @@ impl Checkpoint {
             );
             return Ok(Outcome::Lost);
         }
-        // Step 1. State updates to the changelogs.
+        // Step 1. State updates to the changelogs, once every earlier
+        // changelog record was answered: librdkafka may still retry one of
+        // a deferred checkpoint, and it must not land after a newer value
+        // of its key (compaction keeps the last).
+        if producer.changelog_in_flight() {
+            log::warn!(
+                "changelog records of an earlier checkpoint not acknowledged yet; will retry"
+            );
+            self.schedule.deferred();
+            return Ok(Outcome::Deferred);
+        }
         if let Err(error) = produce_changelogs(producer, stores) {
             self.poison();
             return Err(error);

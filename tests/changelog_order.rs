@@ -2,9 +2,9 @@
 //! retried by the next one, which sends the same keys again, newer. A
 //! record of the first that librdkafka retries must never land after the
 //! newer one of its key: compaction keeps the last, and recovery would
-//! restore the older value. kstreams' producer is idempotent, which keeps
-//! each partition's records in order across retries. On librdkafka's mock
-//! cluster, whose answer to one produce request is a late error.
+//! restore the older value. A checkpoint therefore sends changelog records
+//! only once every earlier one was answered. On librdkafka's mock cluster,
+//! whose answer to one produce request is a late error.
 #![allow(unsafe_code)]
 
 mod common;

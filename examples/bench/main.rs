@@ -303,15 +303,18 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
     if let (Some(kstreams), Some(plain)) =
         (median("assign: kstreams"), median("assign: plain consumer"))
     {
-        let rtt = flags.assign_rtt_ms as f64 / 1000.0;
+        let more = kstreams.seconds - plain.seconds;
+        let round_trips = match flags.assign_rtt_ms {
+            0 => String::new(),
+            rtt => format!(
+                " (as long as {:.1} round trips)",
+                more * 1000.0 / rtt as f64
+            ),
+        };
         println!(
             "assignment of {} partitions with 2 stores at {} ms a request: kstreams {:.2} s, \
-             plain consumer {:.2} s: {:.1} round trips more",
-            flags.assign_partitions,
-            flags.assign_rtt_ms,
-            kstreams.seconds,
-            plain.seconds,
-            (kstreams.seconds - plain.seconds) / rtt
+             plain consumer {:.2} s: {more:.2} s more{round_trips}",
+            flags.assign_partitions, flags.assign_rtt_ms, kstreams.seconds, plain.seconds,
         );
     }
 }

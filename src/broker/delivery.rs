@@ -1,6 +1,7 @@
 //! Producing outputs and collecting the broker's delivery reports.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -77,6 +78,8 @@ pub(crate) struct DeliveryContext {
     failures: Mutex<Vec<Error>>,
     /// Per changelog topic and partition, the highest acknowledged offset.
     changelog_offsets: Mutex<ChangelogOffsets>,
+    /// Changelog records sent and not answered yet.
+    changelog_in_flight: AtomicUsize,
 }
 
 impl ClientContext for DeliveryContext {}
@@ -105,6 +108,9 @@ impl DeliveryContext {
         result: std::result::Result<i64, KafkaError>,
         delivery: Delivery,
     ) {
+        if let Delivery::Changelog { .. } = delivery {
+            self.changelog_in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
         match (result, delivery) {
             (Ok(offset), Delivery::Changelog { .. }) => {
                 let acknowledge = |partitions: &mut HashMap<i32, i64>| {
@@ -140,23 +146,20 @@ impl OutputProducer {
         let mut client = broker.client_config(&[]);
         // librdkafka's default of 5 ms trades a little latency for batches.
         client.set("linger.ms", "5");
-        // Retries keep each partition's records in order: a changelog
-        // value retried after a newer one of the same key would otherwise
-        // be the one compaction keeps.
-        client.set("enable.idempotence", "true");
+        // Not idempotent: librdkafka's broker thread then keeps busy while
+        // requests wait on a slow broker (BENCHMARKS.md). Changelog records
+        // keep their order across retries without it: a checkpoint sends
+        // them only once every earlier one was answered.
         for (key, value) in &config.producer_config {
             client.set(key, value);
         }
-        let weakened = |key: &str, allowed: &[&str]| {
-            client
-                .get(key)
-                .is_some_and(|value| !allowed.contains(&value))
-        };
-        if weakened("enable.idempotence", &["true"]) || weakened("acks", &["all", "-1"]) {
+        if client
+            .get("acks")
+            .is_some_and(|acks| !["all", "-1"].contains(&acks))
+        {
             log::warn!(
-                "producer_config turns idempotence off or acks below all: a retried changelog \
-                 record may then land after a newer one, or be lost with a broker, and \
-                 recovery restore an older state"
+                "producer_config sets acks below all: a changelog record may then be lost \
+                 with a broker, and recovery restore an older state"
             );
         }
         let producer = client
@@ -241,7 +244,25 @@ impl OutputProducer {
             }
             None => record.headers(changelog::tombstone_headers(stamp)),
         };
-        self.send_record(record)
+        // Counted before it is sent: its report may come at once.
+        let in_flight = &self.producer.context().changelog_in_flight;
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let sent = self.send_record(record);
+        if sent.is_err() {
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
+    }
+
+    /// Whether a changelog record sent earlier is still unanswered (neither
+    /// acknowledged nor refused): librdkafka may still retry it, so no
+    /// newer record of its key may be sent before it.
+    pub(crate) fn changelog_in_flight(&self) -> bool {
+        self.producer
+            .context()
+            .changelog_in_flight
+            .load(Ordering::Acquire)
+            > 0
     }
 
     fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) -> Result<()> {
