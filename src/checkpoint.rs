@@ -82,6 +82,23 @@ impl Checkpoint {
         self.schedule.is_due(pending_state_bytes)
     }
 
+    /// Refused messages: a changelog record stops the application; an
+    /// output is skipped by choice, or stops it. Stopping forbids any
+    /// further commit.
+    fn handle_failures(&mut self, producer: &OutputProducer, policy: &ErrorPolicy) -> Result<()> {
+        for failure in producer.take_failures() {
+            let stop = match failure {
+                Error::ChangelogProduce { .. } => Err(failure),
+                output => policy.producer(output),
+            };
+            if let Err(error) = stop {
+                self.poison();
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
     /// Forbids any further commit: see `poisoned`.
     pub(crate) fn poison(&mut self) {
         self.poisoned = true;
@@ -93,7 +110,8 @@ impl Checkpoint {
     ///    (the partitions have a new owner, who moved on).
     /// 1. Produce every store update of the checkpoint to its changelog,
     ///    stamped with the input it belongs to; not before every changelog
-    ///    record of an earlier (deferred) checkpoint was answered, so that
+    ///    record of an earlier (deferred) checkpoint was answered (waiting
+    ///    as in step 2) and none refused (handled as in step 3), so that
     ///    each key's records reach the changelog in order.
     /// 2. Flush the producer: wait until the broker has acknowledged (or
     ///    refused) every output and changelog record sent so far.
@@ -135,16 +153,18 @@ impl Checkpoint {
             return Ok(Outcome::Lost);
         }
         // Step 1. State updates to the changelogs, once every earlier
-        // changelog record was answered: librdkafka may still retry one of
-        // a deferred checkpoint, and it must not land after a newer value
-        // of its key (compaction keeps the last).
-        if producer.changelog_in_flight() {
+        // changelog record was answered, and none refused: librdkafka may
+        // still retry one of a deferred checkpoint, and it must not land
+        // after a newer value of its key (compaction keeps the last).
+        if producer.changelog_in_flight() && !producer.flush(FLUSH_TIMEOUT) {
             log::warn!(
-                "changelog records of an earlier checkpoint not acknowledged yet; will retry"
+                "changelog records of an earlier checkpoint not acknowledged within \
+                 {FLUSH_TIMEOUT:?}; will retry"
             );
             self.schedule.deferred();
             return Ok(Outcome::Deferred);
         }
+        self.handle_failures(producer, policy)?;
         if let Err(error) = produce_changelogs(producer, stores) {
             self.poison();
             return Err(error);
@@ -155,18 +175,8 @@ impl Checkpoint {
             self.schedule.deferred();
             return Ok(Outcome::Deferred);
         }
-        // Step 3. Refused messages: a changelog record stops the
-        // application; an output is skipped by choice, or stops it.
-        for failure in producer.take_failures() {
-            let stop = match failure {
-                Error::ChangelogProduce { .. } => Err(failure),
-                output => policy.producer(output),
-            };
-            if let Err(error) = stop {
-                self.poison();
-                return Err(error);
-            }
-        }
+        // Step 3. Refused messages.
+        self.handle_failures(producer, policy)?;
         // Step 4. State, with the changelog and input offsets it reached.
         let acknowledged = producer.take_changelog_offsets();
         let keep_cache = self.schedule.keeps_cache(stores.pending_bytes());
