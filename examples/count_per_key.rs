@@ -17,112 +17,24 @@
 //! partition and offset.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use kstreams::{Application, OffsetReset, State, Until};
+use kstreams::{State, Until};
 
 #[path = "common/count.rs"]
 mod count;
 use count::{count_and_sum, Purchase, Totals};
-
-struct Flags {
-    broker: Option<String>,
-    input: String,
-    output: String,
-    group: String,
-    state_dir: String,
-    commit_interval_ms: u64,
-    commit_every: u64,
-    count: Option<u64>,
-    session_timeout_ms: Option<u64>,
-}
-
-fn flags() -> anyhow::Result<Flags> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut flags = Flags {
-        broker: None,
-        input: "purchases".into(),
-        output: "counts".into(),
-        group: "count-per-key".into(),
-        state_dir: "state".into(),
-        commit_interval_ms: 5_000,
-        commit_every: 0,
-        count: None,
-        session_timeout_ms: None,
-    };
-    for pair in args.chunks(2) {
-        let [flag, value] = pair else {
-            anyhow::bail!("{} needs a value", pair[0]);
-        };
-        match flag.as_str() {
-            "--broker" => flags.broker = Some(value.clone()),
-            "--input" => flags.input = value.clone(),
-            "--output" => flags.output = value.clone(),
-            "--group" => flags.group = value.clone(),
-            "--state-dir" => flags.state_dir = value.clone(),
-            "--commit-interval-ms" => flags.commit_interval_ms = value.parse()?,
-            "--commit-every" => flags.commit_every = value.parse()?,
-            "--count" => flags.count = Some(value.parse()?),
-            "--session-timeout-ms" => flags.session_timeout_ms = Some(value.parse()?),
-            other => anyhow::bail!("unknown flag {other}"),
-        }
-    }
-    Ok(flags)
-}
-
-/// Messages seen, and when the first one came.
-#[derive(Default)]
-struct Progress {
-    first: OnceLock<Instant>,
-    seen: AtomicU64,
-}
-
-impl Progress {
-    /// Counts a message; returns how many were seen, this one included.
-    fn tick(&self) -> u64 {
-        self.first.get_or_init(Instant::now);
-        self.seen.fetch_add(1, Ordering::Relaxed) + 1
-    }
-
-    /// Prints `count_per_key: N messages in S s = R msg/s`.
-    fn report(&self) {
-        if let Some(first) = self.first.get() {
-            let seconds = first.elapsed().as_secs_f64();
-            let seen = self.seen.load(Ordering::Relaxed);
-            let rate = seen as f64 / seconds;
-            println!("count_per_key: {seen} messages in {seconds:.2} s = {rate:.0} msg/s");
-        }
-    }
-}
+#[path = "common/cli.rs"]
+mod cli;
+use cli::{Flags, Progress};
 
 fn main() -> anyhow::Result<()> {
     // Recovery progress and rebalances are logged at info level.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let flags = flags()?;
+    let flags = Flags::defaults("purchases", "counts", "count-per-key").parse(|_, _| Ok(false))?;
     let embedded = flags.broker.is_none();
-    let mut builder = Application::builder()
-        .consumer_group(&flags.group)
-        .auto_offset_reset(OffsetReset::Earliest)
-        .commit_interval(Duration::from_millis(flags.commit_interval_ms))
-        .commit_every(flags.commit_every)
-        .state_dir(&flags.state_dir);
-    if let Some(timeout) = flags.session_timeout_ms {
-        // How long the group waits for a member that died without leaving;
-        // a rebalance waits for its members up to `max.poll.interval.ms`,
-        // so that one is kept short too (tansu waits it out for a member
-        // killed during a rebalance).
-        builder = builder
-            .consumer_config("session.timeout.ms", timeout.to_string())
-            .consumer_config("heartbeat.interval.ms", (timeout / 6).max(100).to_string())
-            .consumer_config("max.poll.interval.ms", (timeout * 3).to_string());
-    }
-    builder = match &flags.broker {
-        Some(broker) => builder.broker_address(broker),
-        None => builder.use_embedded_broker(),
-    };
-    let app = builder.build()?;
+    let app = flags.application()?;
     let input = app.topic::<Purchase>(&flags.input);
     let output = app.topic::<Totals>(&flags.output);
 
@@ -143,7 +55,7 @@ fn main() -> anyhow::Result<()> {
 
     if !embedded {
         app.run()?;
-        progress.report();
+        progress.report("count_per_key");
         return Ok(());
     }
 

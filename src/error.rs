@@ -17,6 +17,9 @@ pub enum Field {
     Value,
     /// The message headers.
     Header,
+    /// The event time read by the topic's
+    /// [timestamp extractor](crate::Topic::timestamp).
+    Timestamp,
 }
 
 impl std::fmt::Display for Field {
@@ -25,6 +28,7 @@ impl std::fmt::Display for Field {
             Field::Key => "key",
             Field::Value => "value",
             Field::Header => "header",
+            Field::Timestamp => "timestamp",
         })
     }
 }

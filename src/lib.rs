@@ -89,6 +89,7 @@ mod test_driver;
 mod thread;
 mod topic;
 mod until;
+pub mod windows;
 
 pub use app::Application;
 pub use config::{ApplicationBuilder, OffsetReset, BROKER_ENV, CONSUMER_GROUP_ENV};

@@ -78,6 +78,15 @@ impl Metadata {
         self.timestamp = timestamp;
     }
 
+    /// Makes `key` the message key of what follows (a window's results
+    /// carry the key of the window, which per-partition closing takes from
+    /// another message).
+    pub(crate) fn set_key(&mut self, key: Option<&[u8]>) {
+        self.key.clear();
+        self.key.extend_from_slice(key.unwrap_or_default());
+        self.has_key = key.is_some();
+    }
+
     /// The input topic.
     pub fn topic(&self) -> &str {
         &self.topic

@@ -6,6 +6,11 @@ use std::sync::Arc;
 use serde::{de::DeserializeOwned, Serialize};
 
 use crate::codec::{Bytes, Codec, Json};
+use crate::message::Metadata;
+
+/// Reads a message's event time (milliseconds since the Unix epoch).
+pub(crate) type TimestampExtractor<V> =
+    Arc<dyn Fn(&V, &Metadata) -> anyhow::Result<i64> + Send + Sync>;
 
 /// A Kafka topic whose values are `V` and whose keys are `K`.
 ///
@@ -39,6 +44,7 @@ pub struct Topic<V, K = Vec<u8>> {
     name: Arc<str>,
     key_codec: Arc<dyn Codec<K>>,
     value_codec: Arc<dyn Codec<V>>,
+    timestamp: Option<TimestampExtractor<V>>,
     spec: TopicSpec,
 }
 
@@ -59,6 +65,7 @@ impl<V: Serialize + DeserializeOwned> Topic<V> {
             name: name.as_str().into(),
             key_codec: Arc::new(Bytes),
             value_codec: Arc::new(Json),
+            timestamp: None,
             spec: TopicSpec {
                 name,
                 partitions: None,
@@ -74,15 +81,54 @@ impl<V, K> Topic<V, K> {
         &self.name
     }
 
-    /// Uses `codec` for values, which makes this a topic of `V2` values.
+    /// Uses `codec` for values, which makes this a topic of `V2` values
+    /// (and drops a [timestamp extractor](Self::timestamp) of `V` values).
     #[must_use]
     pub fn value_codec<V2>(self, codec: impl Codec<V2> + 'static) -> Topic<V2, K> {
         Topic {
             name: self.name,
             key_codec: self.key_codec,
             value_codec: Arc::new(codec),
+            timestamp: None,
             spec: self.spec,
         }
+    }
+
+    /// Event time: every message's timestamp (milliseconds since the Unix
+    /// epoch) is what `extract` reads from its value and metadata, not the
+    /// one the producer or broker set. Every step sees it (windows decide
+    /// with it) and outputs carry it.
+    ///
+    /// An error stops the message like a value that does not decode
+    /// ([`Error::Deserialize`](crate::Error::Deserialize) with
+    /// [`Field::Timestamp`](crate::Field::Timestamp)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kstreams::{Application, TestDriver, TestMessage, Topic};
+    /// use serde_json::{json, Value};
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let readings = Topic::<Value>::new("readings").timestamp(|reading, _meta| {
+    ///     reading["ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no integer field ts"))
+    /// });
+    /// let out = app.topic::<Value>("readings-out");
+    /// app.dataframe(&readings).to_topic(&out);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// driver.push(&readings, TestMessage::new(json!({"ts": 1_000})).timestamp(5))?;
+    /// assert_eq!(driver.outputs().records()[0].timestamp, Some(1_000));
+    /// assert!(driver.push(&readings, TestMessage::new(json!({}))).is_err());
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    #[must_use]
+    pub fn timestamp(
+        mut self,
+        extract: impl Fn(&V, &Metadata) -> anyhow::Result<i64> + Send + Sync + 'static,
+    ) -> Self {
+        self.timestamp = Some(Arc::new(extract));
+        self
     }
 
     /// Uses `codec` for keys, which makes this a topic of `K2` keys.
@@ -92,6 +138,7 @@ impl<V, K> Topic<V, K> {
             name: self.name,
             key_codec: Arc::new(codec),
             value_codec: self.value_codec,
+            timestamp: self.timestamp,
             spec: self.spec,
         }
     }
@@ -129,6 +176,10 @@ impl<V, K> Topic<V, K> {
     pub(crate) fn value_codec_ref(&self) -> &Arc<dyn Codec<V>> {
         &self.value_codec
     }
+
+    pub(crate) fn timestamp_extractor(&self) -> Option<&TimestampExtractor<V>> {
+        self.timestamp.as_ref()
+    }
 }
 
 /// Whether two shared topic names are the same: by address first, as a
@@ -143,6 +194,7 @@ impl<V, K> Clone for Topic<V, K> {
             name: self.name.clone(),
             key_codec: self.key_codec.clone(),
             value_codec: self.value_codec.clone(),
+            timestamp: self.timestamp.clone(),
             spec: self.spec.clone(),
         }
     }

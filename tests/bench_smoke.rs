@@ -36,7 +36,9 @@ fn driver_workloads_finish_on_a_tiny_input() {
         "--runs",
         "1",
         "--workloads",
-        "driver,memory,assign",
+        "driver,windows,memory,assign",
+        "--closing-keys",
+        "200",
         "--memory-keys",
         "2000",
         "--assign-partitions",
@@ -53,6 +55,12 @@ fn driver_workloads_finish_on_a_tiny_input() {
     );
     assert!(table.contains("memory: 2000 keys of state"), "{table}");
     assert!(table.contains("| assign: kstreams |"), "{table}");
+    assert!(table.contains("| driver window hopping |"), "{table}");
+    assert!(
+        table.contains("| closures alone window tumbling |"),
+        "{table}"
+    );
+    assert!(table.contains("closing per partition, 200 keys"), "{table}");
     assert!(table.contains("assignment of 4 partitions"), "{table}");
 }
 

@@ -7,9 +7,6 @@
 
 mod common;
 
-use std::thread;
-use std::time::Duration;
-
 use common::count_per_key::{Feeder, Job};
 
 const KEYS: u64 = 200;
@@ -22,23 +19,9 @@ fn sigkill_at_random_points_keeps_every_count_exact() {
     let log = state_dir.path().join("count_per_key.log");
     let feeder = Feeder::start(&job, KEYS);
 
-    // Each run is killed at a random instant once it is processing (its
-    // outputs grow); every third run starts on a lost disk, so that it
-    // rebuilds its state from the changelog first.
-    let mut seed = 0x2545_f491_u64;
-    for run in 0..KILLS {
-        if run % 3 == 2 {
-            std::fs::remove_dir_all(state_dir.path().join(&job.group)).unwrap();
-        }
-        let before = job.outputs();
-        let mut instance = job.spawn(state_dir.path(), &log);
-        job.wait_for_outputs_beyond(before, &mut instance);
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        thread::sleep(Duration::from_millis(seed % 1_500));
-        instance.kill();
-    }
+    // Each run is killed at a random instant once it is processing; every
+    // third starts on a lost disk.
+    job.kill_at_random_points(state_dir.path(), &log, KILLS, 0x2545_f491);
     let truth = feeder.finish();
 
     // A last run processes the rest and stops cleanly on SIGTERM.

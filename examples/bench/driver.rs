@@ -115,7 +115,18 @@ fn run_driver<V>(
     name: &str,
     flags: &Flags,
 ) -> anyhow::Result<Measure> {
-    let inputs = inputs(flags);
+    push_through_driver(app, topic, name, &inputs(flags), flags)
+}
+
+/// Pushes `--driver-messages` of `inputs` (in turn) through the test
+/// driver, dropping the outputs every 10 000 messages.
+pub fn push_through_driver<V>(
+    app: &Application,
+    topic: &Topic<V>,
+    name: &str,
+    inputs: &[(String, Vec<u8>)],
+    flags: &Flags,
+) -> anyhow::Result<Measure> {
     let mut driver = TestDriver::new(app)?;
     let cpu = cpu_seconds(Who::Process);
     let started = Instant::now();

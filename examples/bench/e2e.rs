@@ -199,17 +199,46 @@ pub fn e2e_stateful(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<
     run_child(command, "count_per_key:", child_timeout(flags))
 }
 
+/// kstreams, windows: the `window_totals` example (5 s tumbling windows,
+/// 1 s grace, count and sum, closed windows only) as a child process.
+pub fn e2e_window(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    let state_dir = tempfile::tempdir()?;
+    let mut command = Command::new(sibling_example("window_totals")?);
+    command
+        .args(["--broker", broker, "--input", input])
+        .args(["--output", &fresh("windows"), "--group", &fresh("windows")])
+        .arg("--state-dir")
+        .arg(state_dir.path())
+        .args(["--count", &flags.messages.to_string()])
+        .args(["--session-timeout-ms", "6000"])
+        .env("RUST_LOG", "warn");
+    run_child(command, "window_totals:", child_timeout(flags))
+}
+
 /// How long a processing child may take: start-up and group join, then at
 /// least 1 000 msg/s (Quix Streams does about 2 000 here).
 fn child_timeout(flags: &Flags) -> Duration {
     Duration::from_secs(120 + flags.messages / 1_000)
 }
 
-/// Quix Streams on the same input: `../shared/bench/quix_count_per_key.py`.
-pub fn quix(python: &str, broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
+/// Quix Streams on the same input: `script` of `../shared/bench`
+/// (`quix_count_per_key.py`, `quix_window.py`).
+pub fn quix(
+    python: &str,
+    script: &str,
+    broker: &str,
+    input: &str,
+    flags: &Flags,
+) -> anyhow::Result<Measure> {
     let state_dir = tempfile::tempdir()?;
-    let script =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/bench/quix_count_per_key.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/bench")
+        .join(script);
+    anyhow::ensure!(
+        script.exists(),
+        "{} is missing: the Quix Streams twins of the workloads live in ../shared/bench",
+        script.display()
+    );
     let mut command = Command::new(python);
     command
         .arg(script)

@@ -29,9 +29,12 @@ mod e2e;
 mod measure;
 mod memory;
 mod recovery;
+mod windows;
 
 #[path = "../common/count.rs"]
 mod count;
+#[path = "../common/window.rs"]
+mod window;
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -42,7 +45,7 @@ use driver::{
     closures_stateful, closures_stateless, closures_stateless_typed, driver_stateful,
     driver_stateless, driver_stateless_typed,
 };
-use e2e::{ceiling, e2e_stateful, e2e_stateless, produce_input, quix};
+use e2e::{ceiling, e2e_stateful, e2e_stateless, e2e_window, produce_input, quix};
 use measure::Measure;
 
 pub struct Flags {
@@ -58,6 +61,8 @@ pub struct Flags {
     pub memory_keys: u64,
     pub assign_partitions: i32,
     pub assign_rtt_ms: u64,
+    /// The key counts of the closing-cost workload.
+    pub closing_keys: Vec<u64>,
     pub workloads: Vec<String>,
 }
 
@@ -72,7 +77,7 @@ const USAGE: &str = "\
 usage: bench [--broker HOST:PORT] [--messages N] [--driver-messages N] [--keys N]
              [--runs N] [--quix PYTHON] [--recovery-keys N] [--broker-recovery-keys N]
              [--memory-keys N] [--assign-partitions N] [--assign-rtt-ms N]
-             [--workloads driver,e2e,recovery,memory,assign]
+             [--closing-keys N,N,..] [--workloads driver,windows,e2e,recovery,memory,assign]
 Without --broker only the workloads that need no network run. See BENCHMARKS.md.";
 
 fn flags() -> anyhow::Result<Flags> {
@@ -88,7 +93,8 @@ fn flags() -> anyhow::Result<Flags> {
         memory_keys: 10_000_000,
         assign_partitions: 64,
         assign_rtt_ms: 50,
-        workloads: ["driver", "e2e", "recovery", "memory", "assign"]
+        closing_keys: vec![10_000, 100_000, 1_000_000],
+        workloads: ["driver", "windows", "e2e", "recovery", "memory", "assign"]
             .map(String::from)
             .to_vec(),
     };
@@ -118,6 +124,10 @@ fn flags() -> anyhow::Result<Flags> {
             "--memory-keys" => flags.memory_keys = value.parse()?,
             "--assign-partitions" => flags.assign_partitions = value.parse()?,
             "--assign-rtt-ms" => flags.assign_rtt_ms = value.parse()?,
+            "--closing-keys" => {
+                let keys: Result<Vec<u64>, _> = value.split(',').map(str::parse).collect();
+                flags.closing_keys = keys?;
+            }
             "--workloads" => flags.workloads = value.split(',').map(String::from).collect(),
             other => anyhow::bail!("unknown flag {other}\n{USAGE}"),
         }
@@ -129,10 +139,12 @@ fn flags() -> anyhow::Result<Flags> {
     Ok(flags)
 }
 
-/// The purchases of `../shared/bench/produce_purchases.py`.
+/// The purchases of `../shared/bench/produce_purchases.py`: event time
+/// moves on 10 ms a message.
 pub fn purchase(i: u64, keys: u64) -> (String, Vec<u8>) {
     let key = format!("user-{}", i % keys);
-    let value = json!({"user": key, "amount": i % 100, "seq": i});
+    let ts = 1_700_000_000_000_u64 + 10 * i;
+    let value = json!({"user": key, "amount": i % 100, "seq": i, "ts": ts});
     (key, value.to_string().into_bytes())
 }
 
@@ -158,6 +170,25 @@ fn main() -> anyhow::Result<()> {
             results.add("closures alone stateless typed", typed);
             results.add("closures alone stateful", closures_stateful(&flags)?);
         }
+        if flags.runs("windows") {
+            results.add("driver window tumbling", windows::driver_tumbling(&flags)?);
+            results.add("driver window hopping", windows::driver_hopping(&flags)?);
+            let tumbling = windows::closures_tumbling(&flags)?;
+            results.add("closures alone window tumbling", tumbling);
+            let hopping = windows::closures_hopping(&flags)?;
+            results.add("closures alone window hopping", hopping);
+            for keys in &flags.closing_keys {
+                let cost = windows::closing_cost(*keys)?;
+                println!(
+                    "closing per partition, {} keys with an open window, 1 % active: {} windows \
+                     closed in {:.3} s = {:.2} µs a window (message included)",
+                    cost.keys,
+                    cost.closed,
+                    cost.seconds,
+                    cost.seconds * 1e6 / cost.closed as f64
+                );
+            }
+        }
     }
     if let Some(broker) = &flags.broker {
         if flags.runs("e2e") {
@@ -173,8 +204,15 @@ fn main() -> anyhow::Result<()> {
                     "e2e kstreams stateful",
                     e2e_stateful(broker, &input, &flags)?,
                 );
+                let quix_count = "quix_count_per_key.py";
                 if let Some(python) = &flags.quix {
-                    results.add("e2e quix stateful", quix(python, broker, &input, &flags)?);
+                    let measure = quix(python, quix_count, broker, &input, &flags)?;
+                    results.add("e2e quix stateful", measure);
+                }
+                results.add("e2e kstreams window", e2e_window(broker, &input, &flags)?);
+                if let Some(python) = &flags.quix {
+                    let measure = quix(python, "quix_window.py", broker, &input, &flags)?;
+                    results.add("e2e quix window", measure);
                 }
             }
         }
@@ -265,7 +303,14 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
     };
     let rate = |m: &Measure| Some(m.rate());
     let cpu = |m: &Measure| m.cpu_per_message_us();
-    for kind in ["stateless", "stateless typed", "stateful"] {
+    let kinds = [
+        "stateless",
+        "stateless typed",
+        "stateful",
+        "window tumbling",
+        "window hopping",
+    ];
+    for kind in kinds {
         let (driver, alone) = (format!("driver {kind}"), format!("closures alone {kind}"));
         if let Some(r) = ratio(&driver, &alone, rate) {
             println!("driver {kind} vs its closures alone: {r:.2}x");
@@ -276,6 +321,9 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
     }
     if let Some(r) = ratio("e2e kstreams stateless", "e2e rdkafka ceiling", rate) {
         println!("stateless throughput vs ceiling: {r:.2}x");
+    }
+    if let Some(r) = ratio("e2e quix window", "e2e kstreams window", cpu) {
+        println!("window: Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)");
     }
     if let Some(r) = ratio("e2e quix stateful", "e2e kstreams stateful", cpu) {
         println!("Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)");

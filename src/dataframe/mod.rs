@@ -128,6 +128,14 @@ impl From<anyhow::Error> for StepError {
     }
 }
 
+/// A store error in a built-in stateful step (a window) fails the message
+/// as a closure's error would.
+impl From<crate::error::Error> for StepError {
+    fn from(error: crate::error::Error) -> Self {
+        StepError::User(error.into())
+    }
+}
+
 /// A point in the chain: the steps that follow it, not yet composed.
 struct Node<V> {
     children: Vec<Box<dyn FnOnce() -> Step<V> + Send>>,
@@ -215,6 +223,21 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
     /// Registers `store` for this frame's input topic; returns its index.
     pub(crate) fn register_store(&self, store: &str) -> usize {
         self.topology.lock().add_store(&self.topic, store)
+    }
+
+    /// Registers the store of a window, which no other step may share.
+    ///
+    /// # Panics
+    ///
+    /// When the topic has a store of that name already.
+    pub(crate) fn register_window_store(&self, store: &str) -> usize {
+        let mut topology = self.topology.lock();
+        assert!(
+            !topology.has_store(&self.topic, store),
+            "topic {} has a store named {store:?} already: give the window a .name() of its own",
+            self.topic
+        );
+        topology.add_store(&self.topic, store)
     }
 }
 

@@ -22,6 +22,7 @@ type BuildRoot = Box<dyn FnOnce() -> RootStep + Send>;
 #[derive(Debug)]
 pub(crate) enum RootError {
     Decode(anyhow::Error),
+    Timestamp(anyhow::Error),
     Step(StepError),
 }
 
@@ -45,12 +46,17 @@ impl Topology {
         let (sdf, compose) =
             StreamingDataFrame::root(topology.clone(), topic.shared_name().clone());
         let codec = topic.value_codec_ref().clone();
+        let extractor = topic.timestamp_extractor().cloned();
         let build = move || -> RootStep {
             let mut chain = compose();
             Box::new(move |bytes, ctx| {
                 let bytes =
                     bytes.ok_or_else(|| RootError::Decode(anyhow!("the message has no value")))?;
                 let value = codec.decode(bytes).map_err(RootError::Decode)?;
+                if let Some(extract) = &extractor {
+                    let timestamp = extract(&value, ctx.meta).map_err(RootError::Timestamp)?;
+                    ctx.meta.timestamp = Some(timestamp);
+                }
                 chain(value, ctx).map_err(RootError::Step)
             })
         };
@@ -82,6 +88,13 @@ impl Topology {
                 names.push(store.to_string());
                 names.len() - 1
             })
+    }
+
+    /// Whether `topic` has a store called `store`.
+    pub(crate) fn has_store(&self, topic: &str, store: &str) -> bool {
+        self.stores
+            .iter()
+            .any(|(name, stores)| **name == *topic && stores.iter().any(|known| known == store))
     }
 
     /// Per input topic, its store names.
@@ -168,6 +181,13 @@ fn describe(error: RootError, meta: &Metadata) -> Error {
             partition,
             offset,
             field: Field::Value,
+            source: source.into(),
+        },
+        RootError::Timestamp(source) => Error::Deserialize {
+            topic,
+            partition,
+            offset,
+            field: Field::Timestamp,
             source: source.into(),
         },
         RootError::Step(StepError::User(source)) => Error::Process {

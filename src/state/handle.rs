@@ -138,7 +138,7 @@ impl<'a> State<'a> {
 
     /// Hands the value of `key` (the checkpoint's latest write, else the
     /// store's) to `read` without copying it.
-    fn read<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
+    pub(crate) fn read<R>(&self, key: &[u8], read: impl FnOnce(Option<&[u8]>) -> R) -> Result<R> {
         key::with_composed(self.prefix, key, |full| {
             match self.partition.transactions[self.store].get(full) {
                 Some(value) => Ok(read(value)),
@@ -147,7 +147,7 @@ impl<'a> State<'a> {
         })
     }
 
-    fn value_error<T>(&self, key: &str, source: serde_json::Error) -> Error {
+    pub(crate) fn value_error<T>(&self, key: &str, source: serde_json::Error) -> Error {
         Error::StateValue {
             store: self.partition.stores()[self.store].name.to_string(),
             key: key.to_string(),

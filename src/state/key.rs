@@ -43,7 +43,6 @@ pub(crate) fn with_composed<R>(prefix: &[u8], state_key: &[u8], f: impl FnOnce(&
 
 /// Splits a store key into message key and state key; `None` when it is not
 /// a valid store key.
-#[cfg(test)]
 pub(crate) fn split(key: &[u8]) -> Option<(&[u8], &[u8])> {
     let length = u32::from_be_bytes(key.get(..4)?.try_into().ok()?) as usize;
     let rest = key.get(4..)?;

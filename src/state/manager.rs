@@ -11,6 +11,7 @@ use super::changelog::{changelog_name, Stamp};
 use super::options::RocksDbOptions;
 use super::rocksdb::{destroy, Absorbed, PartitionStore};
 use super::transaction::Transaction;
+use super::window_index::WindowIndex;
 use crate::error::{Error, Result};
 
 /// A store of a stateful input topic, and its changelog topic.
@@ -26,6 +27,9 @@ pub(crate) struct PartitionState {
     /// Shared with the recovery writer while the partition recovers.
     pub(crate) store: Arc<PartitionStore>,
     pub(crate) transactions: Vec<Transaction>,
+    /// Per store, the index of its open windows, for a window store that
+    /// closes per partition (built at its first message).
+    pub(crate) window_indexes: Vec<Option<WindowIndex>>,
     stores: Arc<[StoreSpec]>,
     /// The offset after the last message processed since the last
     /// checkpoint: what the next checkpoint records as absorbed.
@@ -48,6 +52,10 @@ impl PartitionState {
         self.transactions
             .iter_mut()
             .for_each(Transaction::keep_message);
+        self.window_indexes
+            .iter_mut()
+            .flatten()
+            .for_each(WindowIndex::keep_message);
         self.pending_input = Some(offset + 1);
         // A partition never committed starts from its first message: empty
         // state and that offset agree.
@@ -59,6 +67,10 @@ impl PartitionState {
         self.transactions
             .iter_mut()
             .for_each(Transaction::undo_message);
+        self.window_indexes
+            .iter_mut()
+            .flatten()
+            .for_each(WindowIndex::undo_message);
     }
 
     /// The stamp of the running checkpoint's changelog records; `None`
@@ -187,6 +199,7 @@ impl StoreLayout {
                 .iter()
                 .map(|_| Transaction::default())
                 .collect(),
+            window_indexes: known.stores.iter().map(|_| None).collect(),
             stores: known.stores.clone(),
             pending_input: None,
             committed: None,

@@ -18,12 +18,14 @@ mod recovery;
 mod rocksdb;
 mod short_bytes;
 mod transaction;
+mod window_index;
 
 pub use handle::State;
 pub use options::{Compression, RocksDbOptions};
 
 pub(crate) use manager::{group_dir, Lookup, PartitionState, StateManager, StoreLayout};
 pub(crate) use recovery::{Ready, Recovered, RecoveryManager, COMMIT_METADATA};
+pub(crate) use window_index::{OpenWindow, WindowIndex};
 
 /// The store stateful steps use unless told another.
 pub const DEFAULT_STORE: &str = "default";

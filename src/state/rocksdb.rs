@@ -102,6 +102,17 @@ impl PartitionStore {
         Ok(read(value.as_deref()))
     }
 
+    /// Calls `visit` with every key of store number `store`, in key order.
+    pub(crate) fn for_each_key(&self, store: usize, mut visit: impl FnMut(&[u8])) -> Result<()> {
+        let mut keys = self.db.raw_iterator_cf(self.family(&self.stores[store]));
+        keys.seek_to_first();
+        while let Some(key) = keys.key() {
+            visit(key);
+            keys.next();
+        }
+        keys.status().map_err(|source| self.failed("scan", source))
+    }
+
     /// What the stores absorbed of the input, as of the last checkpoint;
     /// `None` before the first.
     pub(crate) fn absorbed(&self) -> Result<Option<Absorbed>> {

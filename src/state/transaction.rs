@@ -24,6 +24,10 @@ pub(crate) struct Transaction {
     written: usize,
     /// The current message's writes, one entry per key (few per message).
     message: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Where each key of `message` is, once it holds more than
+    /// `MESSAGE_SCAN` writes (a window closing many windows at once): a
+    /// scan would then make the message quadratic.
+    message_index: HashMap<Vec<u8>, usize>,
     /// About how much memory `updates` holds.
     bytes: usize,
     /// Emptied buffers of replaced keys and values, reused for new writes:
@@ -40,6 +44,9 @@ struct Entry {
     written: bool,
 }
 
+/// How many writes of one message are found by a scan, not an index.
+const MESSAGE_SCAN: usize = 16;
+
 /// How many spare buffers a transaction keeps, and how big one may be.
 const SPARE_BUFFERS: usize = 64;
 const SPARE_CAPACITY: usize = 1024;
@@ -54,9 +61,18 @@ impl Transaction {
     /// `Some(Some(value))` written, `Some(None)` deleted, `None` untouched
     /// in this checkpoint.
     pub(crate) fn get(&self, key: &[u8]) -> Option<Option<&[u8]>> {
-        match self.message.iter().find(|(written, _)| written == key) {
-            Some((_, value)) => Some(value.as_deref()),
+        match self.message_position(key) {
+            Some(at) => Some(self.message[at].1.as_deref()),
             None => self.updates.get(key).map(|entry| entry.value.as_deref()),
+        }
+    }
+
+    /// Where the current message wrote `key`, if it did.
+    fn message_position(&self, key: &[u8]) -> Option<usize> {
+        if self.message.len() > MESSAGE_SCAN {
+            self.message_index.get(key).copied()
+        } else {
+            self.message.iter().position(|(written, _)| written == key)
         }
     }
 
@@ -82,18 +98,30 @@ impl Transaction {
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        match self.message.iter().position(|(written, _)| *written == key) {
+        match self.message_position(&key) {
             Some(index) => {
                 let old = std::mem::replace(&mut self.message[index].1, value);
                 self.recycle(key);
                 old.into_iter().for_each(|old| self.recycle(old));
             }
-            None => self.message.push((key, value)),
+            None => {
+                let at = self.message.len();
+                if at == MESSAGE_SCAN {
+                    let positions = self.message.iter().enumerate();
+                    let index = positions.map(|(at, (written, _))| (written.clone(), at));
+                    self.message_index.extend(index);
+                }
+                if at >= MESSAGE_SCAN {
+                    self.message_index.insert(key.clone(), at);
+                }
+                self.message.push((key, value));
+            }
         }
     }
 
     /// The current message succeeded: its writes join the checkpoint's.
     pub(crate) fn keep_message(&mut self) {
+        self.message_index.clear();
         let mut message = std::mem::take(&mut self.message);
         for (key, value) in message.drain(..) {
             self.bytes += value.as_ref().map_or(0, Vec::len);
@@ -134,6 +162,7 @@ impl Transaction {
 
     /// The current message failed: its writes are dropped.
     pub(crate) fn undo_message(&mut self) {
+        self.message_index.clear();
         let mut message = std::mem::take(&mut self.message);
         for (key, value) in message.drain(..) {
             self.recycle(key);
@@ -176,6 +205,7 @@ impl Transaction {
         }
         self.written = 0;
         self.message.clear();
+        self.message_index.clear();
     }
 }
 
@@ -212,6 +242,24 @@ mod tests {
         tx.undo_message();
         assert_eq!(tx.get(b"a"), Some(Some(&b"1"[..])));
         assert_eq!(tx.get(b"b"), None);
+    }
+
+    #[test]
+    fn a_message_of_many_writes_reads_and_replaces_each_through_its_index() {
+        let mut tx = Transaction::default();
+        for round in 0..2_u8 {
+            for key in 0..100_u8 {
+                tx.put(vec![key], vec![key, round]);
+            }
+        }
+        tx.delete(vec![7]);
+        assert_eq!(tx.get(&[42]), Some(Some(&[42, 1][..])));
+        assert_eq!(tx.get(&[7]), Some(None));
+        assert_eq!(tx.get(&[200]), None);
+        tx.keep_message();
+        assert_eq!(tx.updates().count(), 100);
+        tx.put(vec![1], vec![9]);
+        assert_eq!(tx.get(&[1]), Some(Some(&[9][..])), "scanned again");
     }
 
     #[test]

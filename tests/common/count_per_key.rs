@@ -1,7 +1,9 @@
-//! The `count_per_key` example as a child process against the test broker:
-//! a job (group, input, output), instances of it that can be killed or
-//! stopped, a feeder that trickles input in and remembers the true count
-//! and sum per key, and the final check of the emitted counts.
+//! The `count_per_key` example (or another of the same flags, such as
+//! `window_totals`) as a child process against the test broker: a job
+//! (group, input, output), instances of it that can be killed or stopped,
+//! a feeder that trickles input in and remembers the truth (for
+//! `count_per_key` the count and sum per key), and the final check of the
+//! emitted counts.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -33,6 +35,9 @@ pub struct Job {
     pub output: String,
     /// How long the group waits for an instance that died without leaving.
     session_timeout_ms: u64,
+    /// The example its instances run, and their flags besides the shared ones.
+    example: &'static str,
+    example_args: Vec<String>,
     watermarks: BaseConsumer,
 }
 
@@ -63,8 +68,17 @@ impl Job {
             output: format!("{group}-out"),
             group,
             session_timeout_ms: 3_000,
+            example: "count_per_key",
+            example_args: Vec::new(),
             watermarks,
         }
+    }
+
+    /// The same job running `example` with `args` besides the shared flags.
+    pub fn example(mut self, example: &'static str, args: &[&str]) -> Job {
+        self.example = example;
+        self.example_args = args.iter().map(|arg| arg.to_string()).collect();
+        self
     }
 
     /// The same job with a longer session timeout: for tests whose instances
@@ -85,7 +99,7 @@ impl Job {
             .append(true)
             .open(log)
             .expect("log file");
-        let child = Command::new(example_binary())
+        let child = Command::new(example_binary(self.example))
             .args(["--broker", &self.broker])
             .args(["--input", self.input.name()])
             .args(["--output", &self.output])
@@ -95,14 +109,35 @@ impl Job {
             .args(["--commit-interval-ms", "100", "--commit-every", "25"])
             .arg("--session-timeout-ms")
             .arg(self.session_timeout_ms.to_string())
+            .args(&self.example_args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
-            .expect("the count_per_key example, built by `cargo test`");
+            .expect("the example, built by `cargo test`");
         Instance {
             child,
             log: log.to_path_buf(),
+        }
+    }
+
+    /// Runs `kills` instances on `state_dir` one after another, each killed
+    /// with SIGKILL at a random instant (from `seed`) once it is processing
+    /// (its outputs grow); every third starts on a lost disk, so that it
+    /// rebuilds its state from the changelog first.
+    pub fn kill_at_random_points(&self, state_dir: &Path, log: &Path, kills: u64, mut seed: u64) {
+        for run in 0..kills {
+            if run % 3 == 2 {
+                std::fs::remove_dir_all(state_dir.join(&self.group)).expect("state dir");
+            }
+            let before = self.outputs();
+            let mut instance = self.spawn(state_dir, log);
+            self.wait_for_outputs_beyond(before, &mut instance);
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            thread::sleep(Duration::from_millis(seed % 1_500));
+            instance.kill();
         }
     }
 
@@ -168,17 +203,23 @@ impl Job {
         }
     }
 
-    /// The last count and total the job emitted per key.
-    pub fn last_counts(&self) -> Counts {
-        let mut last = Counts::new();
+    /// Every output row, as JSON.
+    pub fn output_rows(&self) -> Vec<Value> {
         let rows = read_topic(
             &self.broker,
             &self.output,
             self.outputs(),
             Duration::from_secs(120),
         );
-        for (_, value) in rows {
-            let row: Value = serde_json::from_slice(&value).expect("JSON output");
+        rows.into_iter()
+            .map(|(_, value)| serde_json::from_slice(&value).expect("JSON output"))
+            .collect()
+    }
+
+    /// The last count and total the job emitted per key.
+    pub fn last_counts(&self) -> Counts {
+        let mut last = Counts::new();
+        for row in self.output_rows() {
             let key = row["key"].as_str().expect("key").to_string();
             let count = row["count"].as_u64().expect("count");
             let total = row["total"].as_f64().expect("total") as u64;
@@ -188,14 +229,14 @@ impl Job {
     }
 }
 
-/// The example binary, built by `cargo test` beside the test binaries.
-fn example_binary() -> PathBuf {
+/// An example binary, built by `cargo test` beside the test binaries.
+fn example_binary(example: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile = exe
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps");
-    profile.join("examples").join("count_per_key")
+    profile.join("examples").join(example)
 }
 
 /// A running instance; killed when dropped, so a failing test leaves no
@@ -286,16 +327,36 @@ impl Drop for Instance {
     }
 }
 
-/// Trickles input in (about 200 messages/s over `keys` keys) on its own
-/// thread until finished; stops when dropped.
-pub struct Feeder {
+/// Trickles input in (about 200 messages/s) on its own thread until
+/// finished, keeping the truth of what it sent; stops when dropped.
+pub struct Feeder<T = Counts> {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<Counts>>,
+    thread: Option<JoinHandle<T>>,
 }
 
-impl Feeder {
-    /// Starts feeding `job`'s input; returns once the input topic exists.
+impl Feeder<Counts> {
+    /// Starts feeding `job`'s input with `count_per_key`'s purchases over
+    /// `keys` keys; returns once the input topic exists.
     pub fn start(job: &Job, keys: u64) -> Feeder {
+        Feeder::start_with(job, Counts::new(), move |i, truth| {
+            let key = format!("k{}", i % keys);
+            let amount = i % 17;
+            let entry = truth.entry(key.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += amount;
+            (key, json!({"amount": amount}))
+        })
+    }
+}
+
+impl<T: Send + 'static> Feeder<T> {
+    /// Starts feeding `job`'s input with what `next` makes of the message
+    /// number (and notes in `truth`); returns once the input topic exists.
+    pub fn start_with(
+        job: &Job,
+        mut truth: T,
+        mut next: impl FnMut(u64, &mut T) -> (String, Value) + Send + 'static,
+    ) -> Feeder<T> {
         let (input, broker) = (job.input.clone(), job.broker.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let (ready, started) = std::sync::mpsc::channel();
@@ -305,16 +366,11 @@ impl Feeder {
                 .build()
                 .expect("feeder app");
             let producer = app.producer().expect("producer");
-            let mut truth = Counts::new();
             let mut i = 0_u64;
             while !stopping.load(Ordering::Relaxed) {
-                let key = format!("k{}", i % keys);
-                let amount = i % 17;
-                let entry = truth.entry(key.clone()).or_default();
-                entry.0 += 1;
-                entry.1 += amount;
+                let (key, value) = next(i, &mut truth);
                 producer
-                    .send(&input, Some(&key.into_bytes()), &json!({"amount": amount}))
+                    .send(&input, Some(&key.into_bytes()), &value)
                     .expect("send");
                 if i.is_multiple_of(50) {
                     producer.flush().expect("flush");
@@ -333,15 +389,15 @@ impl Feeder {
         }
     }
 
-    /// Stops feeding; returns the true count and sum per key of all input.
-    pub fn finish(mut self) -> Counts {
+    /// Stops feeding; returns the truth of all input.
+    pub fn finish(mut self) -> T {
         self.stop.store(true, Ordering::Relaxed);
         let thread = self.thread.take().expect("running");
         thread.join().expect("the feeder failed")
     }
 }
 
-impl Drop for Feeder {
+impl<T> Drop for Feeder<T> {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
     }

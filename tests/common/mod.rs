@@ -6,6 +6,7 @@
 pub mod count_per_key;
 pub mod mock;
 pub mod tansu;
+pub mod window_totals;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,218 @@
+//! The window workloads through the test driver: `window_totals`' tumbling
+//! window (count and sum per key, closed windows only) and the same on a
+//! hopping window (duration 4 x step), beside the same work in a plain loop;
+//! and the cost of closing per partition as the number of keys with an
+//! open window grows.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kstreams::windows::{Closing, WindowResult};
+use kstreams::{Application, StreamingDataFrame, TestDriver, Topic};
+use serde_json::json;
+
+use crate::driver::push_through_driver;
+use crate::measure::{cpu_seconds, Measure, Who};
+use crate::window::{purchases, window_totals, Purchase, WindowTotals};
+use crate::{progress, Flags};
+
+const WINDOW: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(1);
+/// The hopping window's step: a quarter of its duration.
+const STEP: Duration = Duration::from_millis(1_250);
+
+/// Purchase `i` of `keys` keys: event time moves on 0.1 ms a message, so a
+/// key of 10 000 gets one a second, five a window.
+fn purchase(i: u64, keys: u64) -> (String, Vec<u8>) {
+    let key = format!("user-{}", i % keys);
+    let value = json!({"amount": i % 100, "ts": 1_700_000_000_000_i64 + (i / 10) as i64});
+    (key, value.to_string().into_bytes())
+}
+
+fn inputs(flags: &Flags) -> Vec<(String, Vec<u8>)> {
+    (0..flags.driver_messages)
+        .map(|i| purchase(i, flags.keys))
+        .collect()
+}
+
+pub fn driver_tumbling(flags: &Flags) -> anyhow::Result<Measure> {
+    run_driver("driver window tumbling", flags, |frame| {
+        window_totals(frame, WINDOW, GRACE)
+    })
+}
+
+pub fn driver_hopping(flags: &Flags) -> anyhow::Result<Measure> {
+    run_driver("driver window hopping", flags, |frame| {
+        frame
+            .hopping_window(WINDOW, STEP)
+            .grace(GRACE)
+            .reduce(
+                |purchase| (1_u64, purchase.amount),
+                |(count, sum), purchase| (count + 1, sum + purchase.amount),
+            )
+            .closed()
+            .apply_with_metadata(|window, meta| Ok(totals(window, meta.key_str())))
+    })
+}
+
+fn totals(window: WindowResult<(u64, f64)>, key: Option<&str>) -> WindowTotals {
+    let (count, sum) = window.value;
+    WindowTotals {
+        key: key.unwrap_or_default().to_string(),
+        start: window.start,
+        end: window.end,
+        count,
+        sum,
+    }
+}
+
+/// Pushes the purchases, encoded up front, through `pipeline`.
+fn run_driver(
+    name: &str,
+    flags: &Flags,
+    pipeline: impl FnOnce(StreamingDataFrame<Purchase>) -> StreamingDataFrame<WindowTotals>,
+) -> anyhow::Result<Measure> {
+    let dir = tempfile::tempdir()?;
+    let app = Application::builder()
+        .use_embedded_broker()
+        .state_dir(dir.path())
+        .build()?;
+    let input = purchases("purchases");
+    let output = app.topic::<WindowTotals>("windows");
+    pipeline(app.dataframe(&input)).to_topic(&output);
+    push_through_driver(&app, &input, name, &inputs(flags), flags)
+}
+
+/// A key's windows in the plain loop: its stream time and open windows.
+#[derive(Default)]
+struct KeyWindows {
+    time: i64,
+    /// (start, count, sum), by start.
+    open: Vec<(i64, u64, f64)>,
+}
+
+pub fn closures_tumbling(flags: &Flags) -> anyhow::Result<Measure> {
+    run_closures("closures alone window tumbling", WINDOW, flags)
+}
+
+pub fn closures_hopping(flags: &Flags) -> anyhow::Result<Measure> {
+    run_closures("closures alone window hopping", STEP, flags)
+}
+
+/// The same windows in a plain loop, state in a `HashMap` in memory:
+/// decode, assign to windows, aggregate, close, encode the closed ones.
+fn run_closures(name: &str, step: Duration, flags: &Flags) -> anyhow::Result<Measure> {
+    let (duration, step) = (WINDOW.as_millis() as i64, step.as_millis() as i64);
+    let grace = GRACE.as_millis() as i64;
+    let inputs = inputs(flags);
+    let mut keys: HashMap<String, KeyWindows> = HashMap::new();
+    let mut output = Vec::new();
+    let cpu = cpu_seconds(Who::Process);
+    let started = Instant::now();
+    for (done, (key, value)) in (1..).zip(&inputs) {
+        let purchase: Purchase = serde_json::from_slice(value)?;
+        let windows = keys.entry(key.clone()).or_default();
+        windows.time = windows.time.max(purchase.ts);
+        let closed_by = windows.time - grace;
+        let mut start = purchase.ts - purchase.ts.rem_euclid(step);
+        while start > purchase.ts - duration {
+            if start + duration > closed_by {
+                match windows.open.iter_mut().find(|open| open.0 == start) {
+                    Some(open) => {
+                        open.1 += 1;
+                        open.2 += purchase.amount;
+                    }
+                    None => {
+                        let at = windows.open.partition_point(|open| open.0 < start);
+                        windows.open.insert(at, (start, 1, purchase.amount));
+                    }
+                }
+            }
+            start -= step;
+        }
+        let closing = windows
+            .open
+            .partition_point(|open| open.0 + duration <= closed_by);
+        for (start, count, sum) in windows.open.drain(..closing) {
+            output.clear();
+            let end = start + duration;
+            let key = key.clone();
+            serde_json::to_writer(
+                &mut output,
+                &WindowTotals {
+                    key,
+                    start,
+                    end,
+                    count,
+                    sum,
+                },
+            )?;
+        }
+        progress(name, done, started);
+    }
+    Ok(Measure {
+        messages: flags.driver_messages,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu: Some(cpu_seconds(Who::Process) - cpu),
+    })
+}
+
+/// What closing per partition cost at one number of keys.
+pub struct ClosingCost {
+    pub keys: u64,
+    /// Windows closed by the measured messages.
+    pub closed: u64,
+    pub seconds: f64,
+}
+
+/// Every one of `keys` keys opens a window; then, step after step, 1 % of
+/// the keys send one message each, and each step closes the windows of the
+/// step before: only the active keys'. The measured part is the steps
+/// after the first (which closes every key's first window).
+pub fn closing_cost(keys: u64) -> anyhow::Result<ClosingCost> {
+    let dir = tempfile::tempdir()?;
+    let app = Application::builder()
+        .use_embedded_broker()
+        .state_dir(dir.path())
+        .build()?;
+    let input = Topic::<u64>::new("clicks");
+    let output = app.topic::<WindowResult<u64>>("counts");
+    app.dataframe(&input)
+        .tumbling_window(Duration::from_millis(1_000))
+        .closing(Closing::PerPartition)
+        .count()
+        .closed()
+        .to_topic(&output);
+    let mut driver = TestDriver::new(&app)?;
+    let push = |driver: &mut TestDriver<'_>, key: u64, ts: i64| {
+        let key = format!("user-{key}");
+        driver.push(
+            &input,
+            kstreams::TestMessage::new(key.len() as u64)
+                .key(key.into_bytes())
+                .timestamp(ts),
+        )
+    };
+    for key in 0..keys {
+        push(&mut driver, key, 0)?;
+    }
+    let active = (keys / 100).max(1);
+    // Step 1 closes every key's window [0, 1000).
+    for key in 0..active {
+        push(&mut driver, key, 1_000)?;
+    }
+    driver.take_outputs();
+    let steps = 20;
+    let started = Instant::now();
+    for step in 2..2 + steps {
+        for key in 0..active {
+            push(&mut driver, key, step * 1_000)?;
+        }
+        driver.take_outputs();
+    }
+    Ok(ClosingCost {
+        keys,
+        closed: active * steps as u64,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,505 @@
+//! Declaring a window on a frame: its type, grace, name, closing and late
+//! callback ([`WindowDefinition`]), its aggregation ([`Windowed`]), and
+//! what it emits.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+
+use super::aggregate::{Aggregator, Count, Extract, Max, Mean, Min, Number, Reduce, Sum};
+use super::aggregations::Aggregations;
+use super::kind::Kind;
+use super::late::LateMessage;
+use super::result::WindowResult;
+use super::sliding::SlidingStep;
+use super::step::{run, Aggregating, Row, WindowStep};
+use crate::dataframe::Step;
+use crate::StreamingDataFrame;
+
+/// When a window closes: when stream time (the latest event time seen)
+/// passes its end plus the grace period. Whose stream time:
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Closing {
+    /// Each key's own (Quix Streams' default, `"key"`): a key's windows
+    /// close when a later message of that key comes. A key that falls
+    /// silent keeps its last windows open.
+    #[default]
+    PerKey,
+    /// The partition's (Quix Streams' `"partition"`): any message of the
+    /// partition advances time and closes the windows of every key that
+    /// it passed, at a cost in proportion to the windows closed.
+    PerPartition,
+}
+
+/// What a windowed frame emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Emit {
+    /// Every update of a window.
+    Current,
+    /// Each window once, when it closes.
+    Closed,
+}
+
+/// The `on_late` callback: returns whether to log the message.
+pub(crate) type OnLate<V> = Box<dyn FnMut(&LateMessage<'_, V>) -> bool + Send>;
+
+/// A window declared on a frame, to be given an aggregation.
+///
+/// Get one from [`StreamingDataFrame::tumbling_window`] or
+/// [`StreamingDataFrame::hopping_window`]; see the [module
+/// documentation](crate::windows).
+#[must_use = "a window does nothing until it has an aggregation and .current() or .closed()"]
+pub struct WindowDefinition<V> {
+    frame: StreamingDataFrame<V>,
+    kind: Kind,
+    grace: i64,
+    name: Option<String>,
+    closing: Closing,
+    on_late: Option<OnLate<V>>,
+}
+
+impl<V: Send + 'static> StreamingDataFrame<V> {
+    /// Tumbling windows of `duration`: `[start, start + duration)`, starts
+    /// at multiples of `duration` since the epoch, each message in one.
+    ///
+    /// # Panics
+    ///
+    /// When `duration` is shorter than a millisecond.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::{Column, WindowResult};
+    /// use serde_json::{json, Value};
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let purchases = app.topic::<Value>("purchases");
+    /// let totals = app.topic::<WindowResult<f64>>("totals");
+    /// app.dataframe(&purchases)
+    ///     .tumbling_window(Duration::from_secs(10))
+    ///     .sum(Column::new("amount"))
+    ///     .closed()
+    ///     .to_topic(&totals);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// for (amount, ms) in [(1.0, 1_000), (2.0, 9_999), (4.0, 10_000)] {
+    ///     let purchase = TestMessage::new(json!({"amount": amount})).key(b"ada".to_vec()).timestamp(ms);
+    ///     driver.push(&purchases, purchase)?;
+    /// }
+    /// // The third purchase closed the first window.
+    /// assert_eq!(driver.values(&totals)?, [WindowResult { start: 0, end: 10_000, value: 3.0 }]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn tumbling_window(self, duration: Duration) -> WindowDefinition<V> {
+        let duration = millis(duration, "a tumbling window's duration");
+        WindowDefinition::new(self, Kind::Tumbling { duration })
+    }
+
+    /// Hopping windows of `duration` every `step`: `[start, start +
+    /// duration)`, starts at multiples of `step` since the epoch, each
+    /// message in every window that holds it (`duration / step` of them
+    /// when `step` divides `duration`).
+    ///
+    /// # Panics
+    ///
+    /// When `step` is shorter than a millisecond or longer than
+    /// `duration`, or when a message would fall into more than 10 000
+    /// windows (`duration / step`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::WindowResult;
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let clicks = app.topic::<u32>("clicks");
+    /// let counts = app.topic::<WindowResult<u64>>("click-counts");
+    /// app.dataframe(&clicks)
+    ///     .hopping_window(Duration::from_millis(10), Duration::from_millis(5))
+    ///     .count()
+    ///     .current()
+    ///     .to_topic(&counts);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// driver.push(&clicks, TestMessage::new(1).timestamp(7))?;
+    /// let starts: Vec<i64> = driver.values(&counts)?.iter().map(|w| w.start).collect();
+    /// assert_eq!(starts, [0, 5]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn hopping_window(self, duration: Duration, step: Duration) -> WindowDefinition<V> {
+        let duration = millis(duration, "a hopping window's duration");
+        let step = millis(step, "a hopping window's step");
+        assert!(
+            step <= duration,
+            "a hopping window's step ({step} ms) is longer than its duration ({duration} ms)"
+        );
+        assert!(
+            duration / step <= MAX_WINDOWS_A_MESSAGE,
+            "a hopping window of {duration} ms every {step} ms puts each message in {} \
+             windows: at most {MAX_WINDOWS_A_MESSAGE}",
+            duration / step
+        );
+        WindowDefinition::new(self, Kind::Hopping { duration, step })
+    }
+}
+
+impl<V: Send + 'static> StreamingDataFrame<V> {
+    /// Sliding windows of `duration` (Kafka Streams' KIP-450): both ends
+    /// inclusive, a window wherever a message of the key enters (`[t -
+    /// duration, t]`, the window it ends) or leaves (`[t + 1, t + 1 +
+    /// duration]`, once a later message falls into it). Each window holds
+    /// every message of the key in its bounds; closed windows are those
+    /// whose end plus the grace period the key's stream time passed.
+    /// Closing is per key, and the aggregator must merge (a [`Reduce`]
+    /// needs [`with_merge`](Reduce::with_merge)).
+    ///
+    /// # Panics
+    ///
+    /// When `duration` is shorter than a millisecond; when the window is
+    /// given [`Closing::PerPartition`] or an aggregator that cannot merge.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::WindowResult;
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let clicks = app.topic::<u32>("clicks");
+    /// let counts = app.topic::<WindowResult<u64>>("click-counts");
+    /// app.dataframe(&clicks)
+    ///     .sliding_window(Duration::from_millis(10))
+    ///     .count()
+    ///     .current()
+    ///     .to_topic(&counts);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// for ms in [100, 105, 120] {
+    ///     driver.push(&clicks, TestMessage::new(1).timestamp(ms))?;
+    /// }
+    /// let windows: Vec<_> = driver.values(&counts)?.iter().map(|w| (w.start, w.end, w.value)).collect();
+    /// // 105 enters [95, 105] with 100, and opens 100's right window
+    /// // [101, 111]; 120 is alone in its window.
+    /// assert_eq!(windows, [(90, 100, 1), (95, 105, 2), (101, 111, 1), (110, 120, 1)]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn sliding_window(self, duration: Duration) -> WindowDefinition<V> {
+        let duration = millis(duration, "a sliding window's duration");
+        WindowDefinition::new(self, Kind::Sliding { duration })
+    }
+}
+
+/// How many hopping windows one message may fall into.
+const MAX_WINDOWS_A_MESSAGE: i64 = 10_000;
+
+/// `duration` in whole milliseconds, at least one.
+fn millis(duration: Duration, what: &str) -> i64 {
+    let millis = i64::try_from(duration.as_millis()).unwrap_or(i64::MAX);
+    assert!(
+        millis >= 1,
+        "{what} must be at least 1 ms, not {duration:?}"
+    );
+    millis
+}
+
+impl<V: Send + 'static> WindowDefinition<V> {
+    fn new(frame: StreamingDataFrame<V>, kind: Kind) -> Self {
+        WindowDefinition {
+            frame,
+            kind,
+            grace: 0,
+            name: None,
+            closing: Closing::PerKey,
+            on_late: None,
+        }
+    }
+
+    /// How long after its end a window still takes late messages (in
+    /// stream time); default none.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// The window store's name (and its changelog's suffix). Default: the
+    /// window type, its parameters and the aggregation, as Quix Streams
+    /// names it (`tumbling_window_10000_sum`); two windows of one frame
+    /// with the same default need names of their own.
+    ///
+    /// # Panics
+    ///
+    /// When `name` has other characters than ASCII letters, digits, `.`,
+    /// `_` and `-` (it becomes part of a topic name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        assert!(
+            !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+            "window name {name:?}: only ASCII letters, digits, '.', '_' and '-'"
+        );
+        self.name = Some(name);
+        self
+    }
+
+    /// Whose stream time closes windows; default [`Closing::PerKey`].
+    pub fn closing(mut self, closing: Closing) -> Self {
+        self.closing = closing;
+        self
+    }
+
+    /// Called with every message that comes too late for one of its
+    /// windows (which leaves it out); returns whether to log it at warn
+    /// level, as kstreams does without a callback.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::WindowResult;
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let clicks = app.topic::<u32>("clicks");
+    /// let counts = app.topic::<WindowResult<u64>>("click-counts");
+    /// let late = Arc::new(Mutex::new(Vec::new()));
+    /// app.dataframe(&clicks)
+    ///     .tumbling_window(Duration::from_millis(10))
+    ///     .grace(Duration::from_millis(5))
+    ///     .on_late({
+    ///         let late = late.clone();
+    ///         move |message| {
+    ///             late.lock().unwrap().push((message.timestamp, message.late_by_ms, message.offset));
+    ///             false
+    ///         }
+    ///     })
+    ///     .count()
+    ///     .closed()
+    ///     .to_topic(&counts);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// for ms in [3, 12, 9, 15, 4] {
+    ///     driver.push(&clicks, TestMessage::new(1).timestamp(ms))?;
+    /// }
+    /// // 15 closes [0, 10) (10 + 5 grace): 4 is late by 6 ms; 9 was in time.
+    /// assert_eq!(*late.lock().unwrap(), [(4, 6, 4)]);
+    /// assert_eq!(driver.values(&counts)?, [WindowResult { start: 0, end: 10, value: 2 }]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn on_late(
+        mut self,
+        on_late: impl FnMut(&LateMessage<'_, V>) -> bool + Send + 'static,
+    ) -> Self {
+        self.on_late = Some(Box::new(on_late));
+        self
+    }
+
+    /// The number of messages in each window.
+    pub fn count(self) -> Windowed<V, Count, WindowResult<u64>> {
+        self.aggregate(Count)
+    }
+
+    /// The sum of a number of each message: a closure of the value, or a
+    /// [`Column`](super::Column) of JSON rows.
+    pub fn sum<N: Number, E: Extract<V, N>>(
+        self,
+        number: E,
+    ) -> Windowed<V, Sum<E, N>, WindowResult<N>> {
+        self.aggregate(Sum::of(number))
+    }
+
+    /// The mean of a number of each message, as an `f64`.
+    pub fn mean<N: Number, E: Extract<V, N>>(
+        self,
+        number: E,
+    ) -> Windowed<V, Mean<E, N>, WindowResult<f64>> {
+        self.aggregate(Mean::of(number))
+    }
+
+    /// The smallest of what is read from each message.
+    pub fn min<N, E>(self, what: E) -> Windowed<V, Min<E, N>, WindowResult<N>>
+    where
+        N: PartialOrd + Serialize + DeserializeOwned + Clone + Send + 'static,
+        E: Extract<V, N>,
+    {
+        self.aggregate(Min::of(what))
+    }
+
+    /// The largest of what is read from each message.
+    pub fn max<N, E>(self, what: E) -> Windowed<V, Max<E, N>, WindowResult<N>>
+    where
+        N: PartialOrd + Serialize + DeserializeOwned + Clone + Send + 'static,
+        E: Extract<V, N>,
+    {
+        self.aggregate(Max::of(what))
+    }
+
+    /// A fold: `init` makes a window's state from its first message,
+    /// `reduce` adds each later one (Quix Streams' `reduce(reducer,
+    /// initializer)`).
+    #[allow(clippy::type_complexity)]
+    pub fn reduce<S, I, F>(
+        self,
+        init: I,
+        reduce: F,
+    ) -> Windowed<V, Reduce<I, F, fn(S, S) -> S, S>, WindowResult<S>>
+    where
+        S: Serialize + DeserializeOwned + Clone + Default + Send + 'static,
+        I: Fn(&V) -> S + Send + 'static,
+        F: Fn(S, &V) -> S + Send + 'static,
+    {
+        self.aggregate(Reduce::new(init, reduce))
+    }
+
+    /// Any [`Aggregator`], built in or your own.
+    pub fn aggregate<A: Aggregator<V>>(
+        self,
+        aggregator: A,
+    ) -> Windowed<V, A, WindowResult<A::Output>> {
+        fn row<T>(start: i64, end: i64, value: T) -> WindowResult<T> {
+            WindowResult { start, end, value }
+        }
+        Windowed::new(self, aggregator, row)
+    }
+
+    /// Several named aggregations at once: each window's result is a JSON
+    /// object of `start`, `end` and each name's result (Quix Streams'
+    /// `agg`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::{Aggregations, Count, Sum};
+    /// use serde_json::{json, Value};
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let purchases = app.topic::<Value>("purchases");
+    /// let totals = app.topic::<Value>("totals");
+    /// app.dataframe(&purchases)
+    ///     .tumbling_window(Duration::from_secs(10))
+    ///     .agg(Aggregations::new().with("count", Count).with("sum", Sum::column("amount")))
+    ///     .current()
+    ///     .to_topic(&totals);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// driver.push(&purchases, TestMessage::new(json!({"amount": 2.5})).timestamp(12_000))?;
+    /// assert_eq!(
+    ///     driver.values(&totals)?,
+    ///     [json!({"start": 10_000, "end": 20_000, "count": 1, "sum": 2.5})]
+    /// );
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn agg(self, aggregations: Aggregations<V>) -> Windowed<V, Aggregations<V>, Value> {
+        fn row(start: i64, end: i64, mut results: serde_json::Map<String, Value>) -> Value {
+            results.insert("start".into(), start.into());
+            results.insert("end".into(), end.into());
+            Value::Object(results)
+        }
+        Windowed::new(self, aggregations, row)
+    }
+}
+
+/// A window with its aggregation: choose what it emits with
+/// [`current`](Self::current) or [`closed`](Self::closed).
+#[must_use = "a window does nothing until .current() or .closed()"]
+pub struct Windowed<V, A: Aggregator<V>, R> {
+    definition: WindowDefinition<V>,
+    aggregator: A,
+    row: Row<A::Output, R>,
+    result: PhantomData<fn() -> R>,
+}
+
+impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
+    fn new(definition: WindowDefinition<V>, aggregator: A, row: Row<A::Output, R>) -> Self {
+        Windowed {
+            definition,
+            aggregator,
+            row,
+            result: PhantomData,
+        }
+    }
+
+    /// A frame of every update: each message emits the new result of
+    /// every window it updated (Quix Streams' `.current()`). Closed
+    /// windows are still deleted, without being emitted.
+    pub fn current(self) -> StreamingDataFrame<R> {
+        self.build(Emit::Current)
+    }
+
+    /// A frame of closed windows: each window's result once, when stream
+    /// time passes its end plus the grace period (Quix Streams'
+    /// `.final()`). Exact across crashes and rebalances: a window's
+    /// result may be emitted again after a crash (at least once), always
+    /// with the same value.
+    pub fn closed(self) -> StreamingDataFrame<R> {
+        self.build(Emit::Closed)
+    }
+
+    fn build(self, emit: Emit) -> StreamingDataFrame<R> {
+        let WindowDefinition {
+            frame,
+            kind,
+            grace,
+            name,
+            closing,
+            on_late,
+        } = self.definition;
+        let name = name.unwrap_or_else(|| match self.aggregator.name() {
+            aggregation if aggregation.is_empty() => kind.name(),
+            aggregation => format!("{}_{aggregation}", kind.name()),
+        });
+        let store = frame.register_window_store(&name);
+        let aggregating = Aggregating {
+            grace,
+            emit,
+            store,
+            store_name: Arc::from(name),
+            aggregator: self.aggregator,
+            row: self.row,
+            on_late,
+        };
+        if let Kind::Sliding { duration } = kind {
+            assert!(
+                closing == Closing::PerKey,
+                "sliding windows close per key (Closing::PerPartition is for tumbling and \
+                 hopping windows)"
+            );
+            assert!(
+                aggregating.aggregator.can_merge(),
+                "sliding windows merge the aggregates of their messages: give the Reduce a \
+                 merge with .with_merge(..)"
+            );
+            let mut step = SlidingStep {
+                duration,
+                aggregating,
+                open: Vec::new(),
+                times: Vec::new(),
+            };
+            return frame.then(move |mut next: Step<R>| {
+                Box::new(move |value, ctx| run(&mut step, value, ctx, &mut next))
+            });
+        }
+        let mut step = WindowStep {
+            kind,
+            closing,
+            aggregating,
+            windows: Vec::new(),
+            open: Vec::new(),
+        };
+        frame.then(move |mut next: Step<R>| {
+            Box::new(move |value, ctx| run(&mut step, value, ctx, &mut next))
+        })
+    }
+}

@@ -1,0 +1,68 @@
+//! Time windows and their aggregations.
+//!
+//! A window groups a key's messages by event time (the message timestamp,
+//! or what the topic's [timestamp extractor](crate::Topic::timestamp)
+//! reads) and aggregates each group. Declare one on a frame, give it an
+//! aggregation, and choose what it emits:
+//!
+//! ```text
+//! sdf.tumbling_window(Duration::from_secs(60))      // or hopping_window(duration, step)
+//!    .grace(Duration::from_secs(5))                 // optional
+//!    .count()                                       // sum, mean, min, max, reduce, aggregate, agg
+//!    .closed()                                      // or .current()
+//! ```
+//!
+//! The result is a frame of [`WindowResult`]s (`{start, end, value}`), or
+//! of JSON objects for [`agg`](WindowDefinition::agg), keyed by the message
+//! key and timestamped at the window start.
+//!
+//! | Quix Streams | kstreams |
+//! |---|---|
+//! | `sdf.tumbling_window(duration_ms=60_000, grace_ms=5_000)` | `sdf.tumbling_window(Duration::from_secs(60)).grace(Duration::from_secs(5))` |
+//! | `sdf.hopping_window(duration_ms, step_ms)` | `sdf.hopping_window(duration, step)` |
+//! | `sdf.sliding_window(duration_ms)` | `sdf.sliding_window(duration)` |
+//! | `.sum()`, `.count()`, `.mean()`, `.min()`, `.max()` | `.sum(Column::new("x"))` or `.sum(\|row\| row.x)`, `.count()`, `.mean(..)`, `.min(..)`, `.max(..)` |
+//! | `.reduce(reducer, initializer)` | `.reduce(init, reduce)` |
+//! | `.agg(count=Count(), total=Sum("x"))` | `.agg(Aggregations::new().with("count", Count).with("total", Sum::column("x")))` |
+//! | `.current()` / `.final()` | `.current()` / `.closed()` |
+//! | `closing_strategy="key"` / `"partition"` | `.closing(Closing::PerKey)` / `.closing(Closing::PerPartition)` |
+//! | `on_late=callback` | `.on_late(\|late\| ..)` |
+//! | `name="..."` | `.name("...")` |
+//!
+//! # When windows close
+//!
+//! Stream time is the latest event time seen: per key by default, per
+//! partition with [`Closing::PerPartition`]. A window `[start, end)`
+//! closes when stream time reaches `end + grace`; a message whose window
+//! already closed is late, left out of it, and reported (see
+//! [`WindowDefinition::on_late`]).
+//!
+//! Stream time is state: it is written with the windows, in the same
+//! RocksDB batch and changelog, so that after a crash, a lost state
+//! directory or a rebalance the same messages are late and the same
+//! windows close as in a run without failures. Closed windows are deleted
+//! (tombstones in the changelog); what stays of a key is its stream time,
+//! and, closing per key, the windows a key that fell silent never closed.
+//!
+//! A window's store keeps what its definition needs: changing the type,
+//! duration, grace or closing of a window that has state needs a new
+//! [`name`](WindowDefinition::name) (or cleared state and changelogs).
+
+mod aggregate;
+mod aggregations;
+mod definition;
+mod kind;
+mod late;
+mod result;
+mod sliding;
+mod step;
+mod store;
+
+pub use aggregate::{
+    Aggregator, Column, Count, Earliest, Extract, First, Last, Latest, Max, Mean, Min, Number,
+    Reduce, Sum,
+};
+pub use aggregations::Aggregations;
+pub use definition::{Closing, WindowDefinition, Windowed};
+pub use late::LateMessage;
+pub use result::WindowResult;

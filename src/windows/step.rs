@@ -1,0 +1,274 @@
+//! The window step: assigns each message to its windows, aggregates it,
+//! closes the windows that stream time passed, and emits results.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+
+use super::aggregate::Aggregator;
+use super::definition::{Closing, Emit, OnLate};
+use super::kind::Kind;
+use super::late::LateMessage;
+use super::store::{message_key, WindowStore, PARTITION};
+use crate::dataframe::{Context, Step, StepError};
+use crate::message::Metadata;
+use crate::state::{OpenWindow, PartitionState};
+
+/// A window's result maker: bounds and aggregate to the emitted row.
+pub(crate) type Row<O, R> = fn(i64, i64, O) -> R;
+
+/// What both window steps share: where the windows live, how they
+/// aggregate, what they emit, and what becomes of late messages.
+pub(crate) struct Aggregating<V, A: Aggregator<V>, R> {
+    pub(crate) grace: i64,
+    pub(crate) emit: Emit,
+    /// The window store's index among the topic's stores, and its name.
+    pub(crate) store: usize,
+    pub(crate) store_name: Arc<str>,
+    pub(crate) aggregator: A,
+    pub(crate) row: Row<A::Output, R>,
+    pub(crate) on_late: Option<OnLate<V>>,
+}
+
+impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
+    /// The message's event time.
+    pub(crate) fn timestamp(ctx: &Context<'_>) -> Result<i64, StepError> {
+        let timestamp = ctx.meta.timestamp;
+        Ok(timestamp
+            .ok_or_else(|| anyhow!("the message has no timestamp, and windows need one"))?)
+    }
+
+    /// The window store of the message's partition.
+    pub(crate) fn store<'c>(
+        &self,
+        state: Option<&'c mut PartitionState>,
+    ) -> Result<WindowStore<'c>, StepError> {
+        let partition = state.ok_or_else(|| {
+            anyhow!("no state store is open for this partition (is it still assigned?)")
+        })?;
+        Ok(WindowStore::new(partition, self.store))
+    }
+
+    /// The row of window `(start, end)` with `state`.
+    pub(crate) fn row(&self, start: i64, end: i64, state: &A::State) -> Result<R, StepError> {
+        Ok((self.row)(start, end, self.aggregator.result(state)?))
+    }
+
+    /// Reports a message left out of window `window`, closed at
+    /// `closed_by`: to the callback, and to the log unless it says no.
+    pub(crate) fn late(
+        &mut self,
+        value: &V,
+        meta: &Metadata,
+        (timestamp, closed_by): (i64, i64),
+        window: (i64, i64),
+    ) {
+        let late = LateMessage::new(value, meta, timestamp, closed_by, window, &self.store_name);
+        if self.on_late.as_mut().is_none_or(|on_late| on_late(&late)) {
+            log::warn!(
+                "late message at topic {} partition {} offset {} (timestamp {timestamp}, {} ms \
+                 late): the window from {} to {} of store {} is closed; left out",
+                late.topic,
+                late.partition,
+                late.offset,
+                late.late_by_ms,
+                late.start,
+                late.end,
+                late.store,
+            );
+        }
+    }
+}
+
+/// The tumbling and hopping window step.
+pub(crate) struct WindowStep<V, A: Aggregator<V>, R> {
+    pub(crate) kind: Kind,
+    pub(crate) closing: Closing,
+    pub(crate) aggregating: Aggregating<V, A, R>,
+    /// The windows of the current message (reused).
+    pub(crate) windows: Vec<(i64, i64)>,
+    /// The open windows of the current key, closing per key (reused).
+    pub(crate) open: Vec<(i64, i64)>,
+}
+
+/// A result to emit: the key's prefix when it is not the message's own.
+pub(crate) struct Emission<R> {
+    pub(crate) prefix: Option<Vec<u8>>,
+    pub(crate) start: i64,
+    pub(crate) row: R,
+}
+
+impl<R> Emission<R> {
+    /// A result of the message's own key.
+    pub(crate) fn own(start: i64, row: R) -> Self {
+        Emission {
+            prefix: None,
+            start,
+            row,
+        }
+    }
+}
+
+/// A window step: what one message does to its windows.
+pub(crate) trait Absorb<V, R> {
+    /// Updates the windows of `value` and closes those that stream time
+    /// passed; returns what to emit.
+    fn absorb(&mut self, value: &V, ctx: &mut Context<'_>) -> Result<Vec<Emission<R>>, StepError>;
+}
+
+/// Runs one message through a window step, then `next` with each result.
+pub(crate) fn run<V, R>(
+    step: &mut impl Absorb<V, R>,
+    value: V,
+    ctx: &mut Context<'_>,
+    next: &mut Step<R>,
+) -> Result<(), StepError> {
+    for emission in step.absorb(&value, ctx)? {
+        let start = emission.start;
+        emit(ctx, emission, next).map_err(|error| match error {
+            StepError::User(error) => {
+                StepError::User(error.context(format!("the result of the window from {start}")))
+            }
+            other => other,
+        })?;
+    }
+    Ok(())
+}
+
+impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
+    fn absorb(&mut self, value: &V, ctx: &mut Context<'_>) -> Result<Vec<Emission<R>>, StepError> {
+        let timestamp = Aggregating::<V, A, R>::timestamp(ctx)?;
+        let prefix = ctx.key_prefix;
+        let agg = &mut self.aggregating;
+        let mut store = agg.store(ctx.state.as_deref_mut())?;
+        let clock: &[u8] = match self.closing {
+            Closing::PerKey => prefix,
+            Closing::PerPartition => &PARTITION,
+        };
+        let before = store.time(clock)?;
+        let now = before.map_or(timestamp, |time| time.max(timestamp));
+        if before != Some(now) {
+            store.set_time(clock, now);
+        }
+        // Windows ending at or before this are closed.
+        let closed_by = now.saturating_sub(agg.grace);
+        if self.closing == Closing::PerKey {
+            store.open_windows(prefix, &mut self.open)?;
+        }
+        let open_before = self.open.len();
+        let mut emissions = Vec::new();
+        let mut windows = std::mem::take(&mut self.windows);
+        self.kind.windows_of(timestamp, &mut windows);
+        for &(start, end) in &windows {
+            if end <= closed_by {
+                agg.late(value, ctx.meta, (timestamp, closed_by), (start, end));
+                continue;
+            }
+            let state = match store.window::<A::State>(prefix, start, end)? {
+                Some(mut state) => {
+                    agg.aggregator.add(&mut state, value, timestamp)?;
+                    state
+                }
+                None => {
+                    match self.closing {
+                        Closing::PerKey => {
+                            let at = self
+                                .open
+                                .partition_point(|open| (open.1, open.0) < (end, start));
+                            self.open.insert(at, (start, end));
+                        }
+                        Closing::PerPartition => store.index()?.insert(OpenWindow {
+                            end,
+                            start,
+                            prefix: prefix.to_vec(),
+                        }),
+                    }
+                    agg.aggregator.first(value, timestamp)?
+                }
+            };
+            store.set_window(prefix, start, end, &state)?;
+            if agg.emit == Emit::Current {
+                let row = agg.row(start, end, &state)?;
+                emissions.push(Emission::own(start, row));
+            }
+        }
+        self.windows = windows;
+        match self.closing {
+            Closing::PerKey => {
+                let closing = self.open.partition_point(|open| open.1 <= closed_by);
+                for (start, end) in self.open.drain(..closing) {
+                    let state = close(&mut store, prefix, start, end)?;
+                    if let (Emit::Closed, Some(state)) = (agg.emit, state) {
+                        let row = agg.row(start, end, &state)?;
+                        emissions.push(Emission::own(start, row));
+                    }
+                }
+                if self.open.len() != open_before || closing > 0 {
+                    store.set_open_windows(prefix, &self.open);
+                }
+            }
+            Closing::PerPartition => {
+                let closing: Vec<OpenWindow> =
+                    store.index()?.ending_by(closed_by).cloned().collect();
+                for window in closing {
+                    let OpenWindow { start, end, .. } = window;
+                    let state = close::<A::State>(&mut store, &window.prefix, start, end)?;
+                    store.index()?.remove(&window);
+                    if let (Emit::Closed, Some(state)) = (agg.emit, state) {
+                        let row = agg.row(start, end, &state)?;
+                        let own = window.prefix == prefix;
+                        emissions.push(Emission {
+                            prefix: (!own).then_some(window.prefix),
+                            start,
+                            row,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(emissions)
+    }
+}
+
+/// Deletes window `[start, end)` of the key of `prefix`; its state.
+fn close<S: serde::de::DeserializeOwned>(
+    store: &mut WindowStore<'_>,
+    prefix: &[u8],
+    start: i64,
+    end: i64,
+) -> Result<Option<S>, StepError> {
+    let state = store.window::<S>(prefix, start, end)?;
+    store.delete_window(prefix, start, end);
+    if state.is_none() {
+        log::error!("window [{start}, {end}) was listed as open but has no state");
+    }
+    Ok(state)
+}
+
+/// Runs `next` with a result, timestamped at the window's start and keyed
+/// by the window's key.
+fn emit<R>(
+    ctx: &mut Context<'_>,
+    emission: Emission<R>,
+    next: &mut Step<R>,
+) -> Result<(), StepError> {
+    let timestamp = ctx.meta.timestamp.replace(emission.start);
+    let result = match &emission.prefix {
+        None => next(emission.row, ctx),
+        Some(prefix) => {
+            let own_key = ctx.meta.key().map(<[u8]>::to_vec);
+            ctx.meta.set_key(message_key(prefix));
+            let mut theirs = Context {
+                meta: &mut *ctx.meta,
+                outputs: &mut *ctx.outputs,
+                state: ctx.state.as_deref_mut(),
+                key_prefix: prefix,
+            };
+            let result = next(emission.row, &mut theirs);
+            ctx.meta.set_key(own_key.as_deref());
+            result
+        }
+    };
+    ctx.meta.timestamp = timestamp;
+    result
+}

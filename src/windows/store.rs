@@ -1,0 +1,263 @@
+//! The layout of a window store. Under each message key: the state of each
+//! of its windows, its stream time and, closing per key, the list of its
+//! open windows; for sliding windows also the aggregate of its messages of
+//! each event time, and the list of those times. Under a prefix no message
+//! key can have: the partition's stream time. All of it is state like any other: written in the
+//! checkpoint's RocksDB batch and changelog, stamped with the input offset.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::Result;
+use crate::state::{key, OpenWindow, PartitionState, State, WindowIndex};
+
+/// A window's state: `w`, then start and end.
+const WINDOW: u8 = b'w';
+/// A stream time, as 8 bytes big-endian.
+const TIME: [u8; 1] = [b't'];
+/// The open windows of a key, 16 bytes each (start, end), closing order.
+const OPEN: [u8; 1] = [b'o'];
+/// The aggregate of a key's messages of one event time: `r`, then the time.
+const RECORDS: u8 = b'r';
+/// The event times of a key's kept messages, 8 bytes each, ascending.
+const RECORD_TIMES: [u8; 1] = [b'm'];
+/// The prefix of the partition's own entries: a message key of 4 GiB
+/// cannot exist.
+pub(crate) const PARTITION: [u8; 4] = [0xff; 4];
+
+/// One window store of one partition.
+pub(crate) struct WindowStore<'a> {
+    partition: &'a mut PartitionState,
+    store: usize,
+}
+
+impl<'a> WindowStore<'a> {
+    pub(crate) fn new(partition: &'a mut PartitionState, store: usize) -> Self {
+        WindowStore { partition, store }
+    }
+
+    fn at<'b>(&'b mut self, prefix: &'b [u8]) -> State<'b> {
+        State::new(self.partition, self.store, prefix)
+    }
+
+    /// The state of window `[start, end)` of the key of `prefix`.
+    pub(crate) fn window<S: DeserializeOwned>(
+        &mut self,
+        prefix: &[u8],
+        start: i64,
+        end: i64,
+    ) -> Result<Option<S>> {
+        self.json(prefix, &window_key(start, end), || {
+            format!("window [{start}, {end})")
+        })
+    }
+
+    pub(crate) fn set_window<S: Serialize>(
+        &mut self,
+        prefix: &[u8],
+        start: i64,
+        end: i64,
+        window: &S,
+    ) -> Result<()> {
+        let what = || format!("window [{start}, {end})");
+        self.set_json(prefix, &window_key(start, end), window, what)
+    }
+
+    /// The JSON value of `key` under `prefix`; `what` names it in errors.
+    fn json<S: DeserializeOwned>(
+        &mut self,
+        prefix: &[u8],
+        key: &[u8],
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<S>> {
+        let state = self.at(prefix);
+        let decoded = state.read(key, |bytes| bytes.map(serde_json::from_slice::<S>))?;
+        decoded
+            .transpose()
+            .map_err(|source| state.value_error::<S>(&what(), source))
+    }
+
+    fn set_json<S: Serialize>(
+        &mut self,
+        prefix: &[u8],
+        key: &[u8],
+        value: &S,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        let mut state = self.at(prefix);
+        let bytes =
+            serde_json::to_vec(value).map_err(|source| state.value_error::<S>(&what(), source))?;
+        state.set_bytes(key, bytes);
+        Ok(())
+    }
+
+    pub(crate) fn delete_window(&mut self, prefix: &[u8], start: i64, end: i64) {
+        self.at(prefix).delete_bytes(&window_key(start, end));
+    }
+
+    /// The stream time of the key of `prefix` (or of the partition, with
+    /// [`PARTITION`]).
+    pub(crate) fn time(&mut self, prefix: &[u8]) -> Result<Option<i64>> {
+        self.at(prefix).read(&TIME, |bytes| {
+            bytes.and_then(|bytes| Some(i64::from_be_bytes(bytes.try_into().ok()?)))
+        })
+    }
+
+    pub(crate) fn set_time(&mut self, prefix: &[u8], time: i64) {
+        self.at(prefix)
+            .set_bytes(&TIME, time.to_be_bytes().to_vec());
+    }
+
+    /// The open windows of the key of `prefix` (closing per key), by end.
+    pub(crate) fn open_windows(&mut self, prefix: &[u8], open: &mut Vec<(i64, i64)>) -> Result<()> {
+        open.clear();
+        self.at(prefix).read(&OPEN, |bytes| {
+            for window in bytes.unwrap_or_default().chunks_exact(16) {
+                let (start, end) = window.split_at(8);
+                open.push((decode_time(start), decode_time(end)));
+            }
+        })
+    }
+
+    pub(crate) fn set_open_windows(&mut self, prefix: &[u8], open: &[(i64, i64)]) {
+        if open.is_empty() {
+            self.at(prefix).delete_bytes(&OPEN);
+            return;
+        }
+        let mut bytes = Vec::with_capacity(16 * open.len());
+        for (start, end) in open {
+            bytes.extend_from_slice(&encode_time(*start));
+            bytes.extend_from_slice(&encode_time(*end));
+        }
+        self.at(prefix).set_bytes(&OPEN, bytes);
+    }
+
+    /// The aggregate of the key's messages at event time `time` (sliding
+    /// windows).
+    pub(crate) fn records<S: DeserializeOwned>(
+        &mut self,
+        prefix: &[u8],
+        time: i64,
+    ) -> Result<Option<S>> {
+        self.json(prefix, &records_key(time), || format!("messages at {time}"))
+    }
+
+    pub(crate) fn set_records<S: Serialize>(
+        &mut self,
+        prefix: &[u8],
+        time: i64,
+        records: &S,
+    ) -> Result<()> {
+        let what = || format!("messages at {time}");
+        self.set_json(prefix, &records_key(time), records, what)
+    }
+
+    pub(crate) fn delete_records(&mut self, prefix: &[u8], time: i64) {
+        self.at(prefix).delete_bytes(&records_key(time));
+    }
+
+    /// The event times of the key's kept messages, ascending.
+    pub(crate) fn record_times(&mut self, prefix: &[u8], times: &mut Vec<i64>) -> Result<()> {
+        times.clear();
+        self.at(prefix).read(&RECORD_TIMES, |bytes| {
+            times.extend(bytes.unwrap_or_default().chunks_exact(8).map(decode_time));
+        })
+    }
+
+    pub(crate) fn set_record_times(&mut self, prefix: &[u8], times: &[i64]) {
+        if times.is_empty() {
+            self.at(prefix).delete_bytes(&RECORD_TIMES);
+            return;
+        }
+        let bytes: Vec<u8> = times.iter().flat_map(|time| encode_time(*time)).collect();
+        self.at(prefix).set_bytes(&RECORD_TIMES, bytes);
+    }
+
+    /// The partition's open windows by end (closing per partition), built
+    /// from the store the first time.
+    pub(crate) fn index(&mut self) -> Result<&mut WindowIndex> {
+        let store = self.store;
+        if self.partition.window_indexes[store].is_none() {
+            let mut open = Vec::new();
+            self.partition.store.for_each_key(store, |stored| {
+                open.extend(parse_window_key(stored));
+            })?;
+            let index = WindowIndex::of(open);
+            log::debug!("{} open window(s) in store {store}", index.len());
+            self.partition.window_indexes[store] = Some(index);
+        }
+        Ok(self.partition.window_indexes[store]
+            .as_mut()
+            .expect("the index was just built"))
+    }
+}
+
+/// Times in keys sort as signed numbers: big-endian with the sign bit
+/// flipped.
+fn encode_time(time: i64) -> [u8; 8] {
+    (time ^ i64::MIN).to_be_bytes()
+}
+
+fn decode_time(bytes: &[u8]) -> i64 {
+    let mut array = [0; 8];
+    array.copy_from_slice(bytes);
+    i64::from_be_bytes(array) ^ i64::MIN
+}
+
+/// The state key of window `[start, end)`.
+fn window_key(start: i64, end: i64) -> [u8; 17] {
+    let mut key = [WINDOW; 17];
+    key[1..9].copy_from_slice(&encode_time(start));
+    key[9..].copy_from_slice(&encode_time(end));
+    key
+}
+
+/// The state key of the messages at `time`.
+fn records_key(time: i64) -> [u8; 9] {
+    let mut key = [RECORDS; 9];
+    key[1..].copy_from_slice(&encode_time(time));
+    key
+}
+
+/// The window a store key holds, if it holds one.
+fn parse_window_key(stored: &[u8]) -> Option<OpenWindow> {
+    let (message_key, state_key) = key::split(stored)?;
+    if state_key.len() != 17 || state_key[0] != WINDOW {
+        return None;
+    }
+    let prefix = stored[..4 + message_key.len()].to_vec();
+    Some(OpenWindow {
+        start: decode_time(&state_key[1..9]),
+        end: decode_time(&state_key[9..]),
+        prefix,
+    })
+}
+
+/// The message key of a store key prefix (`None` for the empty key: keyless
+/// messages share one state).
+pub(crate) fn message_key(prefix: &[u8]) -> Option<&[u8]> {
+    prefix.get(4..).filter(|key| !key.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_keys_sort_by_start_then_end_and_parse_back() {
+        let mut keys: Vec<_> = [(5, 15), (-10, 0), (0, 10), (0, 5)]
+            .iter()
+            .map(|(start, end)| window_key(*start, *end))
+            .collect();
+        keys.sort();
+        let order: Vec<_> = keys
+            .iter()
+            .map(|key| (decode_time(&key[1..9]), decode_time(&key[9..])))
+            .collect();
+        assert_eq!(order, [(-10, 0), (0, 5), (0, 10), (5, 15)]);
+        let stored = key::compose(&key::prefix(b"user"), &window_key(-3, 7));
+        let window = parse_window_key(&stored).unwrap();
+        assert_eq!((window.start, window.end), (-3, 7));
+        assert_eq!(message_key(&window.prefix), Some(&b"user"[..]));
+        assert!(parse_window_key(&key::compose(&key::prefix(b"user"), &TIME)).is_none());
+    }
+}

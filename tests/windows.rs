@@ -1,0 +1,526 @@
+//! Time windows through the test driver: boundaries of each window type,
+//! late messages, current and closed results, closing per key and per
+//! partition, and a brute-force reference over random out-of-order input.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kstreams::windows::{Aggregations, Closing, Count, Sum, WindowDefinition, WindowResult};
+use kstreams::{Application, StreamingDataFrame, TestDriver, TestMessage, Topic};
+use serde_json::{json, Value};
+
+fn app() -> Application {
+    Application::builder()
+        .use_embedded_broker()
+        .commit_every(7)
+        .build()
+        .unwrap()
+}
+
+fn ms(millis: u64) -> Duration {
+    Duration::from_millis(millis)
+}
+
+/// Counts clicks with the window `window` makes of the frame; the input
+/// and output topics.
+fn counting(
+    app: &Application,
+    window: impl FnOnce(StreamingDataFrame<u32>) -> StreamingDataFrame<WindowResult<u64>>,
+) -> (Topic<u32>, Topic<WindowResult<u64>>) {
+    let input = app.topic::<u32>("clicks");
+    let output = app.topic::<WindowResult<u64>>("counts");
+    window(app.dataframe(&input)).to_topic(&output);
+    (input, output)
+}
+
+/// Closed windows' count and sum of field `column` by name, with the
+/// window's key beside them.
+fn totals_with_key(window: WindowDefinition<Value>, column: &str) -> StreamingDataFrame<Value> {
+    let aggregations = Aggregations::new()
+        .with("count", Count)
+        .with("sum", Sum::column(column));
+    window
+        .agg(aggregations)
+        .closed()
+        .apply_with_metadata(|mut row, meta| {
+            row["key"] = json!(meta.key_str());
+            Ok(row)
+        })
+}
+
+/// Pushes `(key, timestamp)` messages with value 1 each.
+fn push_all(driver: &mut TestDriver<'_>, input: &Topic<u32>, messages: &[(&str, i64)]) {
+    for (key, timestamp) in messages {
+        let message = TestMessage::new(1)
+            .key(key.as_bytes().to_vec())
+            .timestamp(*timestamp);
+        driver.push(input, message).unwrap();
+    }
+}
+
+/// `(key, start, end, count)` of each result.
+fn counts(
+    driver: &TestDriver<'_>,
+    output: &Topic<WindowResult<u64>>,
+) -> Vec<(String, i64, i64, u64)> {
+    driver
+        .keys_and_values(output)
+        .unwrap()
+        .into_iter()
+        .map(|(key, window)| {
+            let key = String::from_utf8(key.unwrap_or_default()).unwrap();
+            (key, window.start, window.end, window.value)
+        })
+        .collect()
+}
+
+#[test]
+fn a_tumbling_window_takes_late_messages_until_end_plus_grace() {
+    let app = app();
+    let (input, output) = counting(&app, |clicks| {
+        clicks.tumbling_window(ms(10)).grace(ms(5)).count().closed()
+    });
+    let mut driver = TestDriver::new(&app).unwrap();
+    // 10 is the next window's; at stream time 14 (end + grace - 1) [0, 10)
+    // still takes 9; at 15 it closes.
+    push_all(
+        &mut driver,
+        &input,
+        &[("k", 0), ("k", 10), ("k", 14), ("k", 9)],
+    );
+    assert!(counts(&driver, &output).is_empty());
+    push_all(&mut driver, &input, &[("k", 15), ("k", 8)]);
+    assert_eq!(counts(&driver, &output), [("k".into(), 0, 10, 2)]);
+    // [10, 20) holds 10, 14, 15; closes at 25.
+    push_all(&mut driver, &input, &[("k", 24)]);
+    assert_eq!(counts(&driver, &output).len(), 1);
+    push_all(&mut driver, &input, &[("k", 25)]);
+    assert_eq!(counts(&driver, &output)[1], ("k".into(), 10, 20, 3));
+}
+
+#[test]
+fn a_hopping_message_counts_in_every_window_that_holds_it_and_lateness_is_per_window() {
+    let app = app();
+    let late = Arc::new(Mutex::new(Vec::new()));
+    let (input, output) = counting(&app, |clicks| {
+        clicks
+            .hopping_window(ms(10), ms(5))
+            .on_late({
+                let late = late.clone();
+                move |message| {
+                    late.lock()
+                        .unwrap()
+                        .push((message.timestamp, message.start, message.end));
+                    true
+                }
+            })
+            .count()
+            .closed()
+    });
+    let mut driver = TestDriver::new(&app).unwrap();
+    // 7 is in [0, 10) and [5, 15); 10 in [5, 15) and [10, 20): it closes
+    // [0, 10). 8 is then late for [0, 10) only.
+    push_all(&mut driver, &input, &[("k", 7), ("k", 10), ("k", 8)]);
+    assert_eq!(counts(&driver, &output), [("k".into(), 0, 10, 1)]);
+    assert_eq!(*late.lock().unwrap(), [(8, 0, 10)]);
+    push_all(&mut driver, &input, &[("k", 20)]);
+    assert_eq!(
+        counts(&driver, &output),
+        [
+            ("k".into(), 0, 10, 1),
+            ("k".into(), 5, 15, 3),
+            ("k".into(), 10, 20, 1)
+        ]
+    );
+}
+
+#[test]
+fn current_emits_every_update_and_closed_windows_are_deleted_silently() {
+    let app = app();
+    let (input, output) = counting(&app, |clicks| {
+        clicks.tumbling_window(ms(10)).count().current()
+    });
+    let mut driver = TestDriver::new(&app).unwrap();
+    push_all(
+        &mut driver,
+        &input,
+        &[("k", 1), ("k", 2), ("k", 12), ("k", 3)],
+    );
+    assert_eq!(
+        counts(&driver, &output),
+        [
+            ("k".into(), 0, 10, 1),
+            ("k".into(), 0, 10, 2),
+            ("k".into(), 10, 20, 1)
+        ],
+        "3 came after [0, 10) closed"
+    );
+    let timestamps: Vec<_> = driver
+        .outputs()
+        .records()
+        .iter()
+        .map(|r| r.timestamp)
+        .collect();
+    assert_eq!(
+        timestamps,
+        [Some(0), Some(0), Some(10)],
+        "results carry the window start"
+    );
+}
+
+#[test]
+fn per_key_closing_waits_for_the_key_and_per_partition_closing_does_not() {
+    for (closing, expected) in [
+        (Closing::PerKey, vec![]),
+        (Closing::PerPartition, vec![("a".to_string(), 0, 10, 2)]),
+    ] {
+        let app = app();
+        let (input, output) = counting(&app, |clicks| {
+            clicks
+                .tumbling_window(ms(10))
+                .closing(closing)
+                .count()
+                .closed()
+        });
+        let mut driver = TestDriver::new(&app).unwrap();
+        push_all(&mut driver, &input, &[("a", 1), ("a", 5), ("b", 30)]);
+        assert_eq!(counts(&driver, &output), expected, "{closing:?}");
+        let keys: Vec<_> = driver
+            .outputs()
+            .records()
+            .iter()
+            .map(|r| r.key.clone())
+            .collect();
+        assert!(keys.iter().all(|key| key.as_deref() == Some(&b"a"[..])));
+    }
+}
+
+#[test]
+fn agg_flattens_named_results_beside_start_and_end_and_steps_after_see_the_window_key() {
+    let app = app();
+    let input = app
+        .topic::<Value>("purchases")
+        .timestamp(|row, _| row["ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no ts")));
+    let output = app.topic::<Value>("totals");
+    let window = app
+        .dataframe(&input)
+        .tumbling_window(ms(100))
+        .closing(Closing::PerPartition);
+    totals_with_key(window, "amount").to_topic(&output);
+    let mut driver = TestDriver::new(&app).unwrap();
+    for (key, amount, ts) in [
+        ("ada", 2.0, 10),
+        ("bob", 5.0, 20),
+        ("ada", 1.5, 99),
+        ("bob", 1.0, 250),
+    ] {
+        let row = json!({"amount": amount, "ts": ts});
+        driver
+            .push(&input, TestMessage::new(row).key(key.as_bytes().to_vec()))
+            .unwrap();
+    }
+    assert_eq!(
+        driver.values(&output).unwrap(),
+        [
+            json!({"key": "ada", "start": 0, "end": 100, "count": 2, "sum": 3.5}),
+            json!({"key": "bob", "start": 0, "end": 100, "count": 1, "sum": 5.0}),
+        ]
+    );
+    let error = driver
+        .push(
+            &input,
+            TestMessage::new(json!({"ts": 300})).key(b"ada".to_vec()),
+        )
+        .unwrap_err();
+    assert!(
+        format!("{error:#}").contains("field \"amount\" is missing"),
+        "{error:#}"
+    );
+    assert_eq!(error.offset(), Some(4));
+}
+
+#[test]
+fn two_windows_with_one_default_name_must_be_named() {
+    let app = app();
+    let input = app.topic::<u32>("clicks");
+    let sdf = app.dataframe(&input);
+    let _ = sdf.clone().tumbling_window(ms(10)).count().closed();
+    let second = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = sdf.clone().tumbling_window(ms(10)).count().closed();
+    }));
+    assert!(second.is_err());
+    let _ = sdf.tumbling_window(ms(10)).name("other").count().closed();
+}
+
+/// A simple PRNG: the property test must be reproducible.
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+/// A window's key as its store key orders it: length first.
+type Owner = (usize, String);
+
+/// What windows should emit, computed the obvious way: every window of
+/// every key in memory, closed by a scan.
+struct Reference {
+    duration: i64,
+    step: i64,
+    grace: i64,
+    closing: Closing,
+    time: BTreeMap<String, i64>,
+    /// (end, start, (key length, key)) -> (count, sum): windows of one
+    /// end close in the order of their store keys (length first).
+    open: BTreeMap<(i64, i64, Owner), (u64, f64)>,
+}
+
+impl Reference {
+    fn push(
+        &mut self,
+        key: &str,
+        timestamp: i64,
+        amount: f64,
+    ) -> Vec<(String, i64, i64, u64, f64)> {
+        let clock = match self.closing {
+            Closing::PerKey => key.to_string(),
+            _ => String::new(),
+        };
+        let now = self
+            .time
+            .get(&clock)
+            .map_or(timestamp, |t| (*t).max(timestamp));
+        self.time.insert(clock, now);
+        let closed_by = now - self.grace;
+        let mut start = timestamp - timestamp.rem_euclid(self.step);
+        while start > timestamp - self.duration {
+            let end = start + self.duration;
+            if end > closed_by {
+                let owner = (key.len(), key.to_string());
+                let entry = self.open.entry((end, start, owner)).or_insert((0, 0.0));
+                entry.0 += 1;
+                entry.1 += amount;
+            }
+            start -= self.step;
+        }
+        let closing: Vec<_> = self
+            .open
+            .keys()
+            .filter(|(end, _, owner)| {
+                *end <= closed_by && (self.closing == Closing::PerPartition || owner.1 == key)
+            })
+            .cloned()
+            .collect();
+        closing
+            .into_iter()
+            .map(|window| {
+                let (count, sum) = self.open.remove(&window).unwrap();
+                (window.2 .1, window.1, window.0, count, sum)
+            })
+            .collect()
+    }
+}
+
+/// A window closed by a reference: (key, start, end, count, sum).
+type Closed = (String, i64, i64, u64, f64);
+
+/// Pushes `messages` (key, timestamp, amount) through count-and-sum
+/// windows that `window` declares, and asserts that the closed windows
+/// come out as `reference` computes them, in the same order.
+fn assert_closes_as(
+    window: impl FnOnce(StreamingDataFrame<Value>) -> WindowDefinition<Value>,
+    messages: impl Iterator<Item = (String, i64, f64)>,
+    mut reference: impl FnMut(&str, i64, f64) -> Vec<Closed>,
+    case: &str,
+) {
+    let app = app();
+    let input = app.topic::<Value>("amounts");
+    let output = app.topic::<Value>("windows");
+    totals_with_key(window(app.dataframe(&input)).on_late(|_| false), "x").to_topic(&output);
+    let mut driver = TestDriver::new(&app).unwrap();
+    let mut expected = Vec::new();
+    for (key, timestamp, amount) in messages {
+        for (key, start, end, count, sum) in reference(&key, timestamp, amount) {
+            expected
+                .push(json!({"key": key, "start": start, "end": end, "count": count, "sum": sum}));
+        }
+        let message = TestMessage::new(json!({"x": amount}))
+            .key(key.into_bytes())
+            .timestamp(timestamp);
+        driver.push(&input, message).unwrap();
+    }
+    let emitted = driver.values(&output).unwrap();
+    assert!(expected.len() > 500, "{case}: the input closes windows");
+    let first_difference = emitted.iter().zip(&expected).position(|(a, b)| a != b);
+    assert_eq!(
+        (emitted.len(), first_difference),
+        (expected.len(), None),
+        "{case}: first difference {:?}",
+        first_difference.map(|at| (&emitted[at], &expected[at]))
+    );
+}
+
+#[test]
+fn closed_windows_equal_a_brute_force_reference_over_random_out_of_order_input() {
+    for (seed, (duration, step), closing) in [
+        (1, (10, 10), Closing::PerKey),
+        (2, (10, 10), Closing::PerPartition),
+        (3, (12, 4), Closing::PerKey),
+        (4, (12, 4), Closing::PerPartition),
+        (5, (10, 3), Closing::PerPartition),
+    ] {
+        let mut reference = Reference {
+            duration,
+            step,
+            grace: 6,
+            closing,
+            time: BTreeMap::new(),
+            open: BTreeMap::new(),
+        };
+        let mut random = Lcg(seed);
+        let mut clock = 0;
+        let messages = std::iter::repeat_with(move || {
+            clock += random.below(3) as i64;
+            // Mostly a little out of order, sometimes far too late.
+            let timestamp = if random.below(20) == 0 {
+                clock - 40
+            } else {
+                clock - random.below(9) as i64
+            };
+            (
+                format!("k{}", random.below(13)),
+                timestamp,
+                random.below(100) as f64,
+            )
+        });
+        let window = |sdf: StreamingDataFrame<Value>| {
+            let window = if duration == step {
+                sdf.tumbling_window(ms(duration as u64))
+            } else {
+                sdf.hopping_window(ms(duration as u64), ms(step as u64))
+            };
+            window.grace(ms(6)).closing(closing)
+        };
+        let push = |key: &str, timestamp, amount| reference.push(key, timestamp, amount);
+        assert_closes_as(
+            window,
+            messages.take(3_000),
+            push,
+            &format!("seed {seed}, {closing:?}"),
+        );
+    }
+}
+
+/// Sliding windows as KIP-450 defines them, the slow way: after every
+/// message, every window that the kept messages define (each message's
+/// left window, and its right window when a message falls into it) is
+/// found from scratch; a new open one holds every kept message in its
+/// bounds, an existing open one takes the new message if it holds it.
+struct SlidingReference {
+    duration: i64,
+    grace: i64,
+    time: BTreeMap<String, i64>,
+    /// Per key, the messages not late: (timestamp, amount).
+    kept: BTreeMap<String, Vec<(i64, f64)>>,
+    /// (key, end, start) -> (count, sum)
+    open: BTreeMap<(String, i64, i64), (u64, f64)>,
+}
+
+impl SlidingReference {
+    fn push(&mut self, key: &str, ts: i64, amount: f64) -> Vec<Closed> {
+        let now = self.time.get(key).map_or(ts, |t| (*t).max(ts));
+        self.time.insert(key.to_string(), now);
+        let closed_by = now - self.grace;
+        if ts + self.duration < closed_by {
+            return Vec::new();
+        }
+        for ((owner, end, start), window) in self.open.iter_mut() {
+            if owner == key && *start <= ts && ts <= *end && *end >= closed_by {
+                window.0 += 1;
+                window.1 += amount;
+            }
+        }
+        let kept = self.kept.entry(key.to_string()).or_default();
+        kept.push((ts, amount));
+        let mut defined = BTreeSet::new();
+        for (t, _) in kept.iter() {
+            defined.insert((t - self.duration, *t));
+            let right = (t + 1, t + 1 + self.duration);
+            if kept.iter().any(|(u, _)| right.0 <= *u && *u <= right.1) {
+                defined.insert(right);
+            }
+        }
+        for (start, end) in defined {
+            let id = (key.to_string(), end, start);
+            if end >= closed_by && !self.open.contains_key(&id) {
+                let inside = kept.iter().filter(|(u, _)| start <= *u && *u <= end);
+                let window = inside.fold((0, 0.0), |(c, s), (_, a)| (c + 1, s + a));
+                self.open.insert(id, window);
+            }
+        }
+        let closing: Vec<_> = self
+            .open
+            .keys()
+            .filter(|(owner, end, _)| owner == key && *end < closed_by)
+            .cloned()
+            .collect();
+        closing
+            .into_iter()
+            .map(|id| {
+                let (count, sum) = self.open.remove(&id).unwrap();
+                (id.0, id.2, id.1, count, sum)
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn sliding_windows_equal_a_brute_force_reference_over_random_out_of_order_input() {
+    for (seed, grace) in [(11, 0), (12, 5), (13, 20)] {
+        let mut reference = SlidingReference {
+            duration: 10,
+            grace: grace as i64,
+            time: BTreeMap::new(),
+            kept: BTreeMap::new(),
+            open: BTreeMap::new(),
+        };
+        let mut random = Lcg(seed);
+        let mut clock = 0;
+        let messages = std::iter::repeat_with(move || {
+            clock += random.below(4) as i64;
+            let timestamp = clock - random.below(12) as i64;
+            (
+                format!("k{}", random.below(5)),
+                timestamp,
+                random.below(100) as f64,
+            )
+        });
+        let window = |sdf: StreamingDataFrame<Value>| sdf.sliding_window(ms(10)).grace(ms(grace));
+        let push = |key: &str, timestamp, amount| {
+            let mut closed = reference.push(key, timestamp, amount);
+            closed.sort_by_key(|(_, start, end, _, _)| (*end, *start));
+            closed
+        };
+        assert_closes_as(window, messages.take(2_000), push, &format!("seed {seed}"));
+    }
+}
+
+#[test]
+fn a_message_without_timestamp_fails_naming_itself() {
+    let app = app();
+    let (input, output) = counting(&app, |clicks| {
+        clicks.tumbling_window(ms(10)).count().closed()
+    });
+    let mut driver = TestDriver::new(&app).unwrap();
+    let error = driver.push(&input, TestMessage::new(1)).unwrap_err();
+    assert!(error.to_string().contains("no timestamp"), "{error}");
+    assert_eq!(error.offset(), Some(0));
+    assert!(driver.values(&output).unwrap().is_empty());
+}
