@@ -85,6 +85,7 @@ fn end_to_end_workloads_finish_on_a_tiny_input() {
         "e2e rdkafka ceiling",
         "e2e kstreams stateless",
         "e2e kstreams stateful",
+        "e2e kstreams window",
         "recovery embedded: plain consume",
         "recovery embedded: kstreams",
         "recovery broker: plain consume",

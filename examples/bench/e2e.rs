@@ -221,6 +221,52 @@ fn child_timeout(flags: &Flags) -> Duration {
     Duration::from_secs(120 + flags.messages / 1_000)
 }
 
+/// Quix Streams' window twin, `quix_window.py`, on the same input. Its
+/// `--count` counts outputs (Quix Streams' `app.run(count=..)`): it is
+/// given the number of windows that close, which it reaches at the last
+/// input message, and its CPU is spread over the input messages.
+pub fn quix_window(
+    python: &str,
+    broker: &str,
+    input: &str,
+    flags: &Flags,
+) -> anyhow::Result<Measure> {
+    let twin = Flags {
+        messages: closed_windows(flags.messages, flags.keys),
+        ..flags.clone()
+    };
+    let mut measure = quix(python, "quix_window.py", broker, input, &twin)?;
+    measure.messages = flags.messages;
+    Ok(measure)
+}
+
+/// How many windows of `window_totals` (5 s tumbling, 1 s grace, closing
+/// per key) the first `messages` purchases close.
+fn closed_windows(messages: u64, keys: u64) -> u64 {
+    const WINDOW: u64 = 5_000;
+    const GRACE: u64 = 1_000;
+    // Per key: its latest event time and its open windows' starts.
+    let mut open: std::collections::HashMap<String, (u64, Vec<u64>)> = Default::default();
+    let mut closed = 0;
+    for i in 0..messages {
+        let (key, value) = crate::purchase(i, keys);
+        let ts: u64 = serde_json::from_slice::<Value>(&value)
+            .ok()
+            .and_then(|purchase| purchase["ts"].as_u64())
+            .unwrap_or_default();
+        let (time, starts) = open.entry(key).or_default();
+        *time = (*time).max(ts);
+        let start = ts - ts % WINDOW;
+        if start + WINDOW + GRACE > *time && !starts.contains(&start) {
+            starts.push(start);
+        }
+        let before = starts.len();
+        starts.retain(|start| start + WINDOW + GRACE > *time);
+        closed += (before - starts.len()) as u64;
+    }
+    closed
+}
+
 /// Quix Streams on the same input: `script` of `../shared/bench`
 /// (`quix_count_per_key.py`, `quix_window.py`).
 pub fn quix(

@@ -45,9 +45,10 @@ use driver::{
     closures_stateful, closures_stateless, closures_stateless_typed, driver_stateful,
     driver_stateless, driver_stateless_typed,
 };
-use e2e::{ceiling, e2e_stateful, e2e_stateless, e2e_window, produce_input, quix};
+use e2e::{ceiling, e2e_stateful, e2e_stateless, e2e_window, produce_input, quix, quix_window};
 use measure::Measure;
 
+#[derive(Clone)]
 pub struct Flags {
     pub broker: Option<String>,
     pub messages: u64,
@@ -61,6 +62,9 @@ pub struct Flags {
     pub memory_keys: u64,
     pub assign_partitions: i32,
     pub assign_rtt_ms: u64,
+    /// Which Quix Streams twin the end-to-end workload runs: `count`
+    /// (`quix_count_per_key.py`) or `window` (`quix_window.py`).
+    pub quix_twin: String,
     /// The key counts of the closing-cost workload.
     pub closing_keys: Vec<u64>,
     pub workloads: Vec<String>,
@@ -75,7 +79,8 @@ impl Flags {
 /// What `--help` prints.
 const USAGE: &str = "\
 usage: bench [--broker HOST:PORT] [--messages N] [--driver-messages N] [--keys N]
-             [--runs N] [--quix PYTHON] [--recovery-keys N] [--broker-recovery-keys N]
+             [--runs N] [--quix PYTHON] [--quix-twin count|window]
+             [--recovery-keys N] [--broker-recovery-keys N]
              [--memory-keys N] [--assign-partitions N] [--assign-rtt-ms N]
              [--closing-keys N,N,..] [--workloads driver,windows,e2e,recovery,memory,assign]
 Without --broker only the workloads that need no network run. See BENCHMARKS.md.";
@@ -93,6 +98,7 @@ fn flags() -> anyhow::Result<Flags> {
         memory_keys: 10_000_000,
         assign_partitions: 64,
         assign_rtt_ms: 50,
+        quix_twin: "count".into(),
         closing_keys: vec![10_000, 100_000, 1_000_000],
         workloads: ["driver", "windows", "e2e", "recovery", "memory", "assign"]
             .map(String::from)
@@ -119,6 +125,7 @@ fn flags() -> anyhow::Result<Flags> {
             "--keys" => flags.keys = value.parse()?,
             "--runs" => flags.runs = value.parse()?,
             "--quix" => flags.quix = Some(value),
+            "--quix-twin" => flags.quix_twin = value,
             "--recovery-keys" => flags.recovery_keys = value.parse()?,
             "--broker-recovery-keys" => flags.broker_recovery_keys = value.parse()?,
             "--memory-keys" => flags.memory_keys = value.parse()?,
@@ -181,11 +188,15 @@ fn main() -> anyhow::Result<()> {
                 let cost = windows::closing_cost(*keys)?;
                 println!(
                     "closing per partition, {} keys with an open window, 1 % active: {} windows \
-                     closed in {:.3} s = {:.2} µs a window (message included)",
+                     closed in {:.3} s = {:.2} µs a window (message included); all {} at \
+                     once: {:.3} s = {:.2} µs a window",
                     cost.keys,
                     cost.closed,
                     cost.seconds,
-                    cost.seconds * 1e6 / cost.closed as f64
+                    cost.seconds * 1e6 / cost.closed as f64,
+                    cost.keys,
+                    cost.all_at_once_seconds,
+                    cost.all_at_once_seconds * 1e6 / cost.keys as f64
                 );
             }
         }
@@ -204,15 +215,20 @@ fn main() -> anyhow::Result<()> {
                     "e2e kstreams stateful",
                     e2e_stateful(broker, &input, &flags)?,
                 );
-                let quix_count = "quix_count_per_key.py";
-                if let Some(python) = &flags.quix {
-                    let measure = quix(python, quix_count, broker, &input, &flags)?;
-                    results.add("e2e quix stateful", measure);
-                }
                 results.add("e2e kstreams window", e2e_window(broker, &input, &flags)?);
-                if let Some(python) = &flags.quix {
-                    let measure = quix(python, "quix_window.py", broker, &input, &flags)?;
-                    results.add("e2e quix window", measure);
+                // One Quix Streams twin a run: on tansu 0.6 a Quix Streams
+                // run that follows another on one broker stalls.
+                match (&flags.quix, flags.quix_twin.as_str()) {
+                    (Some(python), "window") => {
+                        let measure = quix_window(python, broker, &input, &flags)?;
+                        results.add("e2e quix window", measure);
+                    }
+                    (Some(python), _) => {
+                        let script = "quix_count_per_key.py";
+                        let measure = quix(python, script, broker, &input, &flags)?;
+                        results.add("e2e quix stateful", measure);
+                    }
+                    (None, _) => {}
                 }
             }
         }

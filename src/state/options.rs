@@ -1,6 +1,6 @@
 //! RocksDB settings of the state stores.
 
-use rocksdb::{BlockBasedOptions, Cache, DBCompressionType, Options};
+use rocksdb::{BlockBasedIndexType, BlockBasedOptions, Cache, DBCompressionType, Options};
 
 /// Compression of the data files of the state stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -95,6 +95,10 @@ impl RocksDbOptions {
             Compression::Lz4 => DBCompressionType::Lz4,
             Compression::Zstd => DBCompressionType::Zstd,
         });
+        // A bloom filter over the memtable's keys too: a new key (a new
+        // window, a new message key) skips its search.
+        options.set_memtable_whole_key_filtering(true);
+        options.set_memtable_prefix_bloom_ratio(0.02);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(cache);
         // A read of a key that was never written (every new message key)
@@ -106,6 +110,15 @@ impl RocksDbOptions {
         // stay pinned there: they are read the most).
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        // In 4 KB partitions, under a small top level that stays pinned: a
+        // whole filter of a big file (1.2 MB for a million keys) would
+        // otherwise be read back and checksummed at every lookup once the
+        // cache has no room for it.
+        table.set_index_type(BlockBasedIndexType::TwoLevelIndexSearch);
+        table.set_partition_filters(true);
+        table.set_metadata_block_size(4096);
+        table.set_pin_top_level_index_and_filter(true);
+        table.set_cache_index_and_filter_blocks_with_high_priority(true);
         options.set_block_based_table_factory(&table);
         options
     }

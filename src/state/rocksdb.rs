@@ -102,15 +102,18 @@ impl PartitionStore {
         Ok(read(value.as_deref()))
     }
 
-    /// Calls `visit` with every key of store number `store`, in key order.
-    pub(crate) fn for_each_key(&self, store: usize, mut visit: impl FnMut(&[u8])) -> Result<()> {
-        let mut keys = self.db.raw_iterator_cf(self.family(&self.stores[store]));
-        keys.seek_to_first();
-        while let Some(key) = keys.key() {
-            visit(key);
-            keys.next();
+    /// Calls `visit` with every key and value of store number `store`, in
+    /// key order.
+    pub(crate) fn for_each(&self, store: usize, mut visit: impl FnMut(&[u8], &[u8])) -> Result<()> {
+        let mut entries = self.db.raw_iterator_cf(self.family(&self.stores[store]));
+        entries.seek_to_first();
+        while let (Some(key), Some(value)) = (entries.key(), entries.value()) {
+            visit(key, value);
+            entries.next();
         }
-        keys.status().map_err(|source| self.failed("scan", source))
+        entries
+            .status()
+            .map_err(|source| self.failed("scan", source))
     }
 
     /// What the stores absorbed of the input, as of the last checkpoint;

@@ -496,7 +496,6 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
             closing,
             aggregating,
             windows: Vec::new(),
-            open: Vec::new(),
         };
         frame.then(move |mut next: Step<R>| {
             Box::new(move |value, ctx| run(&mut step, value, ctx, &mut next))

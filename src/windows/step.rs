@@ -87,8 +87,6 @@ pub(crate) struct WindowStep<V, A: Aggregator<V>, R> {
     pub(crate) aggregating: Aggregating<V, A, R>,
     /// The windows of the current message (reused).
     pub(crate) windows: Vec<(i64, i64)>,
-    /// The open windows of the current key, closing per key (reused).
-    pub(crate) open: Vec<(i64, i64)>,
 }
 
 /// A result to emit: the key's prefix when it is not the message's own.
@@ -141,21 +139,19 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
         let prefix = ctx.key_prefix;
         let agg = &mut self.aggregating;
         let mut store = agg.store(ctx.state.as_deref_mut())?;
-        let clock: &[u8] = match self.closing {
-            Closing::PerKey => prefix,
-            Closing::PerPartition => &PARTITION,
+        let mut keyed = store.key_windows::<A::State>(prefix)?;
+        let before = match self.closing {
+            Closing::PerKey => keyed.time,
+            Closing::PerPartition => store.time(&PARTITION)?,
         };
-        let before = store.time(clock)?;
         let now = before.map_or(timestamp, |time| time.max(timestamp));
-        if before != Some(now) {
-            store.set_time(clock, now);
+        match self.closing {
+            Closing::PerKey => keyed.time = Some(now),
+            Closing::PerPartition if before != Some(now) => store.set_time(&PARTITION, now),
+            Closing::PerPartition => {}
         }
         // Windows ending at or before this are closed.
         let closed_by = now.saturating_sub(agg.grace);
-        if self.closing == Closing::PerKey {
-            store.open_windows(prefix, &mut self.open)?;
-        }
-        let open_before = self.open.len();
         let mut emissions = Vec::new();
         let mut windows = std::mem::take(&mut self.windows);
         self.kind.windows_of(timestamp, &mut windows);
@@ -164,47 +160,37 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                 agg.late(value, ctx.meta, (timestamp, closed_by), (start, end));
                 continue;
             }
-            let state = match store.window::<A::State>(prefix, start, end)? {
-                Some(mut state) => {
-                    agg.aggregator.add(&mut state, value, timestamp)?;
-                    state
+            let at = match keyed.position(start, end) {
+                Ok(at) => {
+                    agg.aggregator
+                        .add(&mut keyed.windows[at].2, value, timestamp)?;
+                    at
                 }
-                None => {
-                    match self.closing {
-                        Closing::PerKey => {
-                            let at = self
-                                .open
-                                .partition_point(|open| (open.1, open.0) < (end, start));
-                            self.open.insert(at, (start, end));
-                        }
-                        Closing::PerPartition => store.index()?.insert(OpenWindow {
-                            end,
-                            start,
-                            prefix: prefix.to_vec(),
-                        }),
+                Err(at) => {
+                    let state = agg.aggregator.first(value, timestamp)?;
+                    keyed.windows.insert(at, (start, end, state));
+                    if self.closing == Closing::PerPartition {
+                        let prefix = prefix.to_vec();
+                        store.index()?.insert(OpenWindow { end, start, prefix });
                     }
-                    agg.aggregator.first(value, timestamp)?
+                    at
                 }
             };
-            store.set_window(prefix, start, end, &state)?;
             if agg.emit == Emit::Current {
-                let row = agg.row(start, end, &state)?;
+                let row = agg.row(start, end, &keyed.windows[at].2)?;
                 emissions.push(Emission::own(start, row));
             }
         }
         self.windows = windows;
         match self.closing {
             Closing::PerKey => {
-                let closing = self.open.partition_point(|open| open.1 <= closed_by);
-                for (start, end) in self.open.drain(..closing) {
-                    let state = close(&mut store, prefix, start, end)?;
-                    if let (Emit::Closed, Some(state)) = (agg.emit, state) {
-                        let row = agg.row(start, end, &state)?;
-                        emissions.push(Emission::own(start, row));
+                let closing = keyed
+                    .windows
+                    .partition_point(|window| window.1 <= closed_by);
+                for (start, end, state) in keyed.windows.drain(..closing) {
+                    if agg.emit == Emit::Closed {
+                        emissions.push(Emission::own(start, agg.row(start, end, &state)?));
                     }
-                }
-                if self.open.len() != open_before || closing > 0 {
-                    store.set_open_windows(prefix, &self.open);
                 }
             }
             Closing::PerPartition => {
@@ -212,37 +198,33 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                     store.index()?.ending_by(closed_by).cloned().collect();
                 for window in closing {
                     let OpenWindow { start, end, .. } = window;
-                    let state = close::<A::State>(&mut store, &window.prefix, start, end)?;
+                    let own = window.prefix == prefix;
+                    let state = if own {
+                        keyed.remove(start, end)
+                    } else {
+                        let mut theirs = store.key_windows::<A::State>(&window.prefix)?;
+                        let state = theirs.remove(start, end);
+                        store.set_key_windows(&window.prefix, &theirs)?;
+                        state
+                    };
                     store.index()?.remove(&window);
-                    if let (Emit::Closed, Some(state)) = (agg.emit, state) {
-                        let row = agg.row(start, end, &state)?;
-                        let own = window.prefix == prefix;
-                        emissions.push(Emission {
-                            prefix: (!own).then_some(window.prefix),
+                    match (agg.emit, state) {
+                        (Emit::Closed, Some(state)) => emissions.push(Emission {
                             start,
-                            row,
-                        });
+                            row: agg.row(start, end, &state)?,
+                            prefix: (!own).then_some(window.prefix),
+                        }),
+                        (_, None) => log::error!(
+                            "window [{start}, {end}) was indexed as open but has no state"
+                        ),
+                        (Emit::Current, Some(_)) => {}
                     }
                 }
             }
         }
+        store.set_key_windows(prefix, &keyed)?;
         Ok(emissions)
     }
-}
-
-/// Deletes window `[start, end)` of the key of `prefix`; its state.
-fn close<S: serde::de::DeserializeOwned>(
-    store: &mut WindowStore<'_>,
-    prefix: &[u8],
-    start: i64,
-    end: i64,
-) -> Result<Option<S>, StepError> {
-    let state = store.window::<S>(prefix, start, end)?;
-    store.delete_window(prefix, start, end);
-    if state.is_none() {
-        log::error!("window [{start}, {end}) was listed as open but has no state");
-    }
-    Ok(state)
 }
 
 /// Runs `next` with a result, timestamped at the window's start and keyed

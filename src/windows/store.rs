@@ -1,15 +1,20 @@
-//! The layout of a window store. Under each message key: the state of each
-//! of its windows, its stream time and, closing per key, the list of its
-//! open windows; for sliding windows also the aggregate of its messages of
-//! each event time, and the list of those times. Under a prefix no message
-//! key can have: the partition's stream time. All of it is state like any other: written in the
+//! The layout of a window store. Under each message key, for tumbling and
+//! hopping windows: one value of its open windows' states and (closing per
+//! key) its stream time, read and written once a message. For sliding
+//! windows: the state of each window, its stream time, the list of its
+//! open windows, the aggregate of its messages of each event time and the
+//! list of those times. Under a prefix no message key can have: the
+//! partition's stream time (closing per partition). All of it is state like any other: written in the
 //! checkpoint's RocksDB batch and changelog, stamped with the input offset.
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::de::{DeserializeOwned, IgnoredAny};
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::state::{key, OpenWindow, PartitionState, State, WindowIndex};
 
+/// A key's tumbling or hopping windows ([`KeyWindows`]).
+const KEY_WINDOWS: [u8; 1] = [b'k'];
 /// A window's state: `w`, then start and end.
 const WINDOW: u8 = b'w';
 /// A stream time, as 8 bytes big-endian.
@@ -24,6 +29,30 @@ const RECORD_TIMES: [u8; 1] = [b'm'];
 /// cannot exist.
 pub(crate) const PARTITION: [u8; 4] = [0xff; 4];
 
+/// A key's tumbling or hopping windows, as one value: its stream time
+/// (closing per key) and each open window's bounds and state, by end then
+/// start.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct KeyWindows<S> {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) time: Option<i64>,
+    pub(crate) windows: Vec<(i64, i64, S)>,
+}
+
+impl<S> KeyWindows<S> {
+    /// Where window `[start, end)` is, or would go.
+    pub(crate) fn position(&self, start: i64, end: i64) -> Result<usize, usize> {
+        self.windows
+            .binary_search_by(|window| (window.1, window.0).cmp(&(end, start)))
+    }
+
+    /// Takes window `[start, end)` out; its state.
+    pub(crate) fn remove(&mut self, start: i64, end: i64) -> Option<S> {
+        let at = self.position(start, end).ok()?;
+        Some(self.windows.remove(at).2)
+    }
+}
+
 /// One window store of one partition.
 pub(crate) struct WindowStore<'a> {
     partition: &'a mut PartitionState,
@@ -37,6 +66,32 @@ impl<'a> WindowStore<'a> {
 
     fn at<'b>(&'b mut self, prefix: &'b [u8]) -> State<'b> {
         State::new(self.partition, self.store, prefix)
+    }
+
+    /// The tumbling or hopping windows of the key of `prefix`.
+    pub(crate) fn key_windows<S: DeserializeOwned>(
+        &mut self,
+        prefix: &[u8],
+    ) -> Result<KeyWindows<S>> {
+        let keyed = self.json(prefix, &KEY_WINDOWS, || "windows".to_string())?;
+        Ok(keyed.unwrap_or(KeyWindows {
+            time: None,
+            windows: Vec::new(),
+        }))
+    }
+
+    /// Writes the windows of the key of `prefix` (deletes them when there
+    /// is nothing to keep).
+    pub(crate) fn set_key_windows<S: Serialize>(
+        &mut self,
+        prefix: &[u8],
+        keyed: &KeyWindows<S>,
+    ) -> Result<()> {
+        if keyed.time.is_none() && keyed.windows.is_empty() {
+            self.at(prefix).delete_bytes(&KEY_WINDOWS);
+            return Ok(());
+        }
+        self.set_json(prefix, &KEY_WINDOWS, keyed, || "windows".to_string())
     }
 
     /// The state of window `[start, end)` of the key of `prefix`.
@@ -178,8 +233,8 @@ impl<'a> WindowStore<'a> {
         let store = self.store;
         if self.partition.window_indexes[store].is_none() {
             let mut open = Vec::new();
-            self.partition.store.for_each_key(store, |stored| {
-                open.extend(parse_window_key(stored));
+            self.partition.store.for_each(store, |key, value| {
+                open.extend(parse_key_windows(key, value));
             })?;
             let index = WindowIndex::of(open);
             log::debug!("{} open window(s) in store {store}", index.len());
@@ -218,18 +273,31 @@ fn records_key(time: i64) -> [u8; 9] {
     key
 }
 
-/// The window a store key holds, if it holds one.
-fn parse_window_key(stored: &[u8]) -> Option<OpenWindow> {
-    let (message_key, state_key) = key::split(stored)?;
-    if state_key.len() != 17 || state_key[0] != WINDOW {
-        return None;
+/// The windows a store entry holds, if it holds a key's tumbling or
+/// hopping windows (whose states are skipped).
+fn parse_key_windows(stored: &[u8], value: &[u8]) -> Vec<OpenWindow> {
+    let Some((message_key, state_key)) = key::split(stored) else {
+        return Vec::new();
+    };
+    if state_key != KEY_WINDOWS {
+        return Vec::new();
     }
-    let prefix = stored[..4 + message_key.len()].to_vec();
-    Some(OpenWindow {
-        start: decode_time(&state_key[1..9]),
-        end: decode_time(&state_key[9..]),
-        prefix,
-    })
+    let prefix = &stored[..4 + message_key.len()];
+    match serde_json::from_slice::<KeyWindows<IgnoredAny>>(value) {
+        Ok(keyed) => keyed
+            .windows
+            .into_iter()
+            .map(|(start, end, _)| OpenWindow {
+                end,
+                start,
+                prefix: prefix.to_vec(),
+            })
+            .collect(),
+        Err(error) => {
+            log::error!("a key's windows do not decode ({error}); they will not close");
+            Vec::new()
+        }
+    }
 }
 
 /// The message key of a store key prefix (`None` for the empty key: keyless
@@ -243,7 +311,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn window_keys_sort_by_start_then_end_and_parse_back() {
+    fn window_keys_sort_by_start_then_end() {
         let mut keys: Vec<_> = [(5, 15), (-10, 0), (0, 10), (0, 5)]
             .iter()
             .map(|(start, end)| window_key(*start, *end))
@@ -254,10 +322,24 @@ mod tests {
             .map(|key| (decode_time(&key[1..9]), decode_time(&key[9..])))
             .collect();
         assert_eq!(order, [(-10, 0), (0, 5), (0, 10), (5, 15)]);
-        let stored = key::compose(&key::prefix(b"user"), &window_key(-3, 7));
-        let window = parse_window_key(&stored).unwrap();
-        assert_eq!((window.start, window.end), (-3, 7));
-        assert_eq!(message_key(&window.prefix), Some(&b"user"[..]));
-        assert!(parse_window_key(&key::compose(&key::prefix(b"user"), &TIME)).is_none());
+    }
+
+    #[test]
+    fn a_keys_windows_parse_back_for_the_index() {
+        let stored = key::compose(&key::prefix(b"user"), &KEY_WINDOWS);
+        let keyed = KeyWindows {
+            time: Some(7),
+            windows: vec![(-3, 7, (1_u64, 2.5_f64)), (0, 10, (2, 1.0))],
+        };
+        let value = serde_json::to_vec(&keyed).unwrap();
+        let open = parse_key_windows(&stored, &value);
+        let bounds: Vec<_> = open
+            .iter()
+            .map(|window| (window.start, window.end))
+            .collect();
+        assert_eq!(bounds, [(-3, 7), (0, 10)]);
+        assert_eq!(message_key(&open[0].prefix), Some(&b"user"[..]));
+        let time = key::compose(&key::prefix(b"user"), &TIME);
+        assert!(parse_key_windows(&time, &value).is_empty());
     }
 }
