@@ -30,7 +30,10 @@ pub enum Closing {
     PerKey,
     /// The partition's (Quix Streams' `"partition"`): any message of the
     /// partition advances time and closes the windows of every key that
-    /// it passed, at a cost in proportion to the windows closed.
+    /// it passed, at a cost in proportion to the windows closed. A result
+    /// of another key's window carries that key (and its state, for the
+    /// steps after), the window start as timestamp, and the headers and
+    /// offset of the message that closed it.
     PerPartition,
 }
 
@@ -259,7 +262,10 @@ impl<V: Send + 'static> WindowDefinition<V> {
 
     /// Called with every message that comes too late for one of its
     /// windows (which leaves it out); returns whether to log it at warn
-    /// level, as kstreams does without a callback.
+    /// level, as kstreams does without a callback. A hopping message is
+    /// reported once for each closed window; a sliding message only when
+    /// no window that could hold it is open (one whose own window closed
+    /// still joins the open windows that hold it).
     ///
     /// # Examples
     ///
