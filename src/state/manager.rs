@@ -168,6 +168,14 @@ impl StoreLayout {
         }
     }
 
+    /// Input topic `in` with store `default`, changelogs of group `g`,
+    /// under `dir`: the layout of the state module's unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(dir: &Path) -> Self {
+        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
+        StoreLayout::new(dir.into(), &stores, Some("g"), RocksDbOptions::default())
+    }
+
     fn topic(&self, topic: &str) -> Option<&TopicStores> {
         self.topics.iter().find(|known| *known.name == *topic)
     }
@@ -392,8 +400,7 @@ mod tests {
     use super::*;
 
     fn layout(dir: &Path) -> StoreLayout {
-        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
-        StoreLayout::new(dir.into(), &stores, Some("g"), RocksDbOptions::default())
+        StoreLayout::for_tests(dir)
     }
 
     #[test]

@@ -272,7 +272,7 @@ mod tests {
 
     use super::*;
     use crate::state::changelog::{changelog_name, encode_update, Stamp};
-    use crate::state::{RocksDbOptions, StateManager};
+    use crate::state::StateManager;
 
     const WAIT: Duration = Duration::from_secs(30);
 
@@ -393,13 +393,7 @@ mod tests {
         }
         producer.flush(WAIT).unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
-        let layout = StoreLayout::new(
-            dir.path().into(),
-            &stores,
-            Some("g"),
-            RocksDbOptions::default(),
-        );
+        let layout = StoreLayout::for_tests(dir.path());
         let mut manager = RecoveryManager::start(layout.clone(), reader(&servers), WAIT).unwrap();
 
         // Committed offset 2: the record stamped with input offset 2 belongs

@@ -389,7 +389,6 @@ mod tests {
     use super::*;
     use crate::state::changelog::{encode_update, Stamp};
     use crate::state::manager::StoreLayout;
-    use crate::state::RocksDbOptions;
 
     const CHANGELOG: &[u8] = b"changelog__g--in--default";
 
@@ -421,9 +420,7 @@ mod tests {
     }
 
     fn recovery(dir: &std::path::Path, committed: Option<i64>) -> RecoveryPartition {
-        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
-        let layout = StoreLayout::new(dir.into(), &stores, Some("g"), RocksDbOptions::default());
-        let state = layout.open("in", 0).unwrap();
+        let state = StoreLayout::for_tests(dir).open("in", 0).unwrap();
         RecoveryPartition::new("in".into(), 0, state, None, committed, From::Beginning).unwrap()
     }
 
@@ -455,14 +452,7 @@ mod tests {
     #[test]
     fn a_changelog_that_ends_before_what_the_stores_hold_is_truncated() {
         let dir = tempfile::tempdir().unwrap();
-        let stores = vec![(Arc::from("in"), vec!["default".to_string()])];
-        let layout = StoreLayout::new(
-            dir.path().into(),
-            &stores,
-            Some("g"),
-            RocksDbOptions::default(),
-        );
-        let state = layout.open("in", 0).unwrap();
+        let state = StoreLayout::for_tests(dir.path()).open("in", 0).unwrap();
         // The stores hold the changelog up to offset 10.
         let records = ChangelogBatch::default();
         state.store.write_changelog(&records, 0, 10, None).unwrap();
