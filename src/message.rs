@@ -72,15 +72,13 @@ impl Metadata {
         }
         self.partition = partition;
         self.offset = offset;
-        self.key.clear();
-        self.key.extend_from_slice(key.unwrap_or_default());
-        self.has_key = key.is_some();
+        self.set_key(key);
         self.timestamp = timestamp;
     }
 
-    /// Makes `key` the message key of what follows (a window's results
-    /// carry the key of the window, which per-partition closing takes from
-    /// another message).
+    /// Makes `key` the message key (also of what follows in a chain: a
+    /// window's results carry the key of the window, which per-partition
+    /// closing takes from another message).
     pub(crate) fn set_key(&mut self, key: Option<&[u8]>) {
         self.key.clear();
         self.key.extend_from_slice(key.unwrap_or_default());

@@ -185,34 +185,35 @@ pub fn e2e_stateless(broker: &str, input: &str, flags: &Flags) -> anyhow::Result
 /// kstreams, stateful: the `count_per_key` example as a child process; CPU
 /// is the whole process's, start-up included.
 pub fn e2e_stateful(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
-    let state_dir = tempfile::tempdir()?;
-    let binary = sibling_example("count_per_key")?;
-    let mut command = Command::new(binary);
-    command
-        .args(["--broker", broker, "--input", input])
-        .args(["--output", &fresh("counts"), "--group", &fresh("counts")])
-        .arg("--state-dir")
-        .arg(state_dir.path())
-        .args(["--count", &flags.messages.to_string()])
-        .args(["--session-timeout-ms", "6000"])
-        .env("RUST_LOG", "warn");
-    run_child(command, "count_per_key:", child_timeout(flags))
+    example_child("count_per_key", "counts", broker, input, flags)
 }
 
 /// kstreams, windows: the `window_totals` example (5 s tumbling windows,
 /// 1 s grace, count and sum, closed windows only) as a child process.
 pub fn e2e_window(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    example_child("window_totals", "windows", broker, input, flags)
+}
+
+/// Runs `example` on `input` until `--messages`, into a fresh output and
+/// group named after `output`.
+fn example_child(
+    example: &str,
+    output: &str,
+    broker: &str,
+    input: &str,
+    flags: &Flags,
+) -> anyhow::Result<Measure> {
     let state_dir = tempfile::tempdir()?;
-    let mut command = Command::new(sibling_example("window_totals")?);
+    let mut command = Command::new(sibling_example(example)?);
     command
         .args(["--broker", broker, "--input", input])
-        .args(["--output", &fresh("windows"), "--group", &fresh("windows")])
+        .args(["--output", &fresh(output), "--group", &fresh(output)])
         .arg("--state-dir")
         .arg(state_dir.path())
         .args(["--count", &flags.messages.to_string()])
         .args(["--session-timeout-ms", "6000"])
         .env("RUST_LOG", "warn");
-    run_child(command, "window_totals:", child_timeout(flags))
+    run_child(command, &format!("{example}:"), child_timeout(flags))
 }
 
 /// How long a processing child may take: start-up and group join, then at

@@ -63,11 +63,18 @@ impl<'a> State<'a> {
     /// [`Error::StateValue`] when the stored value does not decode as `T`,
     /// naming store, key and type; [`Error::Store`] when RocksDB fails.
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.read(key.as_bytes(), |bytes| {
-            bytes.map(serde_json::from_slice::<T>)
-        })?
-        .transpose()
-        .map_err(|source| self.value_error::<T>(key, source))
+        self.get_named(key.as_bytes(), || key.to_string())
+    }
+
+    /// [`get`](Self::get) of a byte key; `name` names it in errors.
+    pub(crate) fn get_named<T: DeserializeOwned>(
+        &self,
+        key: &[u8],
+        name: impl FnOnce() -> String,
+    ) -> Result<Option<T>> {
+        self.read(key, |bytes| bytes.map(serde_json::from_slice::<T>))?
+            .transpose()
+            .map_err(|source| self.value_error::<T>(&name(), source))
     }
 
     /// Sets `key` to `value`.
@@ -76,10 +83,20 @@ impl<'a> State<'a> {
     ///
     /// [`Error::StateValue`] when `value` cannot be encoded as JSON.
     pub fn set<T: Serialize>(&mut self, key: &str, value: &T) -> Result<()> {
+        self.set_named(key.as_bytes(), value, || key.to_string())
+    }
+
+    /// [`set`](Self::set) of a byte key; `name` names it in errors.
+    pub(crate) fn set_named<T: Serialize>(
+        &mut self,
+        key: &[u8],
+        value: &T,
+        name: impl FnOnce() -> String,
+    ) -> Result<()> {
         let mut bytes = self.transaction().buffer();
         serde_json::to_writer(&mut bytes, value)
-            .map_err(|source| self.value_error::<T>(key, source))?;
-        self.set_bytes(key.as_bytes(), bytes);
+            .map_err(|source| self.value_error::<T>(&name(), source))?;
+        self.set_bytes(key, bytes);
         Ok(())
     }
 
@@ -147,7 +164,7 @@ impl<'a> State<'a> {
         })
     }
 
-    pub(crate) fn value_error<T>(&self, key: &str, source: serde_json::Error) -> Error {
+    fn value_error<T>(&self, key: &str, source: serde_json::Error) -> Error {
         Error::StateValue {
             store: self.partition.stores()[self.store].name.to_string(),
             key: key.to_string(),

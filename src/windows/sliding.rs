@@ -18,7 +18,7 @@ use anyhow::anyhow;
 
 use super::aggregate::Aggregator;
 use super::definition::Emit;
-use super::step::{Absorb, Aggregating, Emission};
+use super::step::{event_time, Absorb, Aggregating, Emission};
 use super::store::WindowStore;
 use crate::dataframe::{Context, StepError};
 
@@ -34,7 +34,7 @@ pub(crate) struct SlidingStep<V, A: Aggregator<V>, R> {
 
 impl<V, A: Aggregator<V>, R> Absorb<V, R> for SlidingStep<V, A, R> {
     fn absorb(&mut self, value: &V, ctx: &mut Context<'_>) -> Result<Vec<Emission<R>>, StepError> {
-        let ts = Aggregating::<V, A, R>::timestamp(ctx)?;
+        let ts = event_time(ctx)?;
         let prefix = ctx.key_prefix;
         let agg = &mut self.aggregating;
         let mut store = agg.store(ctx.state.as_deref_mut())?;

@@ -17,6 +17,12 @@ use crate::state::{OpenWindow, PartitionState};
 /// A window's result maker: bounds and aggregate to the emitted row.
 pub(crate) type Row<O, R> = fn(i64, i64, O) -> R;
 
+/// The message's event time.
+pub(crate) fn event_time(ctx: &Context<'_>) -> Result<i64, StepError> {
+    let timestamp = ctx.meta.timestamp;
+    Ok(timestamp.ok_or_else(|| anyhow!("the message has no timestamp, and windows need one"))?)
+}
+
 /// What both window steps share: where the windows live, how they
 /// aggregate, what they emit, and what becomes of late messages.
 pub(crate) struct Aggregating<V, A: Aggregator<V>, R> {
@@ -31,13 +37,6 @@ pub(crate) struct Aggregating<V, A: Aggregator<V>, R> {
 }
 
 impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
-    /// The message's event time.
-    pub(crate) fn timestamp(ctx: &Context<'_>) -> Result<i64, StepError> {
-        let timestamp = ctx.meta.timestamp;
-        Ok(timestamp
-            .ok_or_else(|| anyhow!("the message has no timestamp, and windows need one"))?)
-    }
-
     /// The window store of the message's partition.
     pub(crate) fn store<'c>(
         &self,
@@ -135,7 +134,7 @@ pub(crate) fn run<V, R>(
 
 impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
     fn absorb(&mut self, value: &V, ctx: &mut Context<'_>) -> Result<Vec<Emission<R>>, StepError> {
-        let timestamp = Aggregating::<V, A, R>::timestamp(ctx)?;
+        let timestamp = event_time(ctx)?;
         let prefix = ctx.key_prefix;
         let agg = &mut self.aggregating;
         let mut store = agg.store(ctx.state.as_deref_mut())?;

@@ -124,11 +124,7 @@ impl<'a> WindowStore<'a> {
         key: &[u8],
         what: impl FnOnce() -> String,
     ) -> Result<Option<S>> {
-        let state = self.at(prefix);
-        let decoded = state.read(key, |bytes| bytes.map(serde_json::from_slice::<S>))?;
-        decoded
-            .transpose()
-            .map_err(|source| state.value_error::<S>(&what(), source))
+        self.at(prefix).get_named(key, what)
     }
 
     fn set_json<S: Serialize>(
@@ -138,11 +134,7 @@ impl<'a> WindowStore<'a> {
         value: &S,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
-        let mut state = self.at(prefix);
-        let bytes =
-            serde_json::to_vec(value).map_err(|source| state.value_error::<S>(&what(), source))?;
-        state.set_bytes(key, bytes);
-        Ok(())
+        self.at(prefix).set_named(key, value, what)
     }
 
     pub(crate) fn delete_window(&mut self, prefix: &[u8], start: i64, end: i64) {
