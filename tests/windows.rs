@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use kstreams::windows::{Aggregations, Closing, Count, Sum, WindowDefinition, WindowResult};
+use kstreams::windows::{
+    Aggregations, Closing, Collect, Count, Sum, WindowDefinition, WindowResult,
+};
 use kstreams::{Application, StreamingDataFrame, TestDriver, TestMessage, Topic};
 use serde_json::{json, Value};
 
@@ -34,12 +36,19 @@ fn counting(
     (input, output)
 }
 
-/// Closed windows' count and sum of field `column` by name, with the
-/// window's key beside them.
-fn totals_with_key(window: WindowDefinition<Value>, column: &str) -> StreamingDataFrame<Value> {
-    let aggregations = Aggregations::new()
+/// Closed windows' count and sum of field `column` by name (and with
+/// `collect`, its values as `items`), with the window's key beside them.
+fn totals_with_key(
+    window: WindowDefinition<Value>,
+    column: &str,
+    collect: bool,
+) -> StreamingDataFrame<Value> {
+    let mut aggregations = Aggregations::new()
         .with("count", Count)
         .with("sum", Sum::column(column));
+    if collect {
+        aggregations = aggregations.with("items", Collect::column(column));
+    }
     window
         .agg(aggregations)
         .closed()
@@ -207,7 +216,7 @@ fn agg_flattens_named_results_beside_start_and_end_and_steps_after_see_the_windo
         .dataframe(&input)
         .tumbling_window(ms(100))
         .closing(Closing::PerPartition);
-    totals_with_key(window, "amount").to_topic(&output);
+    totals_with_key(window, "amount", false).to_topic(&output);
     let mut driver = TestDriver::new(&app).unwrap();
     for (key, amount, ts) in [
         ("ada", 2.0, 10),
@@ -277,18 +286,14 @@ struct Reference {
     grace: i64,
     closing: Closing,
     time: BTreeMap<String, i64>,
-    /// (end, start, (key length, key)) -> (count, sum): windows of one
-    /// end close in the order of their store keys (length first).
-    open: BTreeMap<(i64, i64, Owner), (u64, f64)>,
+    /// (end, start, (key length, key)) -> (count, sum, (timestamp,
+    /// amount) of each message): windows of one end close in the order of
+    /// their store keys (length first).
+    open: BTreeMap<(i64, i64, Owner), (u64, f64, Vec<(i64, f64)>)>,
 }
 
 impl Reference {
-    fn push(
-        &mut self,
-        key: &str,
-        timestamp: i64,
-        amount: f64,
-    ) -> Vec<(String, i64, i64, u64, f64)> {
+    fn push(&mut self, key: &str, timestamp: i64, amount: f64) -> Vec<Closed> {
         let clock = match self.closing {
             Closing::PerKey => key.to_string(),
             _ => String::new(),
@@ -304,9 +309,10 @@ impl Reference {
             let end = start + self.duration;
             if end > closed_by {
                 let owner = (key.len(), key.to_string());
-                let entry = self.open.entry((end, start, owner)).or_insert((0, 0.0));
+                let entry = self.open.entry((end, start, owner)).or_default();
                 entry.0 += 1;
                 entry.1 += amount;
+                entry.2.push((timestamp, amount));
             }
             start -= self.step;
         }
@@ -321,21 +327,27 @@ impl Reference {
         closing
             .into_iter()
             .map(|window| {
-                let (count, sum) = self.open.remove(&window).unwrap();
-                (window.2 .1, window.1, window.0, count, sum)
+                let (count, sum, mut items) = self.open.remove(&window).unwrap();
+                // In event-time order, arrival order among equal times.
+                items.sort_by_key(|(timestamp, _)| *timestamp);
+                let items = items.into_iter().map(|(_, amount)| amount).collect();
+                (window.2 .1, window.1, window.0, count, sum, Some(items))
             })
             .collect()
     }
 }
 
-/// A window closed by a reference: (key, start, end, count, sum).
-type Closed = (String, i64, i64, u64, f64);
+/// A window closed by a reference: (key, start, end, count, sum, and the
+/// collected amounts where the windows collect them).
+type Closed = (String, i64, i64, u64, f64, Option<Vec<f64>>);
 
 /// Pushes `messages` (key, timestamp, amount) through count-and-sum
-/// windows that `window` declares, and asserts that the closed windows
-/// come out as `reference` computes them, in the same order.
+/// windows that `window` declares (collecting the amounts too with
+/// `collect`), and asserts that the closed windows come out as
+/// `reference` computes them, in the same order.
 fn assert_closes_as(
     window: impl FnOnce(StreamingDataFrame<Value>) -> WindowDefinition<Value>,
+    collect: bool,
     messages: impl Iterator<Item = (String, i64, f64)>,
     mut reference: impl FnMut(&str, i64, f64) -> Vec<Closed>,
     case: &str,
@@ -343,13 +355,18 @@ fn assert_closes_as(
     let app = app();
     let input = app.topic::<Value>("amounts");
     let output = app.topic::<Value>("windows");
-    totals_with_key(window(app.dataframe(&input)).on_late(|_| false), "x").to_topic(&output);
+    let window = window(app.dataframe(&input)).on_late(|_| false);
+    totals_with_key(window, "x", collect).to_topic(&output);
     let mut driver = TestDriver::new(&app).unwrap();
     let mut expected = Vec::new();
     for (key, timestamp, amount) in messages {
-        for (key, start, end, count, sum) in reference(&key, timestamp, amount) {
-            expected
-                .push(json!({"key": key, "start": start, "end": end, "count": count, "sum": sum}));
+        for (key, start, end, count, sum, items) in reference(&key, timestamp, amount) {
+            let mut row =
+                json!({"key": key, "start": start, "end": end, "count": count, "sum": sum});
+            if let Some(items) = items {
+                row["items"] = json!(items);
+            }
+            expected.push(row);
         }
         let message = TestMessage::new(json!({"x": amount}))
             .key(key.into_bytes())
@@ -411,6 +428,7 @@ fn closed_windows_equal_a_brute_force_reference_over_random_out_of_order_input()
         let push = |key: &str, timestamp, amount| reference.push(key, timestamp, amount);
         assert_closes_as(
             window,
+            true,
             messages.take(3_000),
             push,
             &format!("seed {seed}, {closing:?}"),
@@ -475,7 +493,7 @@ impl SlidingReference {
             .into_iter()
             .map(|id| {
                 let (count, sum) = self.open.remove(&id).unwrap();
-                (id.0, id.2, id.1, count, sum)
+                (id.0, id.2, id.1, count, sum, None)
             })
             .collect()
     }
@@ -505,10 +523,11 @@ fn sliding_windows_equal_a_brute_force_reference_over_random_out_of_order_input(
         let window = |sdf: StreamingDataFrame<Value>| sdf.sliding_window(ms(10)).grace(ms(grace));
         let push = |key: &str, timestamp, amount| {
             let mut closed = reference.push(key, timestamp, amount);
-            closed.sort_by_key(|(_, start, end, _, _)| (*end, *start));
+            closed.sort_by_key(|(_, start, end, ..)| (*end, *start));
             closed
         };
-        assert_closes_as(window, messages.take(2_000), push, &format!("seed {seed}"));
+        let case = format!("seed {seed}");
+        assert_closes_as(window, false, messages.take(2_000), push, &case);
     }
 }
 
@@ -523,4 +542,112 @@ fn a_message_without_timestamp_fails_naming_itself() {
     assert!(error.to_string().contains("no timestamp"), "{error}");
     assert_eq!(error.offset(), Some(0));
     assert!(driver.values(&output).unwrap().is_empty());
+}
+
+#[test]
+fn collected_values_come_out_in_event_time_order_and_are_deleted_with_their_window() {
+    let app = Application::builder()
+        .use_embedded_broker()
+        .commit_every(1)
+        .build()
+        .unwrap();
+    let input = app.topic::<u32>("collected-readings");
+    let output = app.topic::<WindowResult<Vec<u32>>>("lists");
+    app.dataframe(&input)
+        .hopping_window(ms(10), ms(5))
+        .grace(ms(2))
+        .collect()
+        .closed()
+        .to_topic(&output);
+    let mut driver = TestDriver::new(&app).unwrap();
+    for (value, timestamp) in [(1, 7), (2, 3), (3, 7), (4, 12), (5, 8), (6, 30)] {
+        let message = TestMessage::new(value)
+            .key(b"k".to_vec())
+            .timestamp(timestamp);
+        driver.push(&input, message).unwrap();
+    }
+    let lists: Vec<_> = driver
+        .values(&output)
+        .unwrap()
+        .into_iter()
+        .map(|window| (window.start, window.end, window.value))
+        .collect();
+    // [-5, 5) closed at 7 (+ 2 grace) before 2 came; [0, 10) closed at 12
+    // before 5 came.
+    assert_eq!(
+        lists,
+        [
+            (0, 10, vec![2, 1, 3]),
+            (5, 15, vec![1, 3, 5, 4]),
+            (10, 20, vec![4]),
+        ]
+    );
+    // Under key "k" (length-prefixed), items are `c`, end, start, index.
+    let items = stored_keys("collected-readings")
+        .into_iter()
+        .filter(|key| key.starts_with(b"\0\0\0\x01kc"))
+        .count();
+    assert_eq!(
+        items, 2,
+        "only the items of 6 in [25, 35) and [30, 40) are left"
+    );
+}
+
+/// Every key in the stores of input topic `topic` that this process's
+/// test drivers hold (in their state directories, which they delete when
+/// dropped).
+fn stored_keys(topic: &str) -> Vec<Vec<u8>> {
+    let drivers = format!("kstreams-test-driver-{}-", std::process::id());
+    let mut keys = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&drivers)
+        })
+        .collect();
+    while let Some(dir) = dirs.pop() {
+        let of_topic = dir.components().any(|part| part.as_os_str() == topic);
+        if of_topic && dir.join("CURRENT").exists() {
+            let options = rocksdb::Options::default();
+            let families = rocksdb::DB::list_cf(&options, &dir).unwrap();
+            let db = rocksdb::DB::open_cf_for_read_only(&options, &dir, &families, false).unwrap();
+            for family in &families {
+                let handle = db.cf_handle(family).unwrap();
+                for entry in db.iterator_cf(handle, rocksdb::IteratorMode::Start) {
+                    keys.push(entry.unwrap().0.to_vec());
+                }
+            }
+            continue;
+        }
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+    }
+    keys
+}
+
+#[test]
+fn collecting_windows_refuse_current_and_sliding() {
+    let app = app();
+    let input = app.topic::<u32>("readings");
+    let sdf = app.dataframe(&input);
+    for build in [
+        Box::new(|sdf: StreamingDataFrame<u32>| {
+            let _ = sdf.tumbling_window(ms(10)).collect().current();
+        }) as Box<dyn Fn(StreamingDataFrame<u32>)>,
+        Box::new(|sdf: StreamingDataFrame<u32>| {
+            let _ = sdf.sliding_window(ms(10)).collect().closed();
+        }),
+    ] {
+        let sdf = sdf.clone();
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| build(sdf)));
+        assert!(refused.is_err());
+    }
 }

@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::key;
 use super::manager::PartitionState;
 use super::transaction::Transaction;
-use crate::error::{Error, Result};
+use crate::error::{Cause, Error, Result};
 
 /// The state of one store, scoped to the key of the message being processed.
 ///
@@ -72,7 +72,18 @@ impl<'a> State<'a> {
         key: &[u8],
         name: impl FnOnce() -> String,
     ) -> Result<Option<T>> {
-        self.read(key, |bytes| bytes.map(serde_json::from_slice::<T>))?
+        self.get_decoded(key, name, |bytes| Ok(serde_json::from_slice(bytes)?))
+    }
+
+    /// The value of byte key `key`, decoded by `decode`; `name` names it
+    /// in errors.
+    pub(crate) fn get_decoded<T>(
+        &self,
+        key: &[u8],
+        name: impl FnOnce() -> String,
+        decode: impl FnOnce(&[u8]) -> std::result::Result<T, Cause>,
+    ) -> Result<Option<T>> {
+        self.read(key, |bytes| bytes.map(decode))?
             .transpose()
             .map_err(|source| self.value_error::<T>(&name(), source))
     }
@@ -93,9 +104,19 @@ impl<'a> State<'a> {
         value: &T,
         name: impl FnOnce() -> String,
     ) -> Result<()> {
+        self.set_encoded::<T>(key, name, |bytes| serde_json::to_writer(bytes, value))
+    }
+
+    /// Sets byte key `key` to what `encode` writes; `name` names it in
+    /// errors.
+    pub(crate) fn set_encoded<T>(
+        &mut self,
+        key: &[u8],
+        name: impl FnOnce() -> String,
+        encode: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+    ) -> Result<()> {
         let mut bytes = self.transaction().buffer();
-        serde_json::to_writer(&mut bytes, value)
-            .map_err(|source| self.value_error::<T>(&name(), source))?;
+        encode(&mut bytes).map_err(|source| self.value_error::<T>(&name(), source.into()))?;
         self.set_bytes(key, bytes);
         Ok(())
     }
@@ -164,12 +185,12 @@ impl<'a> State<'a> {
         })
     }
 
-    fn value_error<T>(&self, key: &str, source: serde_json::Error) -> Error {
+    fn value_error<T>(&self, key: &str, source: Cause) -> Error {
         Error::StateValue {
             store: self.partition.stores()[self.store].name.to_string(),
             key: key.to_string(),
             type_name: std::any::type_name::<T>(),
-            source: source.into(),
+            source,
         }
     }
 }

@@ -88,6 +88,39 @@ pub trait Aggregator<V>: Send + 'static {
     /// When the state cannot make one: the message that updated or closed
     /// the window fails, naming itself.
     fn result(&self, state: &Self::State) -> anyhow::Result<Self::Output>;
+
+    /// Whether the aggregator keeps values one by one beside its state, as
+    /// [`Collect`] does: each value's [`item`](Self::item) is then stored
+    /// as an entry of its own (a window never rewrites a growing list), and
+    /// the result comes from
+    /// [`result_with_items`](Self::result_with_items). Such windows are
+    /// emitted only when they close (`.closed()`), and cannot be sliding.
+    fn keeps_items(&self) -> bool {
+        false
+    }
+
+    /// What of `value` is kept, when [`keeps_items`](Self::keeps_items).
+    ///
+    /// # Errors
+    ///
+    /// As for [`first`](Self::first).
+    fn item(&self, _value: &V) -> anyhow::Result<Value> {
+        Ok(Value::Null)
+    }
+
+    /// The result of a closed window from its state and its items, in
+    /// event-time order (arrival order among equal times).
+    ///
+    /// # Errors
+    ///
+    /// As for [`result`](Self::result).
+    fn result_with_items(
+        &self,
+        state: &Self::State,
+        _items: Vec<Value>,
+    ) -> anyhow::Result<Self::Output> {
+        self.result(state)
+    }
 }
 
 /// Reads the number (or value) an aggregator works on from a row: a closure
@@ -445,6 +478,105 @@ where
     }
     fn result(&self, state: &S) -> anyhow::Result<S> {
         Ok(state.clone())
+    }
+}
+
+/// Every value of the window, or what is read from each, in event-time
+/// order (Quix Streams' `Collect`). Each value is stored as an entry of
+/// its own and the list is read once, when the window closes: windows of
+/// many values cost no more a message than windows of few. Only for
+/// closed tumbling and hopping windows.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use kstreams::{Application, TestDriver, TestMessage};
+/// use kstreams::windows::{Collect, WindowResult};
+///
+/// let app = Application::builder().use_embedded_broker().build()?;
+/// let readings = app.topic::<i64>("readings");
+/// let lists = app.topic::<WindowResult<Vec<i64>>>("lists");
+/// app.dataframe(&readings)
+///     .tumbling_window(Duration::from_millis(10))
+///     .aggregate(Collect::values())
+///     .closed()
+///     .to_topic(&lists);
+///
+/// let mut driver = TestDriver::new(&app)?;
+/// for (value, ms) in [(7, 5), (3, 1), (9, 12)] {
+///     driver.push(&readings, TestMessage::new(value).timestamp(ms))?;
+/// }
+/// // 12 closes [0, 10): its values in event-time order.
+/// assert_eq!(driver.values(&lists)?, [WindowResult { start: 0, end: 10, value: vec![3, 7] }]);
+/// # Ok::<(), kstreams::Error>(())
+/// ```
+pub struct Collect<V, T> {
+    what: Box<dyn Fn(&V) -> anyhow::Result<T> + Send + Sync>,
+}
+
+impl<V, T> Collect<V, T> {
+    /// What `what` reads of each value.
+    pub fn of(what: impl Fn(&V) -> T + Send + Sync + 'static) -> Self {
+        Collect {
+            what: Box::new(move |value| Ok(what(value))),
+        }
+    }
+}
+
+impl<V: Clone + 'static> Collect<V, V> {
+    /// The values themselves.
+    pub fn values() -> Self {
+        Collect::of(V::clone)
+    }
+}
+
+impl Collect<Value, Value> {
+    /// Field `name` of JSON rows (a row without it fails, naming it).
+    pub fn column(name: impl Into<String>) -> Self {
+        let name = name.into();
+        Collect {
+            what: Box::new(move |row: &Value| {
+                row.get(&name)
+                    .cloned()
+                    .ok_or_else(|| anyhow!("field {name:?} is missing"))
+            }),
+        }
+    }
+}
+
+impl<V, T> Aggregator<V> for Collect<V, T>
+where
+    V: 'static,
+    T: Serialize + DeserializeOwned + Send + 'static,
+{
+    /// Nothing: the values are the window's items.
+    type State = ();
+    type Output = Vec<T>;
+    fn name(&self) -> String {
+        "collect".into()
+    }
+    fn first(&self, _: &V, _: i64) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn add(&self, (): &mut (), _: &V, _: i64) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn merge(&self, (): &mut (), (): ()) {}
+    fn result(&self, (): &()) -> anyhow::Result<Vec<T>> {
+        Ok(Vec::new())
+    }
+    fn keeps_items(&self) -> bool {
+        true
+    }
+    fn item(&self, value: &V) -> anyhow::Result<Value> {
+        Ok(serde_json::to_value((self.what)(value)?)?)
+    }
+    fn result_with_items(&self, (): &(), items: Vec<Value>) -> anyhow::Result<Vec<T>> {
+        Ok(items
+            .into_iter()
+            .map(serde_json::from_value)
+            .collect::<Result<_, _>>()?)
     }
 }
 

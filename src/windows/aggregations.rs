@@ -64,6 +64,9 @@ trait Erased<V>: Send {
     fn add(&self, state: &mut Value, value: &V, timestamp: i64) -> anyhow::Result<()>;
     fn merge(&self, into: &mut Value, later: Value) -> anyhow::Result<()>;
     fn result(&self, state: &Value) -> anyhow::Result<Value>;
+    fn keeps_items(&self) -> bool;
+    fn item(&self, value: &V) -> anyhow::Result<Value>;
+    fn result_with_items(&self, state: &Value, items: Vec<Value>) -> anyhow::Result<Value>;
 }
 
 impl<V, A: Aggregator<V>> Erased<V> for A {
@@ -94,6 +97,20 @@ impl<V, A: Aggregator<V>> Erased<V> for A {
     fn result(&self, state: &Value) -> anyhow::Result<Value> {
         let typed: A::State = serde_json::from_value(state.clone())?;
         Ok(serde_json::to_value(Aggregator::result(self, &typed)?)?)
+    }
+
+    fn keeps_items(&self) -> bool {
+        Aggregator::keeps_items(self)
+    }
+
+    fn item(&self, value: &V) -> anyhow::Result<Value> {
+        Aggregator::item(self, value)
+    }
+
+    fn result_with_items(&self, state: &Value, items: Vec<Value>) -> anyhow::Result<Value> {
+        let typed: A::State = serde_json::from_value(state.clone())?;
+        let result = Aggregator::result_with_items(self, &typed, items)?;
+        Ok(serde_json::to_value(result)?)
     }
 }
 
@@ -146,14 +163,61 @@ impl<V: 'static> Aggregator<V> for Aggregations<V> {
     }
 
     fn result(&self, states: &Vec<Value>) -> anyhow::Result<Map<String, Value>> {
+        Aggregator::result_with_items(self, states, Vec::new())
+    }
+
+    fn keeps_items(&self) -> bool {
+        self.named
+            .iter()
+            .any(|(_, aggregator)| aggregator.keeps_items())
+    }
+
+    /// The items of the aggregators that keep items, in their order.
+    fn item(&self, value: &V) -> anyhow::Result<Value> {
+        self.keeping()
+            .map(|(name, aggregator)| {
+                aggregator
+                    .item(value)
+                    .map_err(|error| anyhow!("aggregation {name:?}: {error:#}"))
+            })
+            .collect()
+    }
+
+    fn result_with_items(
+        &self,
+        states: &Vec<Value>,
+        items: Vec<Value>,
+    ) -> anyhow::Result<Map<String, Value>> {
         self.check(states)?;
+        // Each keeping aggregator's items: a column of the items.
+        let keeping = self.keeping().count();
+        let mut columns: Vec<Vec<Value>> = vec![Vec::with_capacity(items.len()); keeping];
+        for item in items {
+            let Value::Array(parts) = item else {
+                anyhow::bail!("a stored window item is not a list of {keeping} items");
+            };
+            anyhow::ensure!(
+                parts.len() == keeping,
+                "a stored window item has {} parts, the window defines {keeping}",
+                parts.len()
+            );
+            columns
+                .iter_mut()
+                .zip(parts)
+                .for_each(|(column, part)| column.push(part));
+        }
+        let mut columns = columns.into_iter();
         self.named
             .iter()
             .zip(states)
             .map(|((name, aggregator), state)| {
-                let result = aggregator
-                    .result(state)
-                    .map_err(|error| anyhow!("aggregation {name:?}: {error:#}"))?;
+                let result = if aggregator.keeps_items() {
+                    let items = columns.next().unwrap_or_default();
+                    aggregator.result_with_items(state, items)
+                } else {
+                    aggregator.result(state)
+                };
+                let result = result.map_err(|error| anyhow!("aggregation {name:?}: {error:#}"))?;
                 Ok((name.clone(), result))
             })
             .collect()
@@ -161,6 +225,13 @@ impl<V: 'static> Aggregator<V> for Aggregations<V> {
 }
 
 impl<V> Aggregations<V> {
+    /// The named aggregators that keep items.
+    fn keeping(&self) -> impl Iterator<Item = &(String, Box<dyn Erased<V>>)> {
+        self.named
+            .iter()
+            .filter(|(_, aggregator)| aggregator.keeps_items())
+    }
+
     /// A stored state of another set of aggregations (the code changed,
     /// the store did not) is an error, not a silent mix-up.
     fn check(&self, states: &[Value]) -> anyhow::Result<()> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use super::aggregate::{Aggregator, Count, Extract, Max, Mean, Min, Number, Reduce, Sum};
+use super::aggregate::{Aggregator, Collect, Count, Extract, Max, Mean, Min, Number, Reduce, Sum};
 use super::aggregations::Aggregations;
 use super::kind::Kind;
 use super::late::LateMessage;
@@ -367,6 +367,19 @@ impl<V: Send + 'static> WindowDefinition<V> {
         self.aggregate(Reduce::new(init, reduce))
     }
 
+    /// Every value of each window, in event-time order (Quix Streams'
+    /// `collect`): each value is stored as an entry of its own, and the
+    /// list is read once, when the window closes. Only for
+    /// [`closed`](Windowed::closed) tumbling and hopping windows; to
+    /// collect a part of each value, use
+    /// [`aggregate`](Self::aggregate)`(`[`Collect::of`]`(..))`.
+    pub fn collect(self) -> Windowed<V, Collect<V, V>, WindowResult<Vec<V>>>
+    where
+        V: Clone + Serialize + DeserializeOwned,
+    {
+        self.aggregate(Collect::values())
+    }
+
     /// Any [`Aggregator`], built in or your own.
     pub fn aggregate<A: Aggregator<V>>(
         self,
@@ -476,6 +489,16 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
             row: self.row,
             on_late,
         };
+        if aggregating.aggregator.keeps_items() {
+            assert!(
+                emit == Emit::Closed,
+                "windows that collect their values are emitted when they close: use .closed()"
+            );
+            assert!(
+                !matches!(kind, Kind::Sliding { .. }),
+                "sliding windows cannot collect their values: use a tumbling or hopping window"
+            );
+        }
         if let Kind::Sliding { duration } = kind {
             assert!(
                 closing == Closing::PerKey,

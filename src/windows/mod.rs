@@ -23,6 +23,7 @@
 //! | `sdf.sliding_window(duration_ms)` | `sdf.sliding_window(duration)` |
 //! | `.sum()`, `.count()`, `.mean()`, `.min()`, `.max()` | `.sum(Column::new("x"))` or `.sum(\|row\| row.x)`, `.count()`, `.mean(..)`, `.min(..)`, `.max(..)` |
 //! | `.reduce(reducer, initializer)` | `.reduce(init, reduce)` |
+//! | `.collect()` | `.collect()`, or `.aggregate(Collect::column("x"))` |
 //! | `.agg(count=Count(), total=Sum("x"))` | `.agg(Aggregations::new().with("count", Count).with("total", Sum::column("x")))` |
 //! | `.current()` / `.final()` | `.current()` / `.closed()` |
 //! | `closing_strategy="key"` / `"partition"` | `.closing(Closing::PerKey)` / `.closing(Closing::PerPartition)` |
@@ -51,6 +52,7 @@
 mod aggregate;
 mod aggregations;
 mod definition;
+mod key_windows;
 mod kind;
 mod late;
 mod result;
@@ -59,8 +61,8 @@ mod step;
 mod store;
 
 pub use aggregate::{
-    Aggregator, Column, Count, Earliest, Extract, First, Last, Latest, Max, Mean, Min, Number,
-    Reduce, Sum,
+    Aggregator, Collect, Column, Count, Earliest, Extract, First, Last, Latest, Max, Mean, Min,
+    Number, Reduce, Sum,
 };
 pub use aggregations::Aggregations;
 pub use definition::{Closing, WindowDefinition, Windowed};

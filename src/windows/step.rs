@@ -7,6 +7,7 @@ use anyhow::anyhow;
 
 use super::aggregate::Aggregator;
 use super::definition::{Closing, Emit, OnLate};
+use super::key_windows::KeyWindow;
 use super::kind::Kind;
 use super::late::LateMessage;
 use super::store::{message_key, WindowStore, PARTITION};
@@ -51,6 +52,41 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
     /// The row of window `(start, end)` with `state`.
     pub(crate) fn row(&self, start: i64, end: i64, state: &A::State) -> Result<R, StepError> {
         Ok((self.row)(start, end, self.aggregator.result(state)?))
+    }
+
+    /// Deletes a closed window's items; its row, when closed windows are
+    /// emitted.
+    fn close(
+        &self,
+        store: &mut WindowStore<'_>,
+        prefix: &[u8],
+        window: KeyWindow<A::State>,
+    ) -> Result<Option<R>, StepError> {
+        let KeyWindow {
+            start,
+            end,
+            items: count,
+            state,
+        } = window;
+        let mut items = Vec::with_capacity(count as usize);
+        for index in 0..count {
+            match store.item(prefix, (start, end), index)? {
+                Some(item) => items.push(item),
+                None => log::error!("item {index} of window [{start}, {end}) is missing"),
+            }
+            store.delete_item(prefix, (start, end), index);
+        }
+        if self.emit == Emit::Current {
+            return Ok(None);
+        }
+        if !self.aggregator.keeps_items() {
+            return Ok(Some(self.row(start, end, &state)?));
+        }
+        // Stable: values of one event time stay in arrival order.
+        items.sort_by_key(|(time, _)| *time);
+        let items = items.into_iter().map(|(_, item)| item).collect();
+        let result = self.aggregator.result_with_items(&state, items)?;
+        Ok(Some((self.row)(start, end, result)))
     }
 
     /// Reports a message left out of window `window`, closed at
@@ -154,6 +190,7 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
         let mut emissions = Vec::new();
         let mut windows = std::mem::take(&mut self.windows);
         self.kind.windows_of(timestamp, &mut windows);
+        let mut item = None;
         for &(start, end) in &windows {
             if end <= closed_by {
                 agg.late(value, ctx.meta, (timestamp, closed_by), (start, end));
@@ -162,12 +199,18 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
             let at = match keyed.position(start, end) {
                 Ok(at) => {
                     agg.aggregator
-                        .add(&mut keyed.windows[at].2, value, timestamp)?;
+                        .add(&mut keyed.windows[at].state, value, timestamp)?;
                     at
                 }
                 Err(at) => {
                     let state = agg.aggregator.first(value, timestamp)?;
-                    keyed.windows.insert(at, (start, end, state));
+                    let window = KeyWindow {
+                        start,
+                        end,
+                        items: 0,
+                        state,
+                    };
+                    keyed.windows.insert(at, window);
                     if self.closing == Closing::PerPartition {
                         let prefix = prefix.to_vec();
                         store.index()?.insert(OpenWindow { end, start, prefix });
@@ -175,8 +218,17 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                     at
                 }
             };
+            let window = &mut keyed.windows[at];
+            if agg.aggregator.keeps_items() {
+                let item = match &mut item {
+                    Some(item) => item,
+                    None => item.insert(agg.aggregator.item(value)?),
+                };
+                store.set_item(prefix, (start, end), window.items, (timestamp, item))?;
+                window.items += 1;
+            }
             if agg.emit == Emit::Current {
-                let row = agg.row(start, end, &keyed.windows[at].2)?;
+                let row = agg.row(start, end, &window.state)?;
                 emissions.push(Emission::own(start, row));
             }
         }
@@ -185,38 +237,39 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
             Closing::PerKey => {
                 let closing = keyed
                     .windows
-                    .partition_point(|window| window.1 <= closed_by);
-                for (start, end, state) in keyed.windows.drain(..closing) {
-                    if agg.emit == Emit::Closed {
-                        emissions.push(Emission::own(start, agg.row(start, end, &state)?));
+                    .partition_point(|window| window.end <= closed_by);
+                for window in keyed.windows.drain(..closing) {
+                    let start = window.start;
+                    if let Some(row) = agg.close(&mut store, prefix, window)? {
+                        emissions.push(Emission::own(start, row));
                     }
                 }
             }
             Closing::PerPartition => {
                 let closing: Vec<OpenWindow> =
                     store.index()?.ending_by(closed_by).cloned().collect();
-                for window in closing {
-                    let OpenWindow { start, end, .. } = window;
-                    let own = window.prefix == prefix;
-                    let state = if own {
+                for open in closing {
+                    let OpenWindow { start, end, .. } = open;
+                    let own = open.prefix == prefix;
+                    let window = if own {
                         keyed.remove(start, end)
                     } else {
-                        let mut theirs = store.key_windows::<A::State>(&window.prefix)?;
-                        let state = theirs.remove(start, end);
-                        store.set_key_windows(&window.prefix, &theirs)?;
-                        state
+                        let mut theirs = store.key_windows::<A::State>(&open.prefix)?;
+                        let window = theirs.remove(start, end);
+                        store.set_key_windows(&open.prefix, &theirs)?;
+                        window
                     };
-                    store.index()?.remove(&window);
-                    match (agg.emit, state) {
-                        (Emit::Closed, Some(state)) => emissions.push(Emission {
+                    store.index()?.remove(&open);
+                    let Some(window) = window else {
+                        log::error!("window [{start}, {end}) was indexed as open but has no state");
+                        continue;
+                    };
+                    if let Some(row) = agg.close(&mut store, &open.prefix, window)? {
+                        emissions.push(Emission {
                             start,
-                            row: agg.row(start, end, &state)?,
-                            prefix: (!own).then_some(window.prefix),
-                        }),
-                        (_, None) => log::error!(
-                            "window [{start}, {end}) was indexed as open but has no state"
-                        ),
-                        (Emit::Current, Some(_)) => {}
+                            row,
+                            prefix: (!own).then_some(open.prefix),
+                        });
                     }
                 }
             }

@@ -1,20 +1,28 @@
 //! The layout of a window store. Under each message key, for tumbling and
 //! hopping windows: one value of its open windows' states and (closing per
-//! key) its stream time, read and written once a message. For sliding
-//! windows: the state of each window, its stream time, the list of its
-//! open windows, the aggregate of its messages of each event time and the
-//! list of those times. Under a prefix no message key can have: the
-//! partition's stream time (closing per partition). All of it is state like any other: written in the
-//! checkpoint's RocksDB batch and changelog, stamped with the input offset.
+//! key) its stream time, read and written once a message
+//! ([`KeyWindows`]), and the items of windows that keep their values one
+//! by one (collect). For sliding windows: the state of each window, its
+//! stream time, the list of its open windows, the aggregate of its
+//! messages of each event time and the list of those times. Under a
+//! prefix no message key can have: the partition's stream time (closing
+//! per partition). All of it is state like any other: written in the
+//! checkpoint's RocksDB batch and changelog, stamped with the input
+//! offset.
 
-use serde::de::{DeserializeOwned, IgnoredAny};
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::key_windows::{self, KeyWindows};
 
 use crate::error::Result;
 use crate::state::{key, OpenWindow, PartitionState, State, WindowIndex};
 
 /// A key's tumbling or hopping windows ([`KeyWindows`]).
 const KEY_WINDOWS: [u8; 1] = [b'k'];
+/// An item of a window: `c`, then end, start and index.
+const ITEM: u8 = b'c';
 /// A window's state: `w`, then start and end.
 const WINDOW: u8 = b'w';
 /// A stream time, as 8 bytes big-endian.
@@ -28,30 +36,6 @@ const RECORD_TIMES: [u8; 1] = [b'm'];
 /// The prefix of the partition's own entries: a message key of 4 GiB
 /// cannot exist.
 pub(crate) const PARTITION: [u8; 4] = [0xff; 4];
-
-/// A key's tumbling or hopping windows, as one value: its stream time
-/// (closing per key) and each open window's bounds and state, by end then
-/// start.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct KeyWindows<S> {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) time: Option<i64>,
-    pub(crate) windows: Vec<(i64, i64, S)>,
-}
-
-impl<S> KeyWindows<S> {
-    /// Where window `[start, end)` is, or would go.
-    pub(crate) fn position(&self, start: i64, end: i64) -> Result<usize, usize> {
-        self.windows
-            .binary_search_by(|window| (window.1, window.0).cmp(&(end, start)))
-    }
-
-    /// Takes window `[start, end)` out; its state.
-    pub(crate) fn remove(&mut self, start: i64, end: i64) -> Option<S> {
-        let at = self.position(start, end).ok()?;
-        Some(self.windows.remove(at).2)
-    }
-}
 
 /// One window store of one partition.
 pub(crate) struct WindowStore<'a> {
@@ -73,11 +57,10 @@ impl<'a> WindowStore<'a> {
         &mut self,
         prefix: &[u8],
     ) -> Result<KeyWindows<S>> {
-        let keyed = self.json(prefix, &KEY_WINDOWS, || "windows".to_string())?;
-        Ok(keyed.unwrap_or(KeyWindows {
-            time: None,
-            windows: Vec::new(),
-        }))
+        let keyed = self
+            .at(prefix)
+            .get_decoded(&KEY_WINDOWS, windows_name, KeyWindows::decode)?;
+        Ok(keyed.unwrap_or_default())
     }
 
     /// Writes the windows of the key of `prefix` (deletes them when there
@@ -87,11 +70,47 @@ impl<'a> WindowStore<'a> {
         prefix: &[u8],
         keyed: &KeyWindows<S>,
     ) -> Result<()> {
-        if keyed.time.is_none() && keyed.windows.is_empty() {
+        if keyed.is_empty() {
             self.at(prefix).delete_bytes(&KEY_WINDOWS);
             return Ok(());
         }
-        self.set_json(prefix, &KEY_WINDOWS, keyed, || "windows".to_string())
+        self.at(prefix)
+            .set_encoded::<KeyWindows<S>>(&KEY_WINDOWS, windows_name, |bytes| keyed.encode(bytes))
+    }
+
+    /// Item `index` of window `[start, end)` of the key of `prefix`: its
+    /// event time and value.
+    pub(crate) fn item(
+        &mut self,
+        prefix: &[u8],
+        (start, end): (i64, i64),
+        index: u32,
+    ) -> Result<Option<(i64, Value)>> {
+        let name = || format!("item {index} of window [{start}, {end})");
+        self.at(prefix)
+            .get_decoded(&item_key(start, end, index), name, |bytes| {
+                let (time, value) = bytes.split_at_checked(8).ok_or("cut short")?;
+                Ok((decode_time(time), serde_json::from_slice(value)?))
+            })
+    }
+
+    pub(crate) fn set_item(
+        &mut self,
+        prefix: &[u8],
+        (start, end): (i64, i64),
+        index: u32,
+        (time, value): (i64, &Value),
+    ) -> Result<()> {
+        let name = || format!("item {index} of window [{start}, {end})");
+        self.at(prefix)
+            .set_encoded::<Value>(&item_key(start, end, index), name, |bytes| {
+                bytes.extend_from_slice(&encode_time(time));
+                serde_json::to_writer(bytes, value)
+            })
+    }
+
+    pub(crate) fn delete_item(&mut self, prefix: &[u8], (start, end): (i64, i64), index: u32) {
+        self.at(prefix).delete_bytes(&item_key(start, end, index));
     }
 
     /// The state of window `[start, end)` of the key of `prefix`.
@@ -265,6 +284,21 @@ fn records_key(time: i64) -> [u8; 9] {
     key
 }
 
+/// The state key of item `index` of window `[start, end)`: `c`, then
+/// end, start and index.
+fn item_key(start: i64, end: i64, index: u32) -> [u8; 21] {
+    let mut key = [ITEM; 21];
+    key[1..9].copy_from_slice(&encode_time(end));
+    key[9..17].copy_from_slice(&encode_time(start));
+    key[17..].copy_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// What names a key's windows in errors.
+fn windows_name() -> String {
+    "windows".to_string()
+}
+
 /// The windows a store entry holds, if it holds a key's tumbling or
 /// hopping windows (whose states are skipped).
 fn parse_key_windows(stored: &[u8], value: &[u8]) -> Vec<OpenWindow> {
@@ -275,11 +309,10 @@ fn parse_key_windows(stored: &[u8], value: &[u8]) -> Vec<OpenWindow> {
         return Vec::new();
     }
     let prefix = &stored[..4 + message_key.len()];
-    match serde_json::from_slice::<KeyWindows<IgnoredAny>>(value) {
-        Ok(keyed) => keyed
-            .windows
+    match key_windows::bounds(value) {
+        Ok(bounds) => bounds
             .into_iter()
-            .map(|(start, end, _)| OpenWindow {
+            .map(|(start, end)| OpenWindow {
                 end,
                 start,
                 prefix: prefix.to_vec(),
@@ -301,6 +334,7 @@ pub(crate) fn message_key(prefix: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::windows::key_windows::KeyWindow;
 
     #[test]
     fn window_keys_sort_by_start_then_end() {
@@ -319,11 +353,18 @@ mod tests {
     #[test]
     fn a_keys_windows_parse_back_for_the_index() {
         let stored = key::compose(&key::prefix(b"user"), &KEY_WINDOWS);
+        let window = |start, end| KeyWindow {
+            start,
+            end,
+            items: 0,
+            state: (1_u64, 2.5_f64),
+        };
         let keyed = KeyWindows {
             time: Some(7),
-            windows: vec![(-3, 7, (1_u64, 2.5_f64)), (0, 10, (2, 1.0))],
+            windows: vec![window(-3, 7), window(0, 10)],
         };
-        let value = serde_json::to_vec(&keyed).unwrap();
+        let mut value = Vec::new();
+        keyed.encode(&mut value).unwrap();
         let open = parse_key_windows(&stored, &value);
         let bounds: Vec<_> = open
             .iter()
