@@ -480,6 +480,7 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
             aggregation => format!("{}_{aggregation}", kind.name()),
         });
         let store = frame.register_window_store(&name);
+        let keeps_items = self.aggregator.keeps_items();
         let aggregating = Aggregating {
             grace,
             emit,
@@ -488,8 +489,9 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
             aggregator: self.aggregator,
             row: self.row,
             on_late,
+            keeps_items,
         };
-        if aggregating.aggregator.keeps_items() {
+        if aggregating.keeps_items {
             assert!(
                 emit == Emit::Closed,
                 "windows that collect their values are emitted when they close: use .closed()"

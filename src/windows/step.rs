@@ -35,6 +35,9 @@ pub(crate) struct Aggregating<V, A: Aggregator<V>, R> {
     pub(crate) aggregator: A,
     pub(crate) row: Row<A::Output, R>,
     pub(crate) on_late: Option<OnLate<V>>,
+    /// Whether the aggregator keeps items ([`Aggregator::keeps_items`],
+    /// asked once).
+    pub(crate) keeps_items: bool,
 }
 
 impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
@@ -79,7 +82,7 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
         if self.emit == Emit::Current {
             return Ok(None);
         }
-        if !self.aggregator.keeps_items() {
+        if !self.keeps_items {
             return Ok(Some(self.row(start, end, &state)?));
         }
         // Stable: values of one event time stay in arrival order.
@@ -219,7 +222,7 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                 }
             };
             let window = &mut keyed.windows[at];
-            if agg.aggregator.keeps_items() {
+            if agg.keeps_items {
                 let item = match &mut item {
                     Some(item) => item,
                     None => item.insert(agg.aggregator.item(value)?),
