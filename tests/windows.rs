@@ -278,6 +278,9 @@ impl Lcg {
 /// A window's key as its store key orders it: length first.
 type Owner = (usize, String);
 
+/// An open window's count, sum, and (timestamp, amount) of each message.
+type Totals = (u64, f64, Vec<(i64, f64)>);
+
 /// What windows should emit, computed the obvious way: every window of
 /// every key in memory, closed by a scan.
 struct Reference {
@@ -286,10 +289,9 @@ struct Reference {
     grace: i64,
     closing: Closing,
     time: BTreeMap<String, i64>,
-    /// (end, start, (key length, key)) -> (count, sum, (timestamp,
-    /// amount) of each message): windows of one end close in the order of
-    /// their store keys (length first).
-    open: BTreeMap<(i64, i64, Owner), (u64, f64, Vec<(i64, f64)>)>,
+    /// (end, start, (key length, key)) -> its totals: windows of one end
+    /// close in the order of their store keys (length first).
+    open: BTreeMap<(i64, i64, Owner), Totals>,
 }
 
 impl Reference {

@@ -512,8 +512,11 @@ where
 /// # Ok::<(), kstreams::Error>(())
 /// ```
 pub struct Collect<V, T> {
-    what: Box<dyn Fn(&V) -> anyhow::Result<T> + Send + Sync>,
+    what: ReadItem<V, T>,
 }
+
+/// What [`Collect`] reads of a value: the item it keeps, or why it cannot.
+type ReadItem<V, T> = Box<dyn Fn(&V) -> anyhow::Result<T> + Send + Sync>;
 
 impl<V, T> Collect<V, T> {
     /// What `what` reads of each value.
