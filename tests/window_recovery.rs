@@ -1,6 +1,6 @@
 //! Window stores rebuilt from their changelogs: every window type (hopping
-//! with collected items and per-partition closing, sliding, tumbling with
-//! every update emitted) processes its input in runs that stop cleanly, the
+//! with collected items and per-partition closing, sliding, count windows
+//! with collected items, tumbling with every update emitted) processes its input in runs that stop cleanly, the
 //! state directory deleted before every other run, and emits exactly what
 //! one uninterrupted run emits. On librdkafka's mock cluster.
 
@@ -48,7 +48,7 @@ fn totals(
 /// A window pipeline of the cases below, on the input frame.
 type Pipeline = fn(StreamingDataFrame<Value>) -> StreamingDataFrame<Value>;
 
-const CASES: [(&str, Pipeline); 3] = [
+const CASES: [(&str, Pipeline); 4] = [
     ("hopping", |sdf| {
         let window = sdf.hopping_window(ms(40), ms(10)).grace(ms(15)).name("w");
         totals(window.closing(Closing::PerPartition), true, |windowed| {
@@ -58,6 +58,10 @@ const CASES: [(&str, Pipeline); 3] = [
     ("sliding", |sdf| {
         let window = sdf.sliding_window(ms(30)).grace(ms(10)).name("w");
         totals(window, false, |windowed| windowed.closed())
+    }),
+    ("count", |sdf| {
+        let window = sdf.hopping_count_window(5, 2).name("w");
+        totals(window, true, |windowed| windowed.closed())
     }),
     ("tumbling", |sdf| {
         let window = sdf.tumbling_window(ms(50)).grace(ms(5)).name("w");

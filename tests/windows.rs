@@ -533,6 +533,96 @@ fn sliding_windows_equal_a_brute_force_reference_over_random_out_of_order_input(
     }
 }
 
+/// Count windows computed the obvious way: per key, its message number
+/// and each open window's messages.
+struct CountReference {
+    count: usize,
+    step: usize,
+    keys: BTreeMap<String, (usize, Vec<Messages>)>,
+}
+
+/// (timestamp, amount) of each message of a window.
+type Messages = Vec<(i64, f64)>;
+
+impl CountReference {
+    fn push(&mut self, key: &str, timestamp: i64, amount: f64) -> Vec<Closed> {
+        let (number, open) = self.keys.entry(key.to_string()).or_default();
+        if *number % self.step == 0 {
+            open.push(Vec::new());
+        }
+        open.iter_mut()
+            .for_each(|window| window.push((timestamp, amount)));
+        *number += 1;
+        if open.first().is_none_or(|window| window.len() < self.count) {
+            return Vec::new();
+        }
+        let mut window = open.remove(0);
+        let start = window.iter().map(|(time, _)| *time).min().unwrap();
+        let end = window.iter().map(|(time, _)| *time).max().unwrap();
+        let sum = window.iter().map(|(_, amount)| amount).sum();
+        window.sort_by_key(|(time, _)| *time);
+        let items = window.into_iter().map(|(_, amount)| amount).collect();
+        vec![(
+            key.to_string(),
+            start,
+            end,
+            self.count as u64,
+            sum,
+            Some(items),
+        )]
+    }
+}
+
+#[test]
+fn count_windows_equal_a_brute_force_reference() {
+    for (seed, count, step) in [(21, 3, 3), (22, 4, 2), (23, 3, 1), (24, 1, 1), (25, 7, 3)] {
+        let mut reference = CountReference {
+            count,
+            step,
+            keys: BTreeMap::new(),
+        };
+        let mut random = Lcg(seed);
+        let messages = std::iter::repeat_with(move || {
+            let key = format!("k{}", random.below(5));
+            (
+                key,
+                random.below(1_000) as i64 - 500,
+                random.below(100) as f64,
+            )
+        });
+        let window =
+            |sdf: StreamingDataFrame<Value>| sdf.hopping_count_window(count as u64, step as u64);
+        let push = |key: &str, timestamp, amount| reference.push(key, timestamp, amount);
+        let case = format!("count {count} step {step}");
+        assert_closes_as(window, true, messages.take(2_000), push, &case);
+    }
+}
+
+#[test]
+fn count_windows_emit_every_update() {
+    let app = app();
+    let (input, output) = counting(&app, |clicks| {
+        clicks.sliding_count_window(2).count().current()
+    });
+    let mut driver = TestDriver::new(&app).unwrap();
+    push_all(
+        &mut driver,
+        &input,
+        &[("a", 5), ("a", 3), ("b", 9), ("a", 4)],
+    );
+    assert_eq!(
+        counts(&driver, &output),
+        [
+            ("a".into(), 5, 5, 1),
+            ("a".into(), 3, 5, 2),
+            ("a".into(), 3, 3, 1),
+            ("b".into(), 9, 9, 1),
+            ("a".into(), 3, 4, 2),
+            ("a".into(), 4, 4, 1),
+        ]
+    );
+}
+
 #[test]
 fn a_message_without_timestamp_fails_naming_itself() {
     let app = app();
@@ -636,7 +726,7 @@ fn stored_keys(topic: &str) -> Vec<Vec<u8>> {
 }
 
 #[test]
-fn collecting_windows_refuse_current_and_sliding() {
+fn windows_refuse_what_they_cannot_do() {
     let app = app();
     let input = app.topic::<u32>("readings");
     let sdf = app.dataframe(&input);
@@ -646,6 +736,14 @@ fn collecting_windows_refuse_current_and_sliding() {
         }) as Box<dyn Fn(StreamingDataFrame<u32>)>,
         Box::new(|sdf: StreamingDataFrame<u32>| {
             let _ = sdf.sliding_window(ms(10)).collect().closed();
+        }),
+        // Count windows close with their last message.
+        Box::new(|sdf: StreamingDataFrame<u32>| {
+            let _ = sdf.tumbling_count_window(3).grace(ms(5)).count().closed();
+        }),
+        Box::new(|sdf: StreamingDataFrame<u32>| {
+            let window = sdf.tumbling_count_window(3);
+            let _ = window.closing(Closing::PerPartition).count().closed();
         }),
     ] {
         let sdf = sdf.clone();

@@ -11,11 +11,12 @@ use serde_json::Value;
 
 use super::aggregate::{Aggregator, Collect, Count, Extract, Max, Mean, Min, Number, Reduce, Sum};
 use super::aggregations::Aggregations;
+use super::count::CountStep;
 use super::kind::Kind;
 use super::late::LateMessage;
 use super::result::WindowResult;
 use super::sliding::SlidingStep;
-use super::step::{run, Aggregating, Row, WindowStep};
+use super::step::{run, Absorb, Aggregating, Row, WindowStep};
 use crate::dataframe::Step;
 use crate::StreamingDataFrame;
 
@@ -198,6 +199,115 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
         let duration = millis(duration, "a sliding window's duration");
         WindowDefinition::new(self, Kind::Sliding { duration })
     }
+}
+
+impl<V: Send + 'static> StreamingDataFrame<V> {
+    /// Count windows of `count` messages of each key (Quix Streams'
+    /// `tumbling_count_window`): messages 0 to `count - 1` of a key, then
+    /// the next `count`, and so on. A window closes with its last message;
+    /// its `start` and `end` are the earliest and latest event time of its
+    /// messages. Count windows close per key and have no grace period:
+    /// no message is late.
+    ///
+    /// # Panics
+    ///
+    /// When `count` is 0; when the window is given a grace period or
+    /// [`Closing::PerPartition`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::WindowResult;
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let readings = app.topic::<u32>("readings");
+    /// let sums = app.topic::<WindowResult<u32>>("sums");
+    /// app.dataframe(&readings)
+    ///     .tumbling_count_window(3)
+    ///     .sum(|reading: &u32| *reading)
+    ///     .closed()
+    ///     .to_topic(&sums);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// for (reading, ms) in [(1, 50), (2, 10), (3, 30), (4, 40)] {
+    ///     driver.push(&readings, TestMessage::new(reading).timestamp(ms))?;
+    /// }
+    /// // The third reading closed the first window.
+    /// assert_eq!(driver.values(&sums)?, [WindowResult { start: 10, end: 50, value: 6 }]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn tumbling_count_window(self, count: u64) -> WindowDefinition<V> {
+        let count = messages(count, "a tumbling count window's count");
+        WindowDefinition::new(self, Kind::Count { count, step: count })
+    }
+
+    /// Count windows of `count` messages of each key, a new one every
+    /// `step` messages (Quix Streams' `hopping_count_window`): each
+    /// message is in up to `count / step` windows. As
+    /// [`tumbling_count_window`](Self::tumbling_count_window) otherwise.
+    ///
+    /// # Panics
+    ///
+    /// When `count` or `step` is 0, when `step` is larger than `count`,
+    /// or when a message would fall into more than 10 000 windows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::WindowResult;
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let readings = app.topic::<u32>("readings");
+    /// let counts = app.topic::<WindowResult<u64>>("counts");
+    /// app.dataframe(&readings)
+    ///     .hopping_count_window(4, 2)
+    ///     .count()
+    ///     .closed()
+    ///     .to_topic(&counts);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// for ms in 0..6 {
+    ///     driver.push(&readings, TestMessage::new(1).timestamp(ms))?;
+    /// }
+    /// // Messages 0-3, then 2-5.
+    /// let windows: Vec<_> = driver.values(&counts)?.iter().map(|w| (w.start, w.end)).collect();
+    /// assert_eq!(windows, [(0, 3), (2, 5)]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn hopping_count_window(self, count: u64, step: u64) -> WindowDefinition<V> {
+        let count = messages(count, "a hopping count window's count");
+        let step = messages(step, "a hopping count window's step");
+        assert!(
+            step <= count,
+            "a hopping count window's step ({step}) is larger than its count ({count})"
+        );
+        assert!(
+            count / step <= MAX_WINDOWS_A_MESSAGE,
+            "a hopping count window of {count} every {step} puts each message in {} windows: \
+             at most {MAX_WINDOWS_A_MESSAGE}",
+            count / step
+        );
+        WindowDefinition::new(self, Kind::Count { count, step })
+    }
+
+    /// Count windows of the last `count` messages of each key, one ending
+    /// at every message (Quix Streams' `sliding_count_window`): a hopping
+    /// count window with a step of one.
+    ///
+    /// # Panics
+    ///
+    /// As [`hopping_count_window`](Self::hopping_count_window).
+    pub fn sliding_count_window(self, count: u64) -> WindowDefinition<V> {
+        self.hopping_count_window(count, 1)
+    }
+}
+
+/// `count` messages, at least one.
+fn messages(count: u64, what: &str) -> i64 {
+    assert!(count >= 1, "{what} must be at least 1");
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// How many hopping windows one message may fall into.
@@ -501,6 +611,19 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
                 "sliding windows cannot collect their values: use a tumbling or hopping window"
             );
         }
+        if let Kind::Count { count, step } = kind {
+            assert!(
+                grace == 0 && closing == Closing::PerKey,
+                "count windows close per key, with their last message: no grace period or \
+                 per-partition closing"
+            );
+            let step = CountStep {
+                count,
+                step,
+                aggregating,
+            };
+            return chain(frame, step);
+        }
         if let Kind::Sliding { duration } = kind {
             assert!(
                 closing == Closing::PerKey,
@@ -512,24 +635,32 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
                 "sliding windows merge the aggregates of their messages: give the Reduce a \
                  merge with .with_merge(..)"
             );
-            let mut step = SlidingStep {
+            let step = SlidingStep {
                 duration,
                 aggregating,
                 open: Vec::new(),
                 times: Vec::new(),
             };
-            return frame.then(move |mut next: Step<R>| {
-                Box::new(move |value, ctx| run(&mut step, value, ctx, &mut next))
-            });
+            return chain(frame, step);
         }
-        let mut step = WindowStep {
+        let step = WindowStep {
             kind,
             closing,
             aggregating,
             windows: Vec::new(),
         };
-        frame.then(move |mut next: Step<R>| {
-            Box::new(move |value, ctx| run(&mut step, value, ctx, &mut next))
-        })
+        chain(frame, step)
     }
+}
+
+/// `frame`, then window step `step`.
+fn chain<V, R, S>(frame: StreamingDataFrame<V>, mut step: S) -> StreamingDataFrame<R>
+where
+    V: Send + 'static,
+    R: Send + 'static,
+    S: Absorb<V, R> + Send + 'static,
+{
+    frame.then(move |mut next: Step<R>| {
+        Box::new(move |value, ctx| run(&mut step, value, ctx, &mut next))
+    })
 }

@@ -10,6 +10,9 @@ pub(crate) enum Kind {
     /// `[start, start + duration]`, both ends inclusive, wherever a message
     /// enters or leaves (see `sliding`).
     Sliding { duration: i64 },
+    /// `count` messages of a key, a new window every `step` messages (see
+    /// `count`): tumbling when `step == count`, sliding when `step == 1`.
+    Count { count: i64, step: i64 },
 }
 
 impl Kind {
@@ -20,18 +23,25 @@ impl Kind {
             Kind::Tumbling { duration } => format!("tumbling_window_{duration}"),
             Kind::Hopping { duration, step } => format!("hopping_window_{duration}_{step}"),
             Kind::Sliding { duration } => format!("sliding_window_{duration}"),
+            Kind::Count { count, step } if step == count => {
+                format!("tumbling_count_window_{count}")
+            }
+            Kind::Count { count, step: 1 } => format!("sliding_count_window_{count}"),
+            Kind::Count { count, step } => format!("hopping_count_window_{count}_{step}"),
         }
     }
 
     /// Replaces `windows` with the `(start, end)` of every window that
     /// `timestamp` falls into, by start ascending. Starts are aligned to
     /// the epoch (`start = timestamp - timestamp mod step`), negative
-    /// timestamps included. (For a sliding window: the one it ends.)
+    /// timestamps included. (For a sliding window: the one it ends; for
+    /// count windows, which time does not place, none.)
     pub(crate) fn windows_of(&self, timestamp: i64, windows: &mut Vec<(i64, i64)>) {
         windows.clear();
         let (duration, step) = match *self {
             Kind::Tumbling { duration } => (duration, duration),
             Kind::Hopping { duration, step } => (duration, step),
+            Kind::Count { .. } => return,
             Kind::Sliding { duration } => {
                 // The window a message opens: the one it ends.
                 windows.push((timestamp.saturating_sub(duration), timestamp));

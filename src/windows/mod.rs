@@ -1,4 +1,4 @@
-//! Time windows and their aggregations.
+//! Windows (of time, and of message counts) and their aggregations.
 //!
 //! A window groups a key's messages by event time (the message timestamp,
 //! or what the topic's [timestamp extractor](crate::Topic::timestamp)
@@ -6,7 +6,7 @@
 //! aggregation, and choose what it emits:
 //!
 //! ```text
-//! sdf.tumbling_window(Duration::from_secs(60))      // or hopping_window(duration, step)
+//! sdf.tumbling_window(Duration::from_secs(60))      // or hopping_window(duration, step), tumbling_count_window(n), ...
 //!    .grace(Duration::from_secs(5))                 // optional
 //!    .count()                                       // sum, mean, min, max, reduce, aggregate, agg
 //!    .closed()                                      // or .current()
@@ -21,6 +21,7 @@
 //! | `sdf.tumbling_window(duration_ms=60_000, grace_ms=5_000)` | `sdf.tumbling_window(Duration::from_secs(60)).grace(Duration::from_secs(5))` |
 //! | `sdf.hopping_window(duration_ms, step_ms)` | `sdf.hopping_window(duration, step)` |
 //! | `sdf.sliding_window(duration_ms)` | `sdf.sliding_window(duration)` |
+//! | `sdf.tumbling_count_window(count)`, `hopping_count_window(count, step)`, `sliding_count_window(count)` | the same, `count` a `u64` |
 //! | `.sum()`, `.count()`, `.mean()`, `.min()`, `.max()` | `.sum(Column::new("x"))` or `.sum(\|row\| row.x)`, `.count()`, `.mean(..)`, `.min(..)`, `.max(..)` |
 //! | `.reduce(reducer, initializer)` | `.reduce(init, reduce)` |
 //! | `.collect()` | `.collect()`, or `.aggregate(Collect::column("x"))` |
@@ -51,6 +52,7 @@
 
 mod aggregate;
 mod aggregations;
+mod count;
 mod definition;
 mod key_windows;
 mod kind;

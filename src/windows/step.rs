@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::anyhow;
+use serde_json::Value;
 
 use super::aggregate::Aggregator;
 use super::definition::{Closing, Emit, OnLate};
@@ -59,11 +60,24 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
 
     /// Deletes a closed window's items; its row, when closed windows are
     /// emitted.
-    fn close(
+    pub(crate) fn close(
         &self,
         store: &mut WindowStore<'_>,
         prefix: &[u8],
         window: KeyWindow<A::State>,
+    ) -> Result<Option<R>, StepError> {
+        let items_at = (window.start, window.end);
+        self.close_with_items_at(store, prefix, window, items_at)
+    }
+
+    /// [`close`](Self::close) of a window whose items are stored under
+    /// other bounds than its own (a count window's: its message numbers).
+    pub(crate) fn close_with_items_at(
+        &self,
+        store: &mut WindowStore<'_>,
+        prefix: &[u8],
+        window: KeyWindow<A::State>,
+        items_at: (i64, i64),
     ) -> Result<Option<R>, StepError> {
         let KeyWindow {
             start,
@@ -73,11 +87,11 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
         } = window;
         let mut items = Vec::with_capacity(count as usize);
         for index in 0..count {
-            match store.item(prefix, (start, end), index)? {
+            match store.item(prefix, items_at, index)? {
                 Some(item) => items.push(item),
                 None => log::error!("item {index} of window [{start}, {end}) is missing"),
             }
-            store.delete_item(prefix, (start, end), index);
+            store.delete_item(prefix, items_at, index);
         }
         if self.emit == Emit::Current {
             return Ok(None);
@@ -90,6 +104,29 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
         let items = items.into_iter().map(|(_, item)| item).collect();
         let result = self.aggregator.result_with_items(&state, items)?;
         Ok(Some((self.row)(start, end, result)))
+    }
+
+    /// Stores the item of `value` (read once a message, into `item`) as the
+    /// next of `window`, under `items_at`, when the aggregator keeps items.
+    pub(crate) fn keep_item(
+        &self,
+        store: &mut WindowStore<'_>,
+        prefix: &[u8],
+        items_at: (i64, i64),
+        window: &mut KeyWindow<A::State>,
+        item: &mut Option<Value>,
+        (value, timestamp): (&V, i64),
+    ) -> Result<(), StepError> {
+        if !self.keeps_items {
+            return Ok(());
+        }
+        let item = match item {
+            Some(item) => item,
+            None => item.insert(self.aggregator.item(value)?),
+        };
+        store.set_item(prefix, items_at, window.items, (timestamp, item))?;
+        window.items += 1;
+        Ok(())
     }
 
     /// Reports a message left out of window `window`, closed at
@@ -222,14 +259,15 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                 }
             };
             let window = &mut keyed.windows[at];
-            if agg.keeps_items {
-                let item = match &mut item {
-                    Some(item) => item,
-                    None => item.insert(agg.aggregator.item(value)?),
-                };
-                store.set_item(prefix, (start, end), window.items, (timestamp, item))?;
-                window.items += 1;
-            }
+            let items_at = (start, end);
+            agg.keep_item(
+                &mut store,
+                prefix,
+                items_at,
+                window,
+                &mut item,
+                (value, timestamp),
+            )?;
             if agg.emit == Emit::Current {
                 let row = agg.row(start, end, &window.state)?;
                 emissions.push(Emission::own(start, row));
