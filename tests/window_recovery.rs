@@ -1,6 +1,7 @@
 //! Window stores rebuilt from their changelogs: every window type (hopping
-//! with collected items and per-partition closing, sliding, count windows
-//! with collected items, tumbling with every update emitted) processes its input in runs that stop cleanly, the
+//! with collected items and per-partition closing, sliding, count and
+//! session windows with collected items, tumbling with every update
+//! emitted) processes its input in runs that stop cleanly, the
 //! state directory deleted before every other run, and emits exactly what
 //! one uninterrupted run emits. On librdkafka's mock cluster.
 
@@ -48,7 +49,7 @@ fn totals(
 /// A window pipeline of the cases below, on the input frame.
 type Pipeline = fn(StreamingDataFrame<Value>) -> StreamingDataFrame<Value>;
 
-const CASES: [(&str, Pipeline); 4] = [
+const CASES: [(&str, Pipeline); 5] = [
     ("hopping", |sdf| {
         let window = sdf.hopping_window(ms(40), ms(10)).grace(ms(15)).name("w");
         totals(window.closing(Closing::PerPartition), true, |windowed| {
@@ -61,6 +62,10 @@ const CASES: [(&str, Pipeline); 4] = [
     }),
     ("count", |sdf| {
         let window = sdf.hopping_count_window(5, 2).name("w");
+        totals(window, true, |windowed| windowed.closed())
+    }),
+    ("session", |sdf| {
+        let window = sdf.session_window(ms(20)).grace(ms(10)).name("w");
         totals(window, true, |windowed| windowed.closed())
     }),
     ("tumbling", |sdf| {

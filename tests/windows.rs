@@ -623,6 +623,173 @@ fn count_windows_emit_every_update() {
     );
 }
 
+/// Session windows computed the obvious way: per key, the messages of
+/// its open sessions, clustered afresh at every message.
+struct SessionReference {
+    gap: i64,
+    grace: i64,
+    keys: BTreeMap<String, SessionKey>,
+    /// Messages that merged two sessions, and late ones.
+    merges: u64,
+    late: u64,
+}
+
+#[derive(Default)]
+struct SessionKey {
+    time: Option<i64>,
+    closed_end: Option<i64>,
+    /// (timestamp, amount) of each message of an open session, in arrival
+    /// order.
+    open: Messages,
+}
+
+impl SessionReference {
+    /// `messages` sorted by time (arrival order among equal times) and
+    /// cut where two are more than the gap apart.
+    fn sessions(&self, messages: &[(i64, f64)]) -> Vec<Messages> {
+        let mut sorted = messages.to_vec();
+        sorted.sort_by_key(|(time, _)| *time);
+        let mut sessions: Vec<Messages> = Vec::new();
+        for message in sorted {
+            match sessions.last_mut() {
+                Some(last) if message.0 - last.last().unwrap().0 <= self.gap => last.push(message),
+                _ => sessions.push(vec![message]),
+            }
+        }
+        sessions
+    }
+
+    fn push(&mut self, key: &str, timestamp: i64, amount: f64) -> Vec<Closed> {
+        let mut state = self.keys.remove(key).unwrap_or_default();
+        let now = state.time.map_or(timestamp, |time| time.max(timestamp));
+        let closed_by = now - self.grace;
+        let mut with = state.open.clone();
+        with.push((timestamp, amount));
+        let sessions = self.sessions(&with);
+        let own = sessions
+            .iter()
+            .find(|session| session.iter().any(|(time, _)| *time == timestamp))
+            .unwrap();
+        let reaches_closed = state
+            .closed_end
+            .is_some_and(|closed| timestamp <= closed + self.gap);
+        let mut closed = Vec::new();
+        let late = reaches_closed || own.last().unwrap().0 + self.gap < closed_by;
+        self.late += u64::from(late);
+        if sessions.len() < self.sessions(&state.open).len() && !late {
+            self.merges += 1;
+        }
+        if !late {
+            state.time = Some(now);
+            state.open = with;
+            for session in self.sessions(&state.open) {
+                let end = session.last().unwrap().0;
+                if end + self.gap >= closed_by {
+                    continue;
+                }
+                state.open.retain(|message| !session.contains(message));
+                state.closed_end = Some(state.closed_end.map_or(end, |c| c.max(end)));
+                let sum = session.iter().map(|(_, amount)| amount).sum();
+                let items = session.iter().map(|(_, amount)| *amount).collect();
+                let start = session[0].0;
+                let count = session.len() as u64;
+                closed.push((key.to_string(), start, end, count, sum, Some(items)));
+            }
+        }
+        self.keys.insert(key.to_string(), state);
+        closed
+    }
+}
+
+#[test]
+fn session_windows_equal_a_brute_force_reference_over_random_out_of_order_input() {
+    for (seed, gap, grace) in [(31, 5, 0), (32, 5, 6), (33, 3, 9), (34, 12, 4)] {
+        let mut reference = SessionReference {
+            gap,
+            grace,
+            keys: BTreeMap::new(),
+            merges: 0,
+            late: 0,
+        };
+        let mut random = Lcg(seed);
+        let mut clock = 0;
+        // Distinct amounts per message: a message is known by its time
+        // and amount.
+        let mut sent = 0;
+        let messages = std::iter::repeat_with(move || {
+            clock += random.below(4) as i64;
+            sent += 1;
+            let timestamp = clock - random.below(15) as i64;
+            (format!("k{}", random.below(5)), timestamp, sent as f64)
+        });
+        let window = |sdf: StreamingDataFrame<Value>| {
+            sdf.session_window(ms(gap as u64)).grace(ms(grace as u64))
+        };
+        let push = |key: &str, timestamp, amount| reference.push(key, timestamp, amount);
+        let case = format!("gap {gap} grace {grace}");
+        assert_closes_as(window, true, messages.take(3_000), push, &case);
+        let (merges, late) = (reference.merges, reference.late);
+        // With no grace, the open sessions are within the gap of stream
+        // time, so no message can come between two of them.
+        let merged_enough = grace == 0 || merges > 10;
+        assert!(
+            merged_enough && late > 10,
+            "{case}: {merges} merges, {late} late"
+        );
+    }
+}
+
+#[test]
+fn bridging_messages_merge_sessions_and_the_merges_keep_every_value() {
+    let app = Application::builder()
+        .use_embedded_broker()
+        .commit_every(1)
+        .build()
+        .unwrap();
+    let input = app.topic::<u32>("visits");
+    let output = app.topic::<WindowResult<Vec<u32>>>("merged");
+    app.dataframe(&input)
+        .session_window(ms(10))
+        .grace(ms(100))
+        .collect()
+        .closed()
+        .to_topic(&output);
+    let mut driver = TestDriver::new(&app).unwrap();
+    // Sessions [100, 102], [115, 115] and [128, 130]; 110 bridges the
+    // first two, 122 the result and the third. (Open sessions are more
+    // than the gap apart, so no message is within the gap of three.)
+    for (value, timestamp) in [
+        (1, 100),
+        (2, 102),
+        (3, 115),
+        (4, 130),
+        (5, 128),
+        (6, 110),
+        (7, 122),
+    ] {
+        let message = TestMessage::new(value)
+            .key(b"k".to_vec())
+            .timestamp(timestamp);
+        driver.push(&input, message).unwrap();
+    }
+    let close = TestMessage::new(0).key(b"k".to_vec()).timestamp(500);
+    driver.push(&input, close).unwrap();
+    let merged = driver.values(&output).unwrap();
+    assert_eq!(
+        merged,
+        [WindowResult {
+            start: 100,
+            end: 130,
+            value: vec![1, 2, 6, 3, 7, 5, 4]
+        }]
+    );
+    let items = stored_keys("visits")
+        .into_iter()
+        .filter(|key| key.starts_with(b"\0\0\0\x01kc"))
+        .count();
+    assert_eq!(items, 1, "only the item of 500's open session is left");
+}
+
 #[test]
 fn a_message_without_timestamp_fails_naming_itself() {
     let app = app();

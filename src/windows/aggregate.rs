@@ -12,7 +12,8 @@ use serde_json::Value;
 /// A window is created by its first value ([`first`](Self::first)), so a
 /// state is never empty. [`merge`](Self::merge) joins two states: sliding
 /// windows are built by merging the states of each event time, in time
-/// order (so there, [`First`] and [`Last`] follow event time).
+/// order, and two session windows merge when a message bridges them (so
+/// there, [`First`] and [`Last`] follow event time).
 ///
 /// The built-in aggregators are [`Count`], [`Sum`], [`Mean`], [`Min`],
 /// [`Max`], [`First`], [`Last`], [`Earliest`], [`Latest`] and [`Reduce`];

@@ -15,7 +15,7 @@ use anyhow::anyhow;
 
 use super::aggregate::Aggregator;
 use super::definition::Emit;
-use super::key_windows::KeyWindow;
+use super::key_windows::{KeyWindow, KeyWindows};
 use super::step::{event_time, Absorb, Aggregating, Emission};
 use crate::dataframe::{Context, StepError};
 
@@ -41,7 +41,7 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for CountStep<V, A, R> {
         let prefix = ctx.key_prefix;
         let agg = &self.aggregating;
         let mut store = agg.store(ctx.state.as_deref_mut())?;
-        let mut keyed = store.key_windows::<A::State>(prefix)?;
+        let mut keyed = store.per_key::<KeyWindows<A::State>>(prefix)?;
         let number = keyed.time.unwrap_or(0);
         keyed.time = Some(number + 1);
 
@@ -76,15 +76,8 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for CountStep<V, A, R> {
                 window.start = window.start.min(timestamp);
                 window.end = window.end.max(timestamp);
             }
-            let items_at = (first, first + self.count);
-            agg.keep_item(
-                &mut store,
-                prefix,
-                items_at,
-                window,
-                &mut item,
-                (value, timestamp),
-            )?;
+            let items = ((first, first + self.count), &mut window.items);
+            agg.keep_item(&mut store, prefix, items, &mut item, (value, timestamp))?;
             if agg.emit == Emit::Current {
                 let row = agg.row(window.start, window.end, &window.state)?;
                 emissions.push(Emission::own(window.start, row));
@@ -101,7 +94,7 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for CountStep<V, A, R> {
                 emissions.push(Emission::own(start, row));
             }
         }
-        store.set_key_windows(prefix, &keyed)?;
+        store.set_per_key(prefix, &keyed)?;
         Ok(emissions)
     }
 }

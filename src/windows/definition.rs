@@ -15,6 +15,7 @@ use super::count::CountStep;
 use super::kind::Kind;
 use super::late::LateMessage;
 use super::result::WindowResult;
+use super::session::SessionStep;
 use super::sliding::SlidingStep;
 use super::step::{run, Absorb, Aggregating, Row, WindowStep};
 use crate::dataframe::Step;
@@ -301,6 +302,58 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
     /// As [`hopping_count_window`](Self::hopping_count_window).
     pub fn sliding_count_window(self, count: u64) -> WindowDefinition<V> {
         self.hopping_count_window(count, 1)
+    }
+}
+
+impl<V: Send + 'static> StreamingDataFrame<V> {
+    /// Session windows with an inactivity gap of `gap`: per key, a run of
+    /// messages each within `gap` of the next is one session, `[start,
+    /// end]` its first and last event time (both inclusive). A message
+    /// within the gap of a session extends it; one that bridges two or
+    /// more sessions merges them, their aggregates merged in time order
+    /// (so the aggregator must merge: a [`Reduce`] needs
+    /// [`with_merge`](Reduce::with_merge)). A session closes when the
+    /// key's stream time passes `end + gap + grace`; a message whose
+    /// session would already be closed, or that is within the gap of a
+    /// closed session, is late. Closing is per key.
+    ///
+    /// Kafka Streams and Bytewax have session windows; Quix Streams does
+    /// not.
+    ///
+    /// # Panics
+    ///
+    /// When `gap` is shorter than a millisecond; when the window is given
+    /// [`Closing::PerPartition`] or an aggregator that cannot merge.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::WindowResult;
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let clicks = app.topic::<u32>("clicks");
+    /// let visits = app.topic::<WindowResult<u64>>("visits");
+    /// app.dataframe(&clicks)
+    ///     .session_window(Duration::from_millis(10))
+    ///     .grace(Duration::from_millis(20))
+    ///     .count()
+    ///     .closed()
+    ///     .to_topic(&visits);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// for ms in [100, 120, 105, 112, 200] {
+    ///     driver.push(&clicks, TestMessage::new(1).timestamp(ms))?;
+    /// }
+    /// // 105 came in the grace period; 112 bridged [100, 105] and
+    /// // [120, 120]; 200 passed 120 + 10 + 20 and closed the session.
+    /// assert_eq!(driver.values(&visits)?, [WindowResult { start: 100, end: 120, value: 4 }]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn session_window(self, gap: Duration) -> WindowDefinition<V> {
+        let gap = millis(gap, "a session window's gap");
+        WindowDefinition::new(self, Kind::Session { gap })
     }
 }
 
@@ -623,6 +676,15 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
                 aggregating,
             };
             return chain(frame, step);
+        }
+        if let Kind::Session { gap } = kind {
+            assert!(closing == Closing::PerKey, "session windows close per key");
+            assert!(
+                aggregating.aggregator.can_merge(),
+                "session windows merge when a message bridges them: give the Reduce a merge \
+                 with .with_merge(..)"
+            );
+            return chain(frame, SessionStep { gap, aggregating });
         }
         if let Kind::Sliding { duration } = kind {
             assert!(

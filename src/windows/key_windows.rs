@@ -85,16 +85,26 @@ impl<S: Serialize> KeyWindows<S> {
         for window in &self.windows {
             out.extend_from_slice(&window.start.to_le_bytes());
             out.extend_from_slice(&window.end.to_le_bytes());
-            out.extend_from_slice(&window.items.to_le_bytes());
-            let length_at = out.len();
-            out.extend_from_slice(&[0; 4]);
-            serde_json::to_writer(&mut *out, &window.state)?;
-            let length = u32::try_from(out.len() - length_at - 4)
-                .map_err(|_| serde::ser::Error::custom("a window's state is larger than 4 GiB"))?;
-            out[length_at..length_at + 4].copy_from_slice(&length.to_le_bytes());
+            encode_items_and_state(out, window.items, &window.state)?;
         }
         Ok(())
     }
+}
+
+/// Appends a window's item count, then its state's length and JSON.
+pub(crate) fn encode_items_and_state<S: Serialize>(
+    out: &mut Vec<u8>,
+    items: u32,
+    state: &S,
+) -> serde_json::Result<()> {
+    out.extend_from_slice(&items.to_le_bytes());
+    let length_at = out.len();
+    out.extend_from_slice(&[0; 4]);
+    serde_json::to_writer(&mut *out, state)?;
+    let length = u32::try_from(out.len() - length_at - 4)
+        .map_err(|_| serde::ser::Error::custom("a window's state is larger than 4 GiB"))?;
+    out[length_at..length_at + 4].copy_from_slice(&length.to_le_bytes());
+    Ok(())
 }
 
 impl<S: DeserializeOwned> KeyWindows<S> {
@@ -107,17 +117,15 @@ impl<S: DeserializeOwned> KeyWindows<S> {
         }
         let time = match reader.take::<1>()? {
             [0] => None,
-            [1] => Some(i64::from_le_bytes(reader.take()?)),
+            [1] => Some(reader.i64()?),
             [flag] => return Err(format!("bad stream-time flag {flag}").into()),
         };
         let count = u32::from_le_bytes(reader.take()?);
         let mut windows = Vec::with_capacity(count.min(1024) as usize);
         for _ in 0..count {
-            let start = i64::from_le_bytes(reader.take()?);
-            let end = i64::from_le_bytes(reader.take()?);
-            let items = u32::from_le_bytes(reader.take()?);
-            let length = u32::from_le_bytes(reader.take()?) as usize;
-            let state = serde_json::from_slice(reader.slice(length)?)?;
+            let start = reader.i64()?;
+            let end = reader.i64()?;
+            let (items, state) = reader.items_and_state()?;
             windows.push(KeyWindow {
                 start,
                 end,
@@ -125,9 +133,7 @@ impl<S: DeserializeOwned> KeyWindows<S> {
                 state,
             });
         }
-        if !reader.0.is_empty() {
-            return Err("the stored windows are followed by stray bytes".into());
-        }
+        reader.finish()?;
         Ok(KeyWindows { time, windows })
     }
 }
@@ -142,7 +148,7 @@ pub(crate) fn bounds(bytes: &[u8]) -> Result<Vec<(i64, i64)>, Cause> {
 }
 
 /// Reads an encoded value front to back.
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
     fn slice(&mut self, length: usize) -> Result<&'a [u8], Cause> {
@@ -154,10 +160,29 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
-    fn take<const N: usize>(&mut self) -> Result<[u8; N], Cause> {
+    pub(crate) fn take<const N: usize>(&mut self) -> Result<[u8; N], Cause> {
         let mut array = [0; N];
         array.copy_from_slice(self.slice(N)?);
         Ok(array)
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, Cause> {
+        Ok(i64::from_le_bytes(self.take()?))
+    }
+
+    /// What [`encode_items_and_state`] wrote.
+    pub(crate) fn items_and_state<S: DeserializeOwned>(&mut self) -> Result<(u32, S), Cause> {
+        let items = u32::from_le_bytes(self.take()?);
+        let length = u32::from_le_bytes(self.take()?) as usize;
+        Ok((items, serde_json::from_slice(self.slice(length)?)?))
+    }
+
+    /// Nothing may follow the value.
+    pub(crate) fn finish(self) -> Result<(), Cause> {
+        if !self.0.is_empty() {
+            return Err("the stored windows are followed by stray bytes".into());
+        }
+        Ok(())
     }
 }
 

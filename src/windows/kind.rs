@@ -13,6 +13,9 @@ pub(crate) enum Kind {
     /// `count` messages of a key, a new window every `step` messages (see
     /// `count`): tumbling when `step == count`, sliding when `step == 1`.
     Count { count: i64, step: i64 },
+    /// Runs of a key's messages each within `gap` of the next (see
+    /// `session`).
+    Session { gap: i64 },
 }
 
 impl Kind {
@@ -28,6 +31,7 @@ impl Kind {
             }
             Kind::Count { count, step: 1 } => format!("sliding_count_window_{count}"),
             Kind::Count { count, step } => format!("hopping_count_window_{count}_{step}"),
+            Kind::Session { gap } => format!("session_window_{gap}"),
         }
     }
 
@@ -35,13 +39,13 @@ impl Kind {
     /// `timestamp` falls into, by start ascending. Starts are aligned to
     /// the epoch (`start = timestamp - timestamp mod step`), negative
     /// timestamps included. (For a sliding window: the one it ends; for
-    /// count windows, which time does not place, none.)
+    /// count and session windows, which time alone does not place, none.)
     pub(crate) fn windows_of(&self, timestamp: i64, windows: &mut Vec<(i64, i64)>) {
         windows.clear();
         let (duration, step) = match *self {
             Kind::Tumbling { duration } => (duration, duration),
             Kind::Hopping { duration, step } => (duration, step),
-            Kind::Count { .. } => return,
+            Kind::Count { .. } | Kind::Session { .. } => return,
             Kind::Sliding { duration } => {
                 // The window a message opens: the one it ends.
                 windows.push((timestamp.saturating_sub(duration), timestamp));

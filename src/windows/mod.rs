@@ -1,4 +1,5 @@
-//! Windows (of time, and of message counts) and their aggregations.
+//! Windows (of time, of message counts, and sessions) and their
+//! aggregations.
 //!
 //! A window groups a key's messages by event time (the message timestamp,
 //! or what the topic's [timestamp extractor](crate::Topic::timestamp)
@@ -6,7 +7,7 @@
 //! aggregation, and choose what it emits:
 //!
 //! ```text
-//! sdf.tumbling_window(Duration::from_secs(60))      // or hopping_window(duration, step), tumbling_count_window(n), ...
+//! sdf.tumbling_window(Duration::from_secs(60))      // or hopping_window(duration, step), session_window(gap), tumbling_count_window(n), ...
 //!    .grace(Duration::from_secs(5))                 // optional
 //!    .count()                                       // sum, mean, min, max, reduce, aggregate, agg
 //!    .closed()                                      // or .current()
@@ -22,6 +23,7 @@
 //! | `sdf.hopping_window(duration_ms, step_ms)` | `sdf.hopping_window(duration, step)` |
 //! | `sdf.sliding_window(duration_ms)` | `sdf.sliding_window(duration)` |
 //! | `sdf.tumbling_count_window(count)`, `hopping_count_window(count, step)`, `sliding_count_window(count)` | the same, `count` a `u64` |
+//! | (no session windows) | `sdf.session_window(gap)` |
 //! | `.sum()`, `.count()`, `.mean()`, `.min()`, `.max()` | `.sum(Column::new("x"))` or `.sum(\|row\| row.x)`, `.count()`, `.mean(..)`, `.min(..)`, `.max(..)` |
 //! | `.reduce(reducer, initializer)` | `.reduce(init, reduce)` |
 //! | `.collect()` | `.collect()`, or `.aggregate(Collect::column("x"))` |
@@ -54,10 +56,12 @@ mod aggregate;
 mod aggregations;
 mod count;
 mod definition;
+mod key_sessions;
 mod key_windows;
 mod kind;
 mod late;
 mod result;
+mod session;
 mod sliding;
 mod step;
 mod store;

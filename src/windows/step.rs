@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::aggregate::Aggregator;
 use super::definition::{Closing, Emit, OnLate};
-use super::key_windows::KeyWindow;
+use super::key_windows::{KeyWindow, KeyWindows};
 use super::kind::Kind;
 use super::late::LateMessage;
 use super::store::{message_key, WindowStore, PARTITION};
@@ -107,13 +107,13 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
     }
 
     /// Stores the item of `value` (read once a message, into `item`) as the
-    /// next of `window`, under `items_at`, when the aggregator keeps items.
+    /// next of a window's `items`, under `items_at`, when the aggregator
+    /// keeps items.
     pub(crate) fn keep_item(
         &self,
         store: &mut WindowStore<'_>,
         prefix: &[u8],
-        items_at: (i64, i64),
-        window: &mut KeyWindow<A::State>,
+        (items_at, items): ((i64, i64), &mut u32),
         item: &mut Option<Value>,
         (value, timestamp): (&V, i64),
     ) -> Result<(), StepError> {
@@ -124,8 +124,8 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
             Some(item) => item,
             None => item.insert(self.aggregator.item(value)?),
         };
-        store.set_item(prefix, items_at, window.items, (timestamp, item))?;
-        window.items += 1;
+        store.set_item(prefix, items_at, *items, (timestamp, item))?;
+        *items += 1;
         Ok(())
     }
 
@@ -214,7 +214,7 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
         let prefix = ctx.key_prefix;
         let agg = &mut self.aggregating;
         let mut store = agg.store(ctx.state.as_deref_mut())?;
-        let mut keyed = store.key_windows::<A::State>(prefix)?;
+        let mut keyed = store.per_key::<KeyWindows<A::State>>(prefix)?;
         let before = match self.closing {
             Closing::PerKey => keyed.time,
             Closing::PerPartition => store.time(&PARTITION)?,
@@ -259,15 +259,8 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                 }
             };
             let window = &mut keyed.windows[at];
-            let items_at = (start, end);
-            agg.keep_item(
-                &mut store,
-                prefix,
-                items_at,
-                window,
-                &mut item,
-                (value, timestamp),
-            )?;
+            let items = ((start, end), &mut window.items);
+            agg.keep_item(&mut store, prefix, items, &mut item, (value, timestamp))?;
             if agg.emit == Emit::Current {
                 let row = agg.row(start, end, &window.state)?;
                 emissions.push(Emission::own(start, row));
@@ -295,9 +288,9 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                     let window = if own {
                         keyed.remove(start, end)
                     } else {
-                        let mut theirs = store.key_windows::<A::State>(&open.prefix)?;
+                        let mut theirs = store.per_key::<KeyWindows<A::State>>(&open.prefix)?;
                         let window = theirs.remove(start, end);
-                        store.set_key_windows(&open.prefix, &theirs)?;
+                        store.set_per_key(&open.prefix, &theirs)?;
                         window
                     };
                     store.index()?.remove(&open);
@@ -315,7 +308,7 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                 }
             }
         }
-        store.set_key_windows(prefix, &keyed)?;
+        store.set_per_key(prefix, &keyed)?;
         Ok(emissions)
     }
 }

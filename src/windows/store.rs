@@ -2,7 +2,8 @@
 //! hopping windows: one value of its open windows' states and (closing per
 //! key) its stream time, read and written once a message
 //! ([`KeyWindows`]), and the items of windows that keep their values one
-//! by one (collect). For sliding windows: the state of each window, its
+//! by one (collect); for session windows, one value of its sessions
+//! ([`KeySessions`]). For sliding windows: the state of each window, its
 //! stream time, the list of its open windows, the aggregate of its
 //! messages of each event time and the list of those times. Under a
 //! prefix no message key can have: the partition's stream time (closing
@@ -14,13 +15,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::key_sessions::KeySessions;
 use super::key_windows::{self, KeyWindows};
 
-use crate::error::Result;
+use crate::error::{Cause, Result};
 use crate::state::{key, OpenWindow, PartitionState, State, WindowIndex};
 
 /// A key's tumbling or hopping windows ([`KeyWindows`]).
 const KEY_WINDOWS: [u8; 1] = [b'k'];
+/// A key's session windows ([`KeySessions`]).
+const KEY_SESSIONS: [u8; 1] = [b's'];
 /// An item of a window: `c`, then end, start and index.
 const ITEM: u8 = b'c';
 /// A window's state: `w`, then start and end.
@@ -52,30 +56,24 @@ impl<'a> WindowStore<'a> {
         State::new(self.partition, self.store, prefix)
     }
 
-    /// The tumbling or hopping windows of the key of `prefix`.
-    pub(crate) fn key_windows<S: DeserializeOwned>(
-        &mut self,
-        prefix: &[u8],
-    ) -> Result<KeyWindows<S>> {
-        let keyed = self
-            .at(prefix)
-            .get_decoded(&KEY_WINDOWS, windows_name, KeyWindows::decode)?;
-        Ok(keyed.unwrap_or_default())
+    /// The value of the key of `prefix` kept as one ([`KeyWindows`],
+    /// [`KeySessions`]).
+    pub(crate) fn per_key<T: PerKey>(&mut self, prefix: &[u8]) -> Result<T> {
+        let name = || T::NAME.to_string();
+        let value = self.at(prefix).get_decoded(&T::KEY, name, T::decode)?;
+        Ok(value.unwrap_or_default())
     }
 
-    /// Writes the windows of the key of `prefix` (deletes them when there
-    /// is nothing to keep).
-    pub(crate) fn set_key_windows<S: Serialize>(
-        &mut self,
-        prefix: &[u8],
-        keyed: &KeyWindows<S>,
-    ) -> Result<()> {
-        if keyed.is_empty() {
-            self.at(prefix).delete_bytes(&KEY_WINDOWS);
+    /// Writes the value of the key of `prefix` (deletes it when there is
+    /// nothing to keep).
+    pub(crate) fn set_per_key<T: PerKey>(&mut self, prefix: &[u8], value: &T) -> Result<()> {
+        if value.is_empty() {
+            self.at(prefix).delete_bytes(&T::KEY);
             return Ok(());
         }
+        let name = || T::NAME.to_string();
         self.at(prefix)
-            .set_encoded::<KeyWindows<S>>(&KEY_WINDOWS, windows_name, |bytes| keyed.encode(bytes))
+            .set_encoded::<T>(&T::KEY, name, |bytes| value.encode(bytes))
     }
 
     /// Item `index` of window `[start, end)` of the key of `prefix`: its
@@ -257,6 +255,47 @@ impl<'a> WindowStore<'a> {
     }
 }
 
+/// A value kept once under each message key of a window store, read and
+/// written once a message.
+pub(crate) trait PerKey: Default {
+    /// Its state key.
+    const KEY: [u8; 1];
+    /// What names it in errors.
+    const NAME: &'static str;
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, Cause>;
+    fn encode(&self, out: &mut Vec<u8>) -> serde_json::Result<()>;
+    /// Whether there is nothing to keep.
+    fn is_empty(&self) -> bool;
+}
+
+impl<S: Serialize + DeserializeOwned> PerKey for KeyWindows<S> {
+    const KEY: [u8; 1] = KEY_WINDOWS;
+    const NAME: &'static str = "windows";
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, Cause> {
+        KeyWindows::decode(bytes)
+    }
+    fn encode(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        KeyWindows::encode(self, out)
+    }
+    fn is_empty(&self) -> bool {
+        KeyWindows::is_empty(self)
+    }
+}
+
+impl<S: Serialize + DeserializeOwned> PerKey for KeySessions<S> {
+    const KEY: [u8; 1] = KEY_SESSIONS;
+    const NAME: &'static str = "sessions";
+    fn decode(bytes: &[u8]) -> std::result::Result<Self, Cause> {
+        KeySessions::decode(bytes)
+    }
+    fn encode(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        KeySessions::encode(self, out)
+    }
+    fn is_empty(&self) -> bool {
+        KeySessions::is_empty(self)
+    }
+}
+
 /// Times in keys sort as signed numbers: big-endian with the sign bit
 /// flipped.
 fn encode_time(time: i64) -> [u8; 8] {
@@ -292,11 +331,6 @@ fn item_key(start: i64, end: i64, index: u32) -> [u8; 21] {
     key[9..17].copy_from_slice(&encode_time(start));
     key[17..].copy_from_slice(&index.to_be_bytes());
     key
-}
-
-/// What names a key's windows in errors.
-fn windows_name() -> String {
-    "windows".to_string()
 }
 
 /// The windows a store entry holds, if it holds a key's tumbling or
