@@ -11,9 +11,13 @@
 //! ```text
 //! window_totals --broker 127.0.0.1:9092 --input purchases --output windows \
 //!     --group window-totals --state-dir state [--window-ms 5000] \
-//!     [--grace-ms 1000] [--commit-interval-ms 5000] [--commit-every 0] \
-//!     [--count N] [--session-timeout-ms 45000]
+//!     [--grace-ms 1000] [--session-gap-ms G] [--commit-interval-ms 5000] \
+//!     [--commit-every 0] [--count N] [--session-timeout-ms 45000]
 //! ```
+//!
+//! `--session-gap-ms G` puts session windows with that inactivity gap in
+//! place of the tumbling windows: same output, `start` and `end` a
+//! session's first and last event time.
 //!
 //! Input: `{"amount": number, "ts": milliseconds}` keyed by user. A key's
 //! windows close when that key's event time passes their end plus the
@@ -22,7 +26,6 @@
 //! checkpoint. A malformed message stops it with a non-zero exit and an
 //! error naming topic, partition and offset.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,16 +36,20 @@ mod cli;
 use cli::{Flags, Progress};
 #[path = "common/window.rs"]
 mod window;
-use window::{purchases, window_totals, Purchase, WindowTotals};
+use window::{purchases, session_totals, window_totals, Purchase, WindowTotals};
+#[path = "common/window_truth.rs"]
+mod window_truth;
+use window_truth::{Closed, Shape, Truth};
 
 fn main() -> anyhow::Result<()> {
     // Recovery progress and rebalances are logged at info level.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (mut window_ms, mut grace_ms) = (5_000, 1_000);
+    let (mut window_ms, mut grace_ms, mut session_gap_ms) = (5_000, 1_000, None);
     let flags = Flags::defaults("purchases", "windows", "window-totals").parse(|flag, value| {
         match flag {
             "--window-ms" => window_ms = value.parse()?,
             "--grace-ms" => grace_ms = value.parse()?,
+            "--session-gap-ms" => session_gap_ms = Some(value.parse()?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -60,11 +67,12 @@ fn main() -> anyhow::Result<()> {
             stop.stop();
         }
     });
-    let (window, grace) = (
-        Duration::from_millis(window_ms),
-        Duration::from_millis(grace_ms),
-    );
-    window_totals(counted, window, grace).to_topic(&output);
+    let grace = Duration::from_millis(grace_ms);
+    let totals = match session_gap_ms {
+        Some(gap) => session_totals(counted, Duration::from_millis(gap), grace),
+        None => window_totals(counted, Duration::from_millis(window_ms), grace),
+    };
+    totals.to_topic(&output);
 
     if !embedded {
         app.run()?;
@@ -76,7 +84,13 @@ fn main() -> anyhow::Result<()> {
     app.clear_state()?;
     let producer = app.producer()?;
     let messages = flags.count.unwrap_or(600);
-    let mut truth = Truth::new(window_ms as i64, grace_ms as i64);
+    let shape = match session_gap_ms {
+        Some(gap) => Shape::Session { gap: gap as i64 },
+        None => Shape::Tumbling {
+            window: window_ms as i64,
+        },
+    };
+    let mut truth = Truth::new(shape, grace_ms as i64);
     for i in 0..messages as i64 {
         let key = format!("user-{}", i % 5);
         // Time moves on 100 ms a message per key, a message in seven comes
@@ -103,73 +117,19 @@ fn main() -> anyhow::Result<()> {
             window.key, window.start, window.end, window.count, window.sum
         );
     }
-    assert_eq!(emitted.len(), truth.closed.len());
-    let mut by_key: BTreeMap<(String, i64), WindowTotals> = BTreeMap::new();
-    for window in emitted {
-        by_key.insert((window.key.clone(), window.start), window);
-    }
-    assert_eq!(by_key.into_values().collect::<Vec<_>>(), truth.closed);
+    let sorted = |mut windows: Vec<Closed>| {
+        windows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        windows
+    };
+    let emitted = emitted
+        .into_iter()
+        .map(|w| (w.key, w.start, w.end, w.count, w.sum))
+        .collect();
+    assert_eq!(sorted(emitted), sorted(truth.closed.clone()));
     println!(
         "done: {} closed windows exact, {} late messages left out",
         truth.closed.len(),
         truth.late
     );
     Ok(())
-}
-
-/// The windows as they should close: each key's stream time, open windows
-/// and closed ones, computed in memory.
-struct Truth {
-    window: i64,
-    grace: i64,
-    time: BTreeMap<String, i64>,
-    open: BTreeMap<(String, i64), (u64, f64)>,
-    /// By key, then start.
-    closed: Vec<WindowTotals>,
-    late: u64,
-}
-
-impl Truth {
-    fn new(window: i64, grace: i64) -> Self {
-        Truth {
-            window,
-            grace,
-            time: BTreeMap::new(),
-            open: BTreeMap::new(),
-            closed: Vec::new(),
-            late: 0,
-        }
-    }
-
-    fn push(&mut self, key: &str, ts: i64, amount: f64) {
-        let now = self.time.get(key).map_or(ts, |time| (*time).max(ts));
-        self.time.insert(key.to_string(), now);
-        let start = ts - ts.rem_euclid(self.window);
-        if start + self.window <= now - self.grace {
-            self.late += 1;
-        } else {
-            let window = self.open.entry((key.to_string(), start)).or_default();
-            window.0 += 1;
-            window.1 += amount;
-        }
-        let closing: Vec<_> = self
-            .open
-            .keys()
-            .filter(|(owner, start)| owner == key && start + self.window <= now - self.grace)
-            .cloned()
-            .collect();
-        for (key, start) in closing {
-            let (count, sum) = self.open.remove(&(key.clone(), start)).unwrap_or_default();
-            let end = start + self.window;
-            self.closed.push(WindowTotals {
-                key,
-                start,
-                end,
-                count,
-                sum,
-            });
-        }
-        self.closed
-            .sort_by(|a, b| (&a.key, a.start).cmp(&(&b.key, b.start)));
-    }
 }

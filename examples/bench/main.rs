@@ -184,6 +184,9 @@ fn main() -> anyhow::Result<()> {
             results.add("closures alone window tumbling", tumbling);
             let hopping = windows::closures_hopping(&flags)?;
             results.add("closures alone window hopping", hopping);
+            results.add("driver window session", windows::driver_session(&flags)?);
+            let session = windows::closures_session(&flags)?;
+            results.add("closures alone window session", session);
             for keys in &flags.closing_keys {
                 let cost = windows::closing_cost(*keys)?;
                 println!(
@@ -325,6 +328,7 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
         "stateful",
         "window tumbling",
         "window hopping",
+        "window session",
     ];
     for kind in kinds {
         let (driver, alone) = (format!("driver {kind}"), format!("closures alone {kind}"));

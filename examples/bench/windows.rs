@@ -1,8 +1,8 @@
 //! The window workloads through the test driver: `window_totals`' tumbling
-//! window (count and sum per key, closed windows only) and the same on a
-//! hopping window (duration 4 x step), beside the same work in a plain loop;
-//! and the cost of closing per partition as the number of keys with an
-//! open window grows.
+//! window (count and sum per key, closed windows only), the same on a
+//! hopping window (duration 4 x step) and on session windows, each beside
+//! the same work in a plain loop; and the cost of closing per partition as
+//! the number of keys with an open window grows.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::driver::push_through_driver;
 use crate::measure::{cpu_seconds, Measure, Who};
-use crate::window::{purchases, window_totals, Purchase, WindowTotals};
+use crate::window::{purchases, session_totals, window_totals, Purchase, WindowTotals};
 use crate::{progress, Flags};
 
 const WINDOW: Duration = Duration::from_secs(5);
@@ -32,6 +32,26 @@ fn purchase(i: u64, keys: u64) -> (String, Vec<u8>) {
 fn inputs(flags: &Flags) -> Vec<(String, Vec<u8>)> {
     (0..flags.driver_messages)
         .map(|i| purchase(i, flags.keys))
+        .collect()
+}
+
+/// The session workload's gap: a key's messages come a second apart
+/// (10 000 keys), then every key pauses (see `session_purchase`).
+const SESSION_GAP: Duration = Duration::from_secs(2);
+
+/// Purchase `i` of `keys` keys in sessions of five messages: as
+/// `purchase`, and event time jumps 10 s after every five messages of
+/// each key, which closes every key's session.
+fn session_purchase(i: u64, keys: u64) -> (String, Vec<u8>) {
+    let key = format!("user-{}", i % keys);
+    let ts = 1_700_000_000_000_i64 + (i / 10) as i64 + (i / keys / 5) as i64 * 10_000;
+    let value = json!({"amount": i % 100, "ts": ts});
+    (key, value.to_string().into_bytes())
+}
+
+fn session_inputs(flags: &Flags) -> Vec<(String, Vec<u8>)> {
+    (0..flags.driver_messages)
+        .map(|i| session_purchase(i, flags.keys))
         .collect()
 }
 
@@ -55,6 +75,12 @@ pub fn driver_hopping(flags: &Flags) -> anyhow::Result<Measure> {
     })
 }
 
+pub fn driver_session(flags: &Flags) -> anyhow::Result<Measure> {
+    let name = "driver window session";
+    let pipeline = |frame| session_totals(frame, SESSION_GAP, GRACE);
+    run_driver_on(name, flags, &session_inputs(flags), pipeline)
+}
+
 fn totals(window: WindowResult<(u64, f64)>, key: Option<&str>) -> WindowTotals {
     let (count, sum) = window.value;
     WindowTotals {
@@ -72,6 +98,16 @@ fn run_driver(
     flags: &Flags,
     pipeline: impl FnOnce(StreamingDataFrame<Purchase>) -> StreamingDataFrame<WindowTotals>,
 ) -> anyhow::Result<Measure> {
+    run_driver_on(name, flags, &inputs(flags), pipeline)
+}
+
+/// Pushes `inputs` through `pipeline`.
+fn run_driver_on(
+    name: &str,
+    flags: &Flags,
+    inputs: &[(String, Vec<u8>)],
+    pipeline: impl FnOnce(StreamingDataFrame<Purchase>) -> StreamingDataFrame<WindowTotals>,
+) -> anyhow::Result<Measure> {
     let dir = tempfile::tempdir()?;
     let app = Application::builder()
         .use_embedded_broker()
@@ -80,7 +116,7 @@ fn run_driver(
     let input = purchases("purchases");
     let output = app.topic::<WindowTotals>("windows");
     pipeline(app.dataframe(&input)).to_topic(&output);
-    push_through_driver(&app, &input, name, &inputs(flags), flags)
+    push_through_driver(&app, &input, name, inputs, flags)
 }
 
 /// A key's windows in the plain loop: its stream time and open windows.
@@ -136,6 +172,76 @@ fn run_closures(name: &str, step: Duration, flags: &Flags) -> anyhow::Result<Mea
         for (start, count, sum) in windows.open.drain(..closing) {
             output.clear();
             let end = start + duration;
+            let key = key.clone();
+            serde_json::to_writer(
+                &mut output,
+                &WindowTotals {
+                    key,
+                    start,
+                    end,
+                    count,
+                    sum,
+                },
+            )?;
+        }
+        progress(name, done, started);
+    }
+    Ok(Measure {
+        messages: flags.driver_messages,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu: Some(cpu_seconds(Who::Process) - cpu),
+    })
+}
+
+/// A key's sessions in the plain loop: its stream time, the end of its
+/// latest closed session, and its open sessions (start, end, count, sum)
+/// by start.
+#[derive(Default)]
+struct KeySessions {
+    time: i64,
+    closed_end: Option<i64>,
+    open: Vec<(i64, i64, u64, f64)>,
+}
+
+/// The session workload in a plain loop, state in a `HashMap` in memory:
+/// decode, extend or merge the sessions a message reaches, close, encode
+/// the closed ones.
+pub fn closures_session(flags: &Flags) -> anyhow::Result<Measure> {
+    let name = "closures alone window session";
+    let (gap, grace) = (SESSION_GAP.as_millis() as i64, GRACE.as_millis() as i64);
+    let inputs = session_inputs(flags);
+    let mut keys: HashMap<String, KeySessions> = HashMap::new();
+    let mut output = Vec::new();
+    let cpu = cpu_seconds(Who::Process);
+    let started = Instant::now();
+    for (done, (key, value)) in (1..).zip(&inputs) {
+        let purchase: Purchase = serde_json::from_slice(value)?;
+        let ts = purchase.ts;
+        let sessions = keys.entry(key.clone()).or_default();
+        sessions.time = sessions.time.max(ts);
+        let closed_by = sessions.time - grace;
+        let first = sessions.open.partition_point(|s| s.1 + gap < ts);
+        let last = sessions.open.partition_point(|s| s.0 - gap <= ts);
+        let reaches_closed = sessions.closed_end.is_some_and(|end| ts <= end + gap);
+        let end = sessions.open[first..last]
+            .last()
+            .map_or(ts, |s| s.1.max(ts));
+        if !reaches_closed && end + gap >= closed_by {
+            let mut merged = (ts, ts, 1, purchase.amount);
+            for (start, end, count, sum) in sessions.open.drain(first..last) {
+                merged = (
+                    merged.0.min(start),
+                    merged.1.max(end),
+                    merged.2 + count,
+                    merged.3 + sum,
+                );
+            }
+            sessions.open.insert(first, merged);
+        }
+        let closing = sessions.open.partition_point(|s| s.1 + gap < closed_by);
+        for (start, end, count, sum) in sessions.open.drain(..closing) {
+            sessions.closed_end = Some(sessions.closed_end.map_or(end, |c| c.max(end)));
+            output.clear();
             let key = key.clone();
             serde_json::to_writer(
                 &mut output,

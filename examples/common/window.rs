@@ -1,9 +1,11 @@
 //! The window-totals pipeline, shared by the `window_totals` and `bench`
-//! examples: per message key, a tumbling window of event time with a grace
-//! period; count and sum of `amount`; each window once, when it closes.
+//! examples: per message key, a tumbling (or session) window of event time
+//! with a grace period; count and sum of `amount`; each window once, when
+//! it closes.
 
 use std::time::Duration;
 
+use kstreams::windows::{Reduce, WindowDefinition};
 use kstreams::{StreamingDataFrame, Topic};
 use serde::{Deserialize, Serialize};
 
@@ -30,19 +32,35 @@ pub fn purchases(name: &str) -> Topic<Purchase> {
     Topic::new(name).timestamp(|purchase: &Purchase, _| Ok(purchase.ts))
 }
 
-/// The pipeline's window, on `purchases`.
+/// The pipeline's window, on `purchases`: tumbling windows of `window`.
 pub fn window_totals(
     purchases: StreamingDataFrame<Purchase>,
     window: Duration,
     grace: Duration,
 ) -> StreamingDataFrame<WindowTotals> {
-    purchases
-        .tumbling_window(window)
+    totals(purchases.tumbling_window(window), grace)
+}
+
+/// The pipeline on session windows of inactivity gap `gap`.
+pub fn session_totals(
+    purchases: StreamingDataFrame<Purchase>,
+    gap: Duration,
+    grace: Duration,
+) -> StreamingDataFrame<WindowTotals> {
+    totals(purchases.session_window(gap), grace)
+}
+
+/// Count and sum of `amount` in each window of `window`, each window once,
+/// when it closes.
+fn totals(window: WindowDefinition<Purchase>, grace: Duration) -> StreamingDataFrame<WindowTotals> {
+    let count_and_sum = Reduce::new(
+        |purchase: &Purchase| (1_u64, purchase.amount),
+        |(count, sum), purchase: &Purchase| (count + 1, sum + purchase.amount),
+    )
+    .with_merge(|(count, sum), (more, total)| (count + more, sum + total));
+    window
         .grace(grace)
-        .reduce(
-            |purchase| (1_u64, purchase.amount),
-            |(count, sum), purchase| (count + 1, sum + purchase.amount),
-        )
+        .aggregate(count_and_sum)
         .closed()
         .apply_with_metadata(|window, meta| {
             let (count, sum) = window.value;

@@ -1,7 +1,9 @@
 //! The `window_totals` example as a job of the crash and rebalance tests:
-//! its flags, a feeder of purchases with event times (out of order within
-//! the grace period, some far too late) that remembers what it sent, and
-//! the check of every emitted window against the truth.
+//! its flags (tumbling or session windows), a feeder of purchases with
+//! event times (out of order within the grace period, some far too late)
+//! that remembers what it sent, and the check of every emitted window
+//! against the truth (`examples/common/window_truth.rs`, which the example
+//! checks itself with).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -9,9 +11,14 @@ use serde_json::{json, Value};
 
 use super::count_per_key::{Feeder, Job};
 
+#[path = "../../examples/common/window_truth.rs"]
+mod window_truth;
+use window_truth::{Shape, Truth};
+
 const KEYS: u64 = 20;
 const WINDOW_MS: i64 = 1_000;
 const GRACE_MS: i64 = 300;
+const SESSION_GAP_MS: i64 = 150;
 
 /// Per key, its messages' event times and amounts, in the order sent.
 pub type Sent = BTreeMap<String, Vec<(i64, u64)>>;
@@ -22,6 +29,17 @@ pub fn job(prefix: &str) -> Job {
     Job::new(prefix).example(
         "window_totals",
         &["--window-ms", &window, "--grace-ms", &grace],
+    )
+}
+
+/// A job running `window_totals` on session windows with a gap of 150 ms
+/// (a key's messages come 200 ms apart: those that come early bridge and
+/// merge sessions) and 300 ms of grace.
+pub fn session_job(prefix: &str) -> Job {
+    let (gap, grace) = (SESSION_GAP_MS.to_string(), GRACE_MS.to_string());
+    Job::new(prefix).example(
+        "window_totals",
+        &["--session-gap-ms", &gap, "--grace-ms", &grace],
     )
 }
 
@@ -43,51 +61,50 @@ pub fn feed(job: &Job) -> Feeder<Sent> {
     })
 }
 
-/// The windows that close, by (key, start): (count, sum). Per key, the
-/// windows whose end plus grace the key's latest event time reached.
-fn closed_windows(sent: &Sent) -> BTreeMap<(String, i64), (u64, u64)> {
-    let mut closed = BTreeMap::new();
+/// The windows that close in `shape`, by (key, start): (end, count, sum).
+fn closed_windows(sent: &Sent, shape: Shape) -> BTreeMap<(String, i64), (i64, u64, u64)> {
+    let mut truth = Truth::new(shape, GRACE_MS);
     for (key, messages) in sent {
-        let mut now = i64::MIN;
-        let mut open: BTreeMap<i64, (u64, u64)> = BTreeMap::new();
         for (ts, amount) in messages {
-            now = now.max(*ts);
-            let start = ts - ts.rem_euclid(WINDOW_MS);
-            if start + WINDOW_MS > now - GRACE_MS {
-                let window = open.entry(start).or_default();
-                window.0 += 1;
-                window.1 += amount;
-            }
-            let closing: Vec<i64> = open
-                .keys()
-                .copied()
-                .filter(|start| start + WINDOW_MS <= now - GRACE_MS)
-                .collect();
-            for start in closing {
-                closed.insert(
-                    (key.clone(), start),
-                    open.remove(&start).unwrap_or_default(),
-                );
-            }
+            truth.push(key, *ts, *amount as f64);
         }
     }
-    closed
+    truth
+        .closed
+        .into_iter()
+        .map(|(key, start, end, count, sum)| ((key, start), (end, count, sum as u64)))
+        .collect()
 }
 
 /// Every window that closed in the truth was emitted, every emission of a
-/// window carries the true count and sum, and no other window was emitted.
+/// window carries the true end, count and sum, and no other window was
+/// emitted: tumbling windows of `job`.
 pub fn assert_every_window_exact(job: &Job, sent: &Sent) {
-    let truth = closed_windows(sent);
+    assert_exact_as(job, sent, Shape::Tumbling { window: WINDOW_MS });
+}
+
+/// The same for a job of [`session_job`].
+pub fn assert_every_session_exact(job: &Job, sent: &Sent) {
+    assert_exact_as(
+        job,
+        sent,
+        Shape::Session {
+            gap: SESSION_GAP_MS,
+        },
+    );
+}
+
+fn assert_exact_as(job: &Job, sent: &Sent, shape: Shape) {
+    let truth = closed_windows(sent, shape);
     let mut emitted = BTreeSet::new();
     for row in job.output_rows() {
         let key = row["key"].as_str().expect("key").to_string();
         let start = row["start"].as_i64().expect("start");
-        assert_eq!(row["end"], json!(start + WINDOW_MS), "{row}");
         let true_window = truth.get(&(key.clone(), start));
-        let (count, sum) = true_window.unwrap_or_else(|| panic!("not a closed window: {row}"));
+        let (end, count, sum) = true_window.unwrap_or_else(|| panic!("not a closed window: {row}"));
         assert_eq!(
-            (&row["count"], row["sum"].as_f64()),
-            (&Value::from(*count), Some(*sum as f64)),
+            (&row["end"], &row["count"], row["sum"].as_f64()),
+            (&Value::from(*end), &Value::from(*count), Some(*sum as f64)),
             "{row}"
         );
         emitted.insert((key, start));
