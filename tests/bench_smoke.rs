@@ -57,6 +57,7 @@ fn driver_workloads_finish_on_a_tiny_input() {
     assert!(table.contains("| assign: kstreams |"), "{table}");
     assert!(table.contains("| driver window hopping |"), "{table}");
     assert!(table.contains("| driver window session |"), "{table}");
+    assert!(table.contains("| driver window count |"), "{table}");
     assert!(
         table.contains("| closures alone window tumbling |"),
         "{table}"

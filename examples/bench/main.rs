@@ -187,6 +187,9 @@ fn main() -> anyhow::Result<()> {
             results.add("driver window session", windows::driver_session(&flags)?);
             let session = windows::closures_session(&flags)?;
             results.add("closures alone window session", session);
+            results.add("driver window count", windows::driver_count(&flags)?);
+            let count = windows::closures_count(&flags)?;
+            results.add("closures alone window count", count);
             for keys in &flags.closing_keys {
                 let cost = windows::closing_cost(*keys)?;
                 println!(
@@ -329,6 +332,7 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
         "window tumbling",
         "window hopping",
         "window session",
+        "window count",
     ];
     for kind in kinds {
         let (driver, alone) = (format!("driver {kind}"), format!("closures alone {kind}"));

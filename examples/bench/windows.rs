@@ -1,8 +1,9 @@
 //! The window workloads through the test driver: `window_totals`' tumbling
 //! window (count and sum per key, closed windows only), the same on a
-//! hopping window (duration 4 x step) and on session windows, each beside
-//! the same work in a plain loop; and the cost of closing per partition as
-//! the number of keys with an open window grows.
+//! hopping window (duration 4 x step), on session windows and on count
+//! windows of five messages, each beside the same work in a plain loop;
+//! and the cost of closing per partition as the number of keys with an
+//! open window grows.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -75,6 +76,43 @@ pub fn driver_hopping(flags: &Flags) -> anyhow::Result<Measure> {
     })
 }
 
+/// The count workload: windows of five messages of a key (one a window
+/// per key per 5 s of the purchases' event time, as the tumbling one).
+const COUNT: u64 = 5;
+
+pub fn driver_count(flags: &Flags) -> anyhow::Result<Measure> {
+    run_driver("driver window count", flags, |frame| {
+        frame
+            .tumbling_count_window(COUNT)
+            .reduce(
+                |purchase| (1_u64, purchase.amount),
+                |(count, sum), purchase| (count + 1, sum + purchase.amount),
+            )
+            .closed()
+            .apply_with_metadata(|window, meta| Ok(totals(window, meta.key_str())))
+    })
+}
+
+/// The count workload in a plain loop: per key, the open window's first
+/// and last event time, count and sum.
+pub fn closures_count(flags: &Flags) -> anyhow::Result<Measure> {
+    let mut keys: HashMap<String, Option<(i64, i64, u64, f64)>> = HashMap::new();
+    let name = "closures alone window count";
+    plain_loop(name, flags, &inputs(flags), |key, purchase, output| {
+        let (ts, amount) = (purchase.ts, purchase.amount);
+        let open = keys.entry(key.clone()).or_default();
+        let window = match open.take() {
+            Some((start, end, count, sum)) => (start.min(ts), end.max(ts), count + 1, sum + amount),
+            None => (ts, ts, 1, amount),
+        };
+        if window.2 < COUNT {
+            *open = Some(window);
+            return Ok(());
+        }
+        encode_closed(output, key, window)
+    })
+}
+
 pub fn driver_session(flags: &Flags) -> anyhow::Result<Measure> {
     let name = "driver window session";
     let pipeline = |frame| session_totals(frame, SESSION_GAP, GRACE);
@@ -140,13 +178,8 @@ pub fn closures_hopping(flags: &Flags) -> anyhow::Result<Measure> {
 fn run_closures(name: &str, step: Duration, flags: &Flags) -> anyhow::Result<Measure> {
     let (duration, step) = (WINDOW.as_millis() as i64, step.as_millis() as i64);
     let grace = GRACE.as_millis() as i64;
-    let inputs = inputs(flags);
     let mut keys: HashMap<String, KeyWindows> = HashMap::new();
-    let mut output = Vec::new();
-    let cpu = cpu_seconds(Who::Process);
-    let started = Instant::now();
-    for (done, (key, value)) in (1..).zip(&inputs) {
-        let purchase: Purchase = serde_json::from_slice(value)?;
+    plain_loop(name, flags, &inputs(flags), |key, purchase, output| {
         let windows = keys.entry(key.clone()).or_default();
         windows.time = windows.time.max(purchase.ts);
         let closed_by = windows.time - grace;
@@ -170,20 +203,44 @@ fn run_closures(name: &str, step: Duration, flags: &Flags) -> anyhow::Result<Mea
             .open
             .partition_point(|open| open.0 + duration <= closed_by);
         for (start, count, sum) in windows.open.drain(..closing) {
-            output.clear();
-            let end = start + duration;
-            let key = key.clone();
-            serde_json::to_writer(
-                &mut output,
-                &WindowTotals {
-                    key,
-                    start,
-                    end,
-                    count,
-                    sum,
-                },
-            )?;
+            encode_closed(output, key, (start, start + duration, count, sum))?;
         }
+        Ok(())
+    })
+}
+
+/// The closed window (start, end, count, sum) of `key` as the pipeline's
+/// output JSON, into `output`.
+fn encode_closed(
+    output: &mut Vec<u8>,
+    key: &str,
+    (start, end, count, sum): (i64, i64, u64, f64),
+) -> anyhow::Result<()> {
+    output.clear();
+    let key = key.to_string();
+    let totals = WindowTotals {
+        key,
+        start,
+        end,
+        count,
+        sum,
+    };
+    Ok(serde_json::to_writer(output, &totals)?)
+}
+
+/// Runs `body` on each of `inputs`, decoded, in a plain loop: the
+/// closures-alone baselines.
+fn plain_loop(
+    name: &str,
+    flags: &Flags,
+    inputs: &[(String, Vec<u8>)],
+    mut body: impl FnMut(&String, Purchase, &mut Vec<u8>) -> anyhow::Result<()>,
+) -> anyhow::Result<Measure> {
+    let mut output = Vec::new();
+    let cpu = cpu_seconds(Who::Process);
+    let started = Instant::now();
+    for (done, (key, value)) in (1..).zip(inputs) {
+        body(key, serde_json::from_slice(value)?, &mut output)?;
         progress(name, done, started);
     }
     Ok(Measure {
@@ -209,58 +266,43 @@ struct KeySessions {
 pub fn closures_session(flags: &Flags) -> anyhow::Result<Measure> {
     let name = "closures alone window session";
     let (gap, grace) = (SESSION_GAP.as_millis() as i64, GRACE.as_millis() as i64);
-    let inputs = session_inputs(flags);
     let mut keys: HashMap<String, KeySessions> = HashMap::new();
-    let mut output = Vec::new();
-    let cpu = cpu_seconds(Who::Process);
-    let started = Instant::now();
-    for (done, (key, value)) in (1..).zip(&inputs) {
-        let purchase: Purchase = serde_json::from_slice(value)?;
-        let ts = purchase.ts;
-        let sessions = keys.entry(key.clone()).or_default();
-        sessions.time = sessions.time.max(ts);
-        let closed_by = sessions.time - grace;
-        let first = sessions.open.partition_point(|s| s.1 + gap < ts);
-        let last = sessions.open.partition_point(|s| s.0 - gap <= ts);
-        let reaches_closed = sessions.closed_end.is_some_and(|end| ts <= end + gap);
-        let end = sessions.open[first..last]
-            .last()
-            .map_or(ts, |s| s.1.max(ts));
-        if !reaches_closed && end + gap >= closed_by {
-            let mut merged = (ts, ts, 1, purchase.amount);
-            for (start, end, count, sum) in sessions.open.drain(first..last) {
-                merged = (
-                    merged.0.min(start),
-                    merged.1.max(end),
-                    merged.2 + count,
-                    merged.3 + sum,
-                );
+    plain_loop(
+        name,
+        flags,
+        &session_inputs(flags),
+        |key, purchase, output| {
+            let ts = purchase.ts;
+            let sessions = keys.entry(key.clone()).or_default();
+            sessions.time = sessions.time.max(ts);
+            let closed_by = sessions.time - grace;
+            let first = sessions.open.partition_point(|s| s.1 + gap < ts);
+            let last = sessions.open.partition_point(|s| s.0 - gap <= ts);
+            let reaches_closed = sessions.closed_end.is_some_and(|end| ts <= end + gap);
+            let end = sessions.open[first..last]
+                .last()
+                .map_or(ts, |s| s.1.max(ts));
+            if !reaches_closed && end + gap >= closed_by {
+                let mut merged = (ts, ts, 1, purchase.amount);
+                for (start, end, count, sum) in sessions.open.drain(first..last) {
+                    merged = (
+                        merged.0.min(start),
+                        merged.1.max(end),
+                        merged.2 + count,
+                        merged.3 + sum,
+                    );
+                }
+                sessions.open.insert(first, merged);
             }
-            sessions.open.insert(first, merged);
-        }
-        let closing = sessions.open.partition_point(|s| s.1 + gap < closed_by);
-        for (start, end, count, sum) in sessions.open.drain(..closing) {
-            sessions.closed_end = Some(sessions.closed_end.map_or(end, |c| c.max(end)));
-            output.clear();
-            let key = key.clone();
-            serde_json::to_writer(
-                &mut output,
-                &WindowTotals {
-                    key,
-                    start,
-                    end,
-                    count,
-                    sum,
-                },
-            )?;
-        }
-        progress(name, done, started);
-    }
-    Ok(Measure {
-        messages: flags.driver_messages,
-        seconds: started.elapsed().as_secs_f64(),
-        cpu: Some(cpu_seconds(Who::Process) - cpu),
-    })
+            let closing = sessions.open.partition_point(|s| s.1 + gap < closed_by);
+            for session in sessions.open.drain(..closing) {
+                sessions.closed_end =
+                    Some(sessions.closed_end.map_or(session.1, |c| c.max(session.1)));
+                encode_closed(output, key, session)?;
+            }
+            Ok(())
+        },
+    )
 }
 
 /// What closing per partition cost at one number of keys.
