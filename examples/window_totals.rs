@@ -11,13 +11,18 @@
 //! ```text
 //! window_totals --broker 127.0.0.1:9092 --input purchases --output windows \
 //!     --group window-totals --state-dir state [--window-ms 5000] \
-//!     [--grace-ms 1000] [--session-gap-ms G] [--commit-interval-ms 5000] \
-//!     [--commit-every 0] [--count N] [--session-timeout-ms 45000]
+//!     [--grace-ms 1000] [--session-gap-ms G | --idle-close-ms D] \
+//!     [--commit-interval-ms 5000] [--commit-every 0] [--count N] \
+//!     [--session-timeout-ms 45000]
 //! ```
 //!
 //! `--session-gap-ms G` puts session windows with that inactivity gap in
 //! place of the tumbling windows: same output, `start` and `end` a
-//! session's first and last event time.
+//! session's first and last event time. `--idle-close-ms D` closes the
+//! tumbling windows per partition (any message advances time), and on an
+//! idle stream: after D ms of wall time without a message, a partition's
+//! stream time runs on with the wall clock, so the last windows come out
+//! when input stops.
 //!
 //! Input: `{"amount": number, "ts": milliseconds}` keyed by user. A key's
 //! windows close when that key's event time passes their end plus the
@@ -44,12 +49,14 @@ use window_truth::{Closed, Shape, Truth};
 fn main() -> anyhow::Result<()> {
     // Recovery progress and rebalances are logged at info level.
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let (mut window_ms, mut grace_ms, mut session_gap_ms) = (5_000, 1_000, None);
+    let (mut window_ms, mut grace_ms) = (5_000, 1_000);
+    let (mut session_gap_ms, mut idle_close_ms) = (None, None);
     let flags = Flags::defaults("purchases", "windows", "window-totals").parse(|flag, value| {
         match flag {
             "--window-ms" => window_ms = value.parse()?,
             "--grace-ms" => grace_ms = value.parse()?,
             "--session-gap-ms" => session_gap_ms = Some(value.parse()?),
+            "--idle-close-ms" => idle_close_ms = Some(value.parse()?),
             _ => return Ok(false),
         }
         Ok(true)
@@ -68,9 +75,13 @@ fn main() -> anyhow::Result<()> {
         }
     });
     let grace = Duration::from_millis(grace_ms);
+    let idle_close = idle_close_ms.map(Duration::from_millis);
     let totals = match session_gap_ms {
+        Some(_) if idle_close.is_some() => {
+            anyhow::bail!("--idle-close-ms closes tumbling windows, not sessions")
+        }
         Some(gap) => session_totals(counted, Duration::from_millis(gap), grace),
-        None => window_totals(counted, Duration::from_millis(window_ms), grace),
+        None => window_totals(counted, Duration::from_millis(window_ms), grace, idle_close),
     };
     totals.to_topic(&output);
 
@@ -86,6 +97,9 @@ fn main() -> anyhow::Result<()> {
     let messages = flags.count.unwrap_or(600);
     let shape = match session_gap_ms {
         Some(gap) => Shape::Session { gap: gap as i64 },
+        None if idle_close.is_some() => Shape::TumblingPerPartition {
+            window: window_ms as i64,
+        },
         None => Shape::Tumbling {
             window: window_ms as i64,
         },
@@ -109,7 +123,15 @@ fn main() -> anyhow::Result<()> {
     }
     producer.flush()?;
     println!("produced {messages} purchases for 5 keys");
-    let outputs = app.run_until(Until::messages(messages).or_timeout(Duration::from_secs(60)))?;
+    let until = match idle_close {
+        // Input stops: the last windows close once the partition is idle.
+        Some(after) => {
+            truth.close_all();
+            Until::idle(after + Duration::from_secs(2)).or_timeout(Duration::from_secs(60))
+        }
+        None => Until::messages(messages).or_timeout(Duration::from_secs(60)),
+    };
+    let outputs = app.run_until(until)?;
     let emitted = outputs.values(&output)?;
     for window in &emitted {
         println!(

@@ -137,7 +137,7 @@ impl Checkpoint {
         if self.poisoned {
             return Ok(Outcome::Deferred);
         }
-        if self.offsets.is_empty() {
+        if self.offsets.is_empty() && !stores.has_updates() {
             self.schedule.checkpointed();
             return Ok(Outcome::Empty);
         }
@@ -191,7 +191,12 @@ impl Checkpoint {
                 .collect();
             state.write_checkpoint(&changelog_offsets, keep_cache)?;
         }
-        // Step 5. Offsets last.
+        // Step 5. Offsets last (none when only ticks between messages
+        // wrote state).
+        if self.offsets.is_empty() {
+            self.schedule.checkpointed();
+            return Ok(Outcome::Committed);
+        }
         let offsets = self.offsets_to_commit()?;
         match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) => {

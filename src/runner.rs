@@ -16,14 +16,15 @@ use crate::broker::{
 };
 use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::Config;
-use crate::dataframe::Pipeline;
+use crate::dataframe::{Pipeline, Tick};
 use crate::error::{Error, Field, Result};
 use crate::message::Metadata;
+use crate::on_error::ErrorPolicy;
 use crate::outputs::Outputs;
 use crate::rebalance::{LoopState, RebalanceContext};
 use crate::retriable::is_retriable;
 use crate::state::changelog::changelog_spec;
-use crate::state::{Lookup, RecoveryManager, StateManager, StoreLayout};
+use crate::state::{Lookup, PartitionState, RecoveryManager, StateManager, StoreLayout};
 use crate::stop::StopHandle;
 use crate::topic::TopicSpec;
 use crate::until::Until;
@@ -116,6 +117,7 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         collected: collect.then(Outputs::default),
         processed: 0,
         availability: Availability::new(config.broker_availability_timeout),
+        idle: IdlePartitions::default(),
     };
     let result = poll_loop.run(&consumer, until, stop);
     let result = poll_loop.finish(&consumer, result);
@@ -256,6 +258,19 @@ struct PollLoop<'a> {
     collected: Option<Outputs>,
     processed: u64,
     availability: Availability,
+    idle: IdlePartitions,
+}
+
+/// How often the poll loop ticks the partitions of windows that close on
+/// an idle stream.
+const TICK_INTERVAL: Duration = Duration::from_millis(100);
+
+/// When each open partition of a ticking topic last had a message (or was
+/// first seen open), and when the partitions were last ticked.
+#[derive(Default)]
+struct IdlePartitions {
+    last_message: foldhash::HashMap<(Arc<str>, i32), Instant>,
+    last_tick: Option<Instant>,
 }
 
 impl PollLoop<'_> {
@@ -303,6 +318,7 @@ impl PollLoop<'_> {
                 Some(Err(error)) => self.on_consumer_error(error)?,
             }
             self.availability.check(consumer)?;
+            self.tick_idle_partitions(consumer)?;
         }
         Ok(())
     }
@@ -382,8 +398,101 @@ impl PollLoop<'_> {
             partition_state.absorb(origin.offset);
         }
         drop(guard);
+        if let Some(since) = self
+            .idle
+            .last_message
+            .get_mut(&(origin.topic, origin.partition))
+        {
+            *since = Instant::now();
+        }
         self.processed += 1;
         Ok(())
+    }
+
+    /// Every [`TICK_INTERVAL`], ticks the open partitions of topics whose
+    /// windows close on an idle stream (see [`Tick`]): each notes in state
+    /// what its idle time decides; a checkpoint commits that; then each
+    /// closes what its state says is closed and the results are sent.
+    fn tick_idle_partitions(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<()> {
+        let now = Instant::now();
+        let recently = |last: Instant| now < last + TICK_INTERVAL;
+        if !self.pipeline.has_tickers() || self.idle.last_tick.is_some_and(recently) {
+            return Ok(());
+        }
+        self.idle.last_tick = Some(now);
+        let mut wrote = false;
+        let mut open = Vec::new();
+        for_each_ticking(self, |poll_loop, partition| {
+            // A partition seen open for the first time (assigned, or done
+            // recovering) has been idle from now.
+            let key = (partition.topic.clone(), partition.partition);
+            let since = *poll_loop
+                .idle
+                .last_message
+                .entry(key.clone())
+                .or_insert(now);
+            open.push(key);
+            let idle = Tick::Idle(now.saturating_duration_since(since));
+            wrote |= poll_loop.tick(idle, partition)?;
+            Ok(())
+        })?;
+        self.idle.last_message.retain(|key, _| open.contains(key));
+        if wrote && self.checkpoint(consumer)? != Outcome::Committed {
+            // Nothing acts on what is not committed: next round.
+            return Ok(());
+        }
+        for_each_ticking(self, |poll_loop, partition| {
+            poll_loop.tick(Tick::Act, partition)?;
+            Ok(())
+        })
+    }
+
+    /// Runs `tick` on one partition and sends what it emits; its writes
+    /// are kept (undone on failure, which goes to the error policy).
+    fn tick(&mut self, tick: Tick, partition: Ticking<'_>) -> Result<bool> {
+        let Ticking {
+            topic,
+            partition,
+            state,
+            policy,
+            checkpoint,
+        } = partition;
+        self.meta.set_message(topic, partition, -1, None, None);
+        self.meta.headers.clear();
+        self.outputs.truncate(0);
+        let result = self
+            .pipeline
+            .tick(tick, &mut self.meta, &mut self.outputs, state);
+        let wrote = match result {
+            Ok(wrote) => wrote,
+            Err(error) => {
+                state.discard_message_writes();
+                policy.processing(error)?;
+                return Ok(false);
+            }
+        };
+        state.keep_writes();
+        let origin = Origin {
+            topic: topic.clone(),
+            partition,
+            offset: -1,
+        };
+        for output in self.outputs.iter() {
+            if let Err(error) = self.producer.send(&output, Some(&origin)) {
+                let refused = match error {
+                    Error::BrokerUnavailable { .. } => Err(error),
+                    error => policy.producer(error),
+                };
+                if refused.is_err() {
+                    checkpoint.poison();
+                    return refused.map(|()| false);
+                }
+            }
+            if let Some(collected) = &mut self.collected {
+                collected.push(output);
+            }
+        }
+        Ok(wrote)
     }
 
     fn checkpoint(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<Outcome> {
@@ -463,6 +572,44 @@ impl PollLoop<'_> {
             .cloned()
             .unwrap_or_else(|| Arc::from(name))
     }
+}
+
+/// An open partition of a topic with a ticking step, and what its tick
+/// needs of the loop's state.
+struct Ticking<'a> {
+    topic: &'a Arc<str>,
+    partition: i32,
+    state: &'a mut PartitionState,
+    policy: &'a ErrorPolicy,
+    checkpoint: &'a mut Checkpoint,
+}
+
+/// Runs `each` on every open partition of a topic with a ticking step.
+fn for_each_ticking(
+    poll_loop: &mut PollLoop<'_>,
+    mut each: impl FnMut(&mut PollLoop<'_>, Ticking<'_>) -> Result<()>,
+) -> Result<()> {
+    let state = poll_loop.state.clone();
+    let mut guard = state.lock();
+    let LoopState {
+        stores,
+        policy,
+        checkpoint,
+        ..
+    } = &mut *guard;
+    for (topic, partition, state) in stores.partitions_mut() {
+        if poll_loop.pipeline.ticks(topic) {
+            let ticking = Ticking {
+                topic,
+                partition,
+                state,
+                policy,
+                checkpoint,
+            };
+            each(poll_loop, ticking)?;
+        }
+    }
+    Ok(())
 }
 
 /// Tracks how long the broker has been unreachable.

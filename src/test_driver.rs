@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::app::Application;
 use crate::checkpoint_schedule::CheckpointSchedule;
-use crate::dataframe::Pipeline;
+use crate::dataframe::{Pipeline, Tick};
 use crate::error::{Error, Field, Result};
 use crate::message::{Headers, Metadata};
 use crate::outputs::Outputs;
@@ -56,6 +57,9 @@ pub struct TestDriver<'a> {
     meta: Metadata,
     /// When state is next written to RocksDB.
     schedule: CheckpointSchedule,
+    /// Per input partition, how long it has been idle ([`idle`](Self::idle))
+    /// since its last message.
+    idle: BTreeMap<(Arc<str>, i32), Duration>,
 }
 
 /// A message for [`TestDriver::push`]: a value and optionally a key,
@@ -131,6 +135,7 @@ impl<'a> TestDriver<'a> {
             next_offsets: Vec::new(),
             meta: Metadata::new(),
             schedule: CheckpointSchedule::new(app.config()),
+            idle: BTreeMap::new(),
         })
     }
 
@@ -200,6 +205,48 @@ impl<'a> TestDriver<'a> {
         self.process(value)
     }
 
+    /// Lets `duration` of wall-clock time pass with no message: each
+    /// partition has been idle that much longer since its last message,
+    /// and windows that close on an idle stream
+    /// ([`close_when_idle`](crate::windows::WindowDefinition::close_when_idle))
+    /// close what that passes, as the poll loop would have them do.
+    ///
+    /// # Errors
+    ///
+    /// What a window step fails with (its results' steps included),
+    /// naming the partition; [`Error::Store`] when RocksDB fails.
+    pub fn idle(&mut self, duration: Duration) -> Result<()> {
+        let Some(pipeline) = self.pipeline.as_mut() else {
+            return Err(Error::AlreadyRunning);
+        };
+        let keep_cache = self.schedule.keeps_cache(self.stores.pending_bytes());
+        for (topic, partition, state) in self.stores.partitions_mut() {
+            if !pipeline.ticks(topic) {
+                continue;
+            }
+            let idle = self.idle.entry((topic.clone(), partition)).or_default();
+            *idle += duration;
+            for tick in [Tick::Idle(*idle), Tick::Act] {
+                self.meta.set_message(topic, partition, -1, None, None);
+                self.meta.headers.clear();
+                match pipeline.tick(tick, &mut self.meta, &mut self.outputs, state) {
+                    Ok(wrote) => {
+                        state.keep_writes();
+                        // What the idle time decided is state before anything acts on it.
+                        if wrote {
+                            state.write_checkpoint(&[], keep_cache)?;
+                        }
+                    }
+                    Err(error) => {
+                        state.discard_message_writes();
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Everything produced so far.
     pub fn outputs(&self) -> &Outputs {
         &self.outputs
@@ -251,6 +298,7 @@ impl<'a> TestDriver<'a> {
                 self.next_offsets.len() - 1
             }
         };
+        self.idle.remove(&(name.clone(), partition));
         let next = self.next_offsets[index].1.entry(partition).or_insert(0);
         let offset = *next;
         *next += 1;

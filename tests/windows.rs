@@ -791,6 +791,68 @@ fn bridging_messages_merge_sessions_and_the_merges_keep_every_value() {
 }
 
 #[test]
+fn windows_close_on_an_idle_partition_and_what_comes_after_is_late() {
+    let app = app();
+    let late = Arc::new(Mutex::new(Vec::new()));
+    let (input, output) = counting(&app, |clicks| {
+        let seen = late.clone();
+        clicks
+            .tumbling_window(ms(10))
+            .grace(ms(5))
+            .close_when_idle(ms(1_000))
+            .on_late(move |message| {
+                seen.lock().unwrap().push(message.timestamp);
+                false
+            })
+            .count()
+            .closed()
+    });
+    let mut driver = TestDriver::new(&app).unwrap();
+    // Partition 0: two keys; partition 1: one, with a later event time.
+    for (key, timestamp, partition) in [("a", 3, 0), ("b", 12, 0), ("c", 40, 1)] {
+        let message = TestMessage::new(1)
+            .key(key.as_bytes().to_vec())
+            .timestamp(timestamp)
+            .partition(partition);
+        driver.push(&input, message).unwrap();
+    }
+    assert!(counts(&driver, &output).is_empty());
+    // Idle, but not long enough.
+    driver.idle(ms(999)).unwrap();
+    assert!(counts(&driver, &output).is_empty());
+    // Partition 0's time is 12 + 1000: both its windows close; partition
+    // 1's (40 + 1000) closes its own.
+    driver.idle(ms(1)).unwrap();
+    let mut closed = counts(&driver, &output);
+    closed.sort();
+    assert_eq!(
+        closed,
+        [
+            ("a".into(), 0, 10, 1),
+            ("b".into(), 10, 20, 1),
+            ("c".into(), 40, 50, 1)
+        ]
+    );
+    // A message for a window closed this way is late; a message resets
+    // the idle time of its partition only.
+    let message = |key: &str, timestamp| {
+        TestMessage::new(1)
+            .key(key.as_bytes().to_vec())
+            .timestamp(timestamp)
+    };
+    driver.push(&input, message("a", 8)).unwrap();
+    assert_eq!(*late.lock().unwrap(), [8]);
+    driver.push(&input, message("a", 1_500)).unwrap();
+    driver.idle(ms(600)).unwrap();
+    assert_eq!(counts(&driver, &output).len(), 3);
+    driver.idle(ms(400)).unwrap();
+    assert_eq!(
+        counts(&driver, &output).last(),
+        Some(&("a".into(), 1_500, 1_510, 1))
+    );
+}
+
+#[test]
 fn a_message_without_timestamp_fails_naming_itself() {
     let app = app();
     let (input, output) = counting(&app, |clicks| {

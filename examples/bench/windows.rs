@@ -58,7 +58,7 @@ fn session_inputs(flags: &Flags) -> Vec<(String, Vec<u8>)> {
 
 pub fn driver_tumbling(flags: &Flags) -> anyhow::Result<Measure> {
     run_driver("driver window tumbling", flags, |frame| {
-        window_totals(frame, WINDOW, GRACE)
+        window_totals(frame, WINDOW, GRACE, None)
     })
 }
 

@@ -32,13 +32,20 @@ pub fn purchases(name: &str) -> Topic<Purchase> {
     Topic::new(name).timestamp(|purchase: &Purchase, _| Ok(purchase.ts))
 }
 
-/// The pipeline's window, on `purchases`: tumbling windows of `window`.
+/// The pipeline's window, on `purchases`: tumbling windows of `window`,
+/// closing per key, or per partition and on an idle stream after
+/// `idle_close`.
 pub fn window_totals(
     purchases: StreamingDataFrame<Purchase>,
     window: Duration,
     grace: Duration,
+    idle_close: Option<Duration>,
 ) -> StreamingDataFrame<WindowTotals> {
-    totals(purchases.tumbling_window(window), grace)
+    let windows = purchases.tumbling_window(window);
+    match idle_close {
+        Some(after) => totals(windows.close_when_idle(after), grace),
+        None => totals(windows, grace),
+    }
 }
 
 /// The pipeline on session windows of inactivity gap `gap`.

@@ -8,8 +8,17 @@ use std::collections::BTreeMap;
 /// The window of the pipeline, in milliseconds.
 #[derive(Debug, Clone, Copy)]
 pub enum Shape {
-    Tumbling { window: i64 },
-    Session { gap: i64 },
+    Tumbling {
+        window: i64,
+    },
+    /// Tumbling windows closing per partition (the input has one): any
+    /// message advances the time of every key.
+    TumblingPerPartition {
+        window: i64,
+    },
+    Session {
+        gap: i64,
+    },
 }
 
 /// A closed window: key, start, end, count and sum.
@@ -49,25 +58,57 @@ impl Truth {
 
     /// The next message of `key`.
     pub fn push(&mut self, key: &str, ts: i64, amount: f64) {
-        let mut state = self.keys.remove(key).unwrap_or_default();
-        let now = state.time.map_or(ts, |time| time.max(ts));
-        state.time = Some(now);
+        // Closing per partition keeps the one stream time under "".
+        let clock = match self.shape {
+            Shape::TumblingPerPartition { .. } => "",
+            _ => key,
+        };
+        let time = self.keys.get(clock).and_then(|state| state.time);
+        let now = time.map_or(ts, |time| time.max(ts));
+        self.keys.entry(clock.to_string()).or_default().time = Some(now);
         let closed_by = now - self.grace;
+        let state = self.keys.entry(key.to_string()).or_default();
         let in_time = match self.shape {
-            Shape::Tumbling { window } => tumbling(&mut state, window, closed_by, (ts, amount)),
-            Shape::Session { gap } => session(&mut state, gap, closed_by, (ts, amount)),
+            Shape::Tumbling { window } | Shape::TumblingPerPartition { window } => {
+                tumbling(state, window, closed_by, (ts, amount))
+            }
+            Shape::Session { gap } => session(state, gap, closed_by, (ts, amount)),
         };
         if !in_time {
             self.late += 1;
         }
+        let closing: Vec<String> = match self.shape {
+            Shape::TumblingPerPartition { .. } => self.keys.keys().cloned().collect(),
+            _ => vec![key.to_string()],
+        };
+        for key in closing {
+            self.close(&key, closed_by);
+        }
+    }
+
+    /// Closes every window still open, as closing on an idle stream does
+    /// once input stops.
+    pub fn close_all(&mut self) {
+        let keys: Vec<String> = self.keys.keys().cloned().collect();
+        for key in keys {
+            self.close(&key, i64::MAX - i64::from(u32::MAX));
+        }
+    }
+
+    /// Closes the windows of `key` that end by `closed_by`.
+    fn close(&mut self, key: &str, closed_by: i64) {
+        let Some(state) = self.keys.get_mut(key) else {
+            return;
+        };
         let closed = match self.shape {
-            Shape::Tumbling { window } => close_tumbling(&mut state, window, closed_by),
-            Shape::Session { gap } => close_sessions(&mut state, gap, closed_by),
+            Shape::Tumbling { window } | Shape::TumblingPerPartition { window } => {
+                close_tumbling(state, window, closed_by)
+            }
+            Shape::Session { gap } => close_sessions(state, gap, closed_by),
         };
         for (start, end, count, sum) in closed {
             self.closed.push((key.to_string(), start, end, count, sum));
         }
-        self.keys.insert(key.to_string(), state);
     }
 }
 

@@ -26,7 +26,7 @@ use crate::message::Metadata;
 use crate::outputs::Outputs;
 use crate::state::{PartitionState, State};
 
-pub(crate) use topology::{Pipeline, Topology};
+pub(crate) use topology::{Pipeline, Tick, Ticker, Topology};
 
 /// A lazily built chain of operations over the values of a topic.
 ///
@@ -218,6 +218,12 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
 
     pub(crate) fn topology(&self) -> &Arc<Mutex<Topology>> {
         &self.topology
+    }
+
+    /// Registers a step's `ticker` for the partitions of this frame's
+    /// input topic.
+    pub(crate) fn register_ticker(&self, ticker: Ticker) {
+        self.topology.lock().add_ticker(&self.topic, ticker);
     }
 
     /// Registers `store` for this frame's input topic; returns its index.

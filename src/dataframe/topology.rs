@@ -18,6 +18,23 @@ type RootStep = Box<dyn FnMut(Option<&[u8]>, &mut Context<'_>) -> Result<(), Roo
 /// Builds a [`RootStep`] when the application starts.
 type BuildRoot = Box<dyn FnOnce() -> RootStep + Send>;
 
+/// What a step does between messages, called by the poll loop (and the
+/// test driver) for each open partition of its topic: a window that closes
+/// on an idle stream.
+pub(crate) type Ticker = Box<dyn FnMut(Tick, &mut Context<'_>) -> Result<bool, StepError> + Send>;
+
+/// One round of ticks, in two phases with a checkpoint between them when
+/// the first one wrote anything (see `windows::step`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tick {
+    /// The partition has had no message for this long: note what that
+    /// decides (a later stream time) in state. Returns whether it wrote.
+    Idle(std::time::Duration),
+    /// Act on what state says now (close the windows the stream time
+    /// passed), emitting down the chain.
+    Act,
+}
+
 /// Why a message failed at the root of a chain.
 #[derive(Debug)]
 pub(crate) enum RootError {
@@ -35,6 +52,8 @@ pub(crate) struct Topology {
     outputs: Vec<TopicSpec>,
     /// Per input topic, the stores its stateful steps use.
     stores: Vec<(Arc<str>, Vec<String>)>,
+    /// Tickers declared since the last composition.
+    tickers: Vec<(Arc<str>, Ticker)>,
 }
 
 impl Topology {
@@ -90,6 +109,11 @@ impl Topology {
             })
     }
 
+    /// Adds a step's [`Ticker`] for the partitions of `topic`.
+    pub(crate) fn add_ticker(&mut self, topic: &Arc<str>, ticker: Ticker) {
+        self.tickers.push((topic.clone(), ticker));
+    }
+
     /// Whether `topic` has a store called `store`.
     pub(crate) fn has_store(&self, topic: &str, store: &str) -> bool {
         self.stores
@@ -112,6 +136,7 @@ impl Topology {
 
     /// Fuses the chains declared since the last call into `pipeline`.
     pub(crate) fn compose_into(&mut self, pipeline: &mut Pipeline) {
+        pipeline.tickers.append(&mut self.tickers);
         for (topic, build) in self.pending.drain(..) {
             let root = build();
             match pipeline.roots.iter_mut().find(|(name, _)| *name == topic) {
@@ -132,6 +157,7 @@ fn push_unique(specs: &mut Vec<TopicSpec>, spec: &TopicSpec) {
 #[derive(Default)]
 pub(crate) struct Pipeline {
     roots: Vec<(Arc<str>, Vec<RootStep>)>,
+    tickers: Vec<(Arc<str>, Ticker)>,
     /// The current message key's store key prefix (reused between messages).
     key_prefix: Vec<u8>,
 }
@@ -169,6 +195,52 @@ impl Pipeline {
             outputs.truncate(before);
             describe(error, meta)
         })
+    }
+}
+
+impl Pipeline {
+    /// Whether any step ticks.
+    pub(crate) fn has_tickers(&self) -> bool {
+        !self.tickers.is_empty()
+    }
+
+    /// Whether any step of `topic` ticks.
+    pub(crate) fn ticks(&self, topic: &Arc<str>) -> bool {
+        self.tickers.iter().any(|(name, _)| same_name(name, topic))
+    }
+
+    /// Runs `tick` on every ticker of `meta`'s topic and partition (`meta`
+    /// of no message: no key, no timestamp, offset -1), appending what
+    /// they emit to `outputs`; returns whether any wrote state. On failure
+    /// nothing of this tick is kept in `outputs`.
+    pub(crate) fn tick(
+        &mut self,
+        tick: Tick,
+        meta: &mut Metadata,
+        outputs: &mut Outputs,
+        state: &mut PartitionState,
+    ) -> Result<bool> {
+        let before = outputs.len();
+        let mut ctx = Context {
+            meta: &mut *meta,
+            outputs: &mut *outputs,
+            state: Some(state),
+            key_prefix: &[],
+        };
+        let mut wrote = false;
+        for (topic, ticker) in &mut self.tickers {
+            if !same_name(topic, &ctx.meta.topic) {
+                continue;
+            }
+            match ticker(tick, &mut ctx) {
+                Ok(written) => wrote |= written,
+                Err(error) => {
+                    outputs.truncate(before);
+                    return Err(describe(RootError::Step(error), meta));
+                }
+            }
+        }
+        Ok(wrote)
     }
 }
 

@@ -49,6 +49,16 @@ impl PartitionState {
     /// Marks the message at `offset` as absorbed by this checkpoint, with
     /// its writes.
     pub(crate) fn absorb(&mut self, offset: i64) {
+        self.keep_writes();
+        self.pending_input = Some(offset + 1);
+        // A partition never committed starts from its first message: empty
+        // state and that offset agree.
+        self.committed.get_or_insert(offset);
+    }
+
+    /// Keeps the writes made since the last message outside any message
+    /// (a tick: a window closing on an idle stream).
+    pub(crate) fn keep_writes(&mut self) {
         self.transactions
             .iter_mut()
             .for_each(Transaction::keep_message);
@@ -56,10 +66,6 @@ impl PartitionState {
             .iter_mut()
             .flatten()
             .for_each(WindowIndex::keep_message);
-        self.pending_input = Some(offset + 1);
-        // A partition never committed starts from its first message: empty
-        // state and that offset agree.
-        self.committed.get_or_insert(offset);
     }
 
     /// Undoes the writes of a message that failed.
@@ -346,6 +352,15 @@ impl StateManager {
                 open.iter_mut()
                     .map(move |(partition, state)| (&known.name, *partition, state))
             })
+    }
+
+    /// Whether any open partition has updates that no checkpoint wrote
+    /// (of messages, or of ticks between them).
+    pub(crate) fn has_updates(&self) -> bool {
+        self.open
+            .iter()
+            .flat_map(HashMap::values)
+            .any(|state| !state.transactions.iter().all(Transaction::is_empty))
     }
 
     /// About how much memory the checkpoint's updates (and the cache of

@@ -4,6 +4,8 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -64,6 +66,8 @@ pub struct WindowDefinition<V> {
     name: Option<String>,
     closing: Closing,
     on_late: Option<OnLate<V>>,
+    /// Closing on an idle stream: after how long without a message (ms).
+    idle_after: Option<i64>,
 }
 
 impl<V: Send + 'static> StreamingDataFrame<V> {
@@ -385,6 +389,7 @@ impl<V: Send + 'static> WindowDefinition<V> {
             name: None,
             closing: Closing::PerKey,
             on_late: None,
+            idle_after: None,
         }
     }
 
@@ -414,6 +419,55 @@ impl<V: Send + 'static> WindowDefinition<V> {
             "window name {name:?}: only ASCII letters, digits, '.', '_' and '-'"
         );
         self.name = Some(name);
+        self
+    }
+
+    /// Closes windows per partition ([`Closing::PerPartition`]), and on
+    /// an idle stream too: once a partition has had no message for
+    /// `after` (wall-clock time), its stream time becomes the latest event
+    /// time of its messages plus the time it has been idle, so that its
+    /// last windows close and their results come out when input stops
+    /// (Quix Streams has no such option; its users send heartbeat
+    /// messages). Bytewax's `EventClock(wait_for_system_duration)` works
+    /// this way.
+    ///
+    /// The trade-off: a message that arrives after its window was closed
+    /// this way is late. The advanced stream time is state, checkpointed
+    /// before any window closes by it, so that a restart decides the same.
+    /// Tumbling and hopping windows only; the poll loop checks idle
+    /// partitions about every 100 ms, and
+    /// [`TestDriver::idle`](crate::TestDriver::idle) lets time pass in
+    /// tests.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use kstreams::{Application, TestDriver, TestMessage};
+    /// use kstreams::windows::WindowResult;
+    ///
+    /// let app = Application::builder().use_embedded_broker().build()?;
+    /// let clicks = app.topic::<u32>("clicks");
+    /// let counts = app.topic::<WindowResult<u64>>("click-counts");
+    /// app.dataframe(&clicks)
+    ///     .tumbling_window(Duration::from_secs(10))
+    ///     .close_when_idle(Duration::from_secs(30))
+    ///     .count()
+    ///     .closed()
+    ///     .to_topic(&counts);
+    ///
+    /// let mut driver = TestDriver::new(&app)?;
+    /// driver.push(&clicks, TestMessage::new(1).timestamp(4_000))?;
+    /// driver.idle(Duration::from_secs(20))?;
+    /// assert!(driver.values(&counts)?.is_empty(), "not idle long enough");
+    /// driver.idle(Duration::from_secs(10))?;
+    /// // Stream time is 4 s + 30 s: [0, 10 s) closed.
+    /// assert_eq!(driver.values(&counts)?, [WindowResult { start: 0, end: 10_000, value: 1 }]);
+    /// # Ok::<(), kstreams::Error>(())
+    /// ```
+    pub fn close_when_idle(mut self, after: Duration) -> Self {
+        self.closing = Closing::PerPartition;
+        self.idle_after = Some(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
         self
     }
 
@@ -637,6 +691,7 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
             name,
             closing,
             on_late,
+            idle_after,
         } = self.definition;
         let name = name.unwrap_or_else(|| match self.aggregator.name() {
             aggregation if aggregation.is_empty() => kind.name(),
@@ -708,10 +763,34 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
         let step = WindowStep {
             kind,
             closing,
+            idle_after,
             aggregating,
             windows: Vec::new(),
         };
-        chain(frame, step)
+        if idle_after.is_none() {
+            return chain(frame, step);
+        }
+        // The step runs for messages and for ticks: both hold it, and the
+        // rest of the chain once it is composed.
+        let shared = Arc::new(Mutex::new((step, None::<Step<R>>)));
+        let ticking = shared.clone();
+        frame.register_ticker(Box::new(move |tick, ctx| {
+            let (step, next) = &mut *ticking.lock();
+            match next {
+                Some(next) => step.tick(tick, ctx, next),
+                None => Ok(false),
+            }
+        }));
+        frame.then(move |next: Step<R>| {
+            shared.lock().1 = Some(next);
+            Box::new(move |value, ctx| {
+                let (step, next) = &mut *shared.lock();
+                match next {
+                    Some(next) => run(step, value, ctx, next),
+                    None => Ok(()),
+                }
+            })
+        })
     }
 }
 

@@ -12,7 +12,7 @@ use super::key_windows::{KeyWindow, KeyWindows};
 use super::kind::Kind;
 use super::late::LateMessage;
 use super::store::{message_key, WindowStore, PARTITION};
-use crate::dataframe::{Context, Step, StepError};
+use crate::dataframe::{Context, Step, StepError, Tick};
 use crate::message::Metadata;
 use crate::state::{OpenWindow, PartitionState};
 
@@ -159,6 +159,9 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
 pub(crate) struct WindowStep<V, A: Aggregator<V>, R> {
     pub(crate) kind: Kind,
     pub(crate) closing: Closing,
+    /// Closing per partition, on an idle stream: after how long without a
+    /// message (ms) stream time runs with the wall clock.
+    pub(crate) idle_after: Option<i64>,
     pub(crate) aggregating: Aggregating<V, A, R>,
     /// The windows of the current message (reused).
     pub(crate) windows: Vec<(i64, i64)>,
@@ -225,6 +228,12 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
             Closing::PerPartition if before != Some(now) => store.set_time(&PARTITION, now),
             Closing::PerPartition => {}
         }
+        if self.idle_after.is_some() {
+            let latest = store.message_time()?;
+            if latest.is_none_or(|latest| latest < timestamp) {
+                store.set_message_time(timestamp);
+            }
+        }
         // Windows ending at or before this are closed.
         let closed_by = now.saturating_sub(agg.grace);
         let mut emissions = Vec::new();
@@ -280,36 +289,100 @@ impl<V, A: Aggregator<V>, R> Absorb<V, R> for WindowStep<V, A, R> {
                 }
             }
             Closing::PerPartition => {
-                let closing: Vec<OpenWindow> =
-                    store.index()?.ending_by(closed_by).cloned().collect();
-                for open in closing {
-                    let OpenWindow { start, end, .. } = open;
-                    let own = open.prefix == prefix;
-                    let window = if own {
-                        keyed.remove(start, end)
-                    } else {
-                        let mut theirs = store.per_key::<KeyWindows<A::State>>(&open.prefix)?;
-                        let window = theirs.remove(start, end);
-                        store.set_per_key(&open.prefix, &theirs)?;
-                        window
-                    };
-                    store.index()?.remove(&open);
-                    let Some(window) = window else {
-                        log::error!("window [{start}, {end}) was indexed as open but has no state");
-                        continue;
-                    };
-                    if let Some(row) = agg.close(&mut store, &open.prefix, window)? {
-                        emissions.push(Emission {
-                            start,
-                            row,
-                            prefix: (!own).then_some(open.prefix),
-                        });
-                    }
-                }
+                let own = Some((prefix, &mut keyed));
+                emissions.extend(agg.close_partition(&mut store, own, closed_by)?);
             }
         }
         store.set_per_key(prefix, &keyed)?;
         Ok(emissions)
+    }
+}
+
+impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
+    /// Closes the partition's windows that end by `closed_by`, through its
+    /// index: those of `own` (the message's key, whose windows are in
+    /// hand) and of every other key.
+    fn close_partition(
+        &self,
+        store: &mut WindowStore<'_>,
+        mut own: Option<(&[u8], &mut KeyWindows<A::State>)>,
+        closed_by: i64,
+    ) -> Result<Vec<Emission<R>>, StepError> {
+        let mut emissions = Vec::new();
+        let closing: Vec<OpenWindow> = store.index()?.ending_by(closed_by).cloned().collect();
+        for open in closing {
+            let OpenWindow { start, end, .. } = open;
+            let window = match &mut own {
+                Some((prefix, keyed)) if *prefix == open.prefix => keyed.remove(start, end),
+                _ => {
+                    let mut theirs = store.per_key::<KeyWindows<A::State>>(&open.prefix)?;
+                    let window = theirs.remove(start, end);
+                    store.set_per_key(&open.prefix, &theirs)?;
+                    window
+                }
+            };
+            store.index()?.remove(&open);
+            let Some(window) = window else {
+                log::error!("window [{start}, {end}) was indexed as open but has no state");
+                continue;
+            };
+            if let Some(row) = self.close(store, &open.prefix, window)? {
+                let is_own = own
+                    .as_ref()
+                    .is_some_and(|(prefix, _)| *prefix == open.prefix);
+                emissions.push(Emission {
+                    start,
+                    row,
+                    prefix: (!is_own).then_some(open.prefix),
+                });
+            }
+        }
+        Ok(emissions)
+    }
+}
+
+impl<V, A: Aggregator<V>, R> WindowStep<V, A, R> {
+    /// A tick of closing on an idle stream (see [`Tick`]). `Idle`: once the
+    /// partition has had no message for `idle_after`, its stream time
+    /// becomes the latest event time of its messages plus the time it has
+    /// been idle, written to state (and checkpointed before anything acts
+    /// on it, so that a restart decides the same). `Act`: closes the
+    /// windows that the stream time in state passed.
+    pub(crate) fn tick(
+        &mut self,
+        tick: Tick,
+        ctx: &mut Context<'_>,
+        next: &mut Step<R>,
+    ) -> Result<bool, StepError> {
+        let Some(idle_after) = self.idle_after else {
+            return Ok(false);
+        };
+        let agg = &mut self.aggregating;
+        let mut store = agg.store(ctx.state.as_deref_mut())?;
+        let Some(time) = store.time(&PARTITION)? else {
+            return Ok(false);
+        };
+        match tick {
+            Tick::Idle(idle) => {
+                let idle = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
+                let Some(latest) = store.message_time()? else {
+                    return Ok(false);
+                };
+                let advanced = latest.saturating_add(idle);
+                if idle < idle_after || advanced <= time {
+                    return Ok(false);
+                }
+                store.set_time(&PARTITION, advanced);
+                Ok(true)
+            }
+            Tick::Act => {
+                let closed_by = time.saturating_sub(agg.grace);
+                for emission in agg.close_partition(&mut store, None, closed_by)? {
+                    emit(ctx, emission, next)?;
+                }
+                Ok(false)
+            }
+        }
     }
 }
 

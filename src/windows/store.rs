@@ -31,6 +31,9 @@ const ITEM: u8 = b'c';
 const WINDOW: u8 = b'w';
 /// A stream time, as 8 bytes big-endian.
 const TIME: [u8; 1] = [b't'];
+/// The latest event time of the partition's messages, as 8 bytes
+/// big-endian (closing on an idle stream).
+const MESSAGE_TIME: [u8; 1] = [b'l'];
 /// The open windows of a key, 16 bytes each (start, end), closing order.
 const OPEN: [u8; 1] = [b'o'];
 /// The aggregate of a key's messages of one event time: `r`, then the time.
@@ -161,14 +164,29 @@ impl<'a> WindowStore<'a> {
     /// The stream time of the key of `prefix` (or of the partition, with
     /// [`PARTITION`]).
     pub(crate) fn time(&mut self, prefix: &[u8]) -> Result<Option<i64>> {
-        self.at(prefix).read(&TIME, |bytes| {
-            bytes.and_then(|bytes| Some(i64::from_be_bytes(bytes.try_into().ok()?)))
-        })
+        self.time_at(prefix, &TIME)
     }
 
     pub(crate) fn set_time(&mut self, prefix: &[u8], time: i64) {
         self.at(prefix)
             .set_bytes(&TIME, time.to_be_bytes().to_vec());
+    }
+
+    /// The latest event time of the partition's messages (closing on an
+    /// idle stream, whose stream time runs ahead of it).
+    pub(crate) fn message_time(&mut self) -> Result<Option<i64>> {
+        self.time_at(&PARTITION, &MESSAGE_TIME)
+    }
+
+    pub(crate) fn set_message_time(&mut self, time: i64) {
+        self.at(&PARTITION)
+            .set_bytes(&MESSAGE_TIME, time.to_be_bytes().to_vec());
+    }
+
+    fn time_at(&mut self, prefix: &[u8], key: &[u8]) -> Result<Option<i64>> {
+        self.at(prefix).read(key, |bytes| {
+            bytes.and_then(|bytes| Some(i64::from_be_bytes(bytes.try_into().ok()?)))
+        })
     }
 
     /// The open windows of the key of `prefix` (closing per key), by end.
