@@ -81,6 +81,12 @@ impl Job {
         self
     }
 
+    /// The same job on an input of one partition.
+    pub fn one_partition(mut self) -> Job {
+        self.input = Topic::new(self.input.name().to_string()).partitions(1);
+        self
+    }
+
     /// The same job with a longer session timeout: for tests whose instances
     /// leave gracefully, so that a broker stall under load does not expire
     /// their sessions (3 s by default, for tests that kill instances).

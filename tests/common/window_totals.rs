@@ -61,12 +61,57 @@ pub fn feed(job: &Job) -> Feeder<Sent> {
     })
 }
 
+/// A job running `window_totals` with 1 s windows and 300 ms of grace,
+/// closing per partition (of one) and on an idle stream after
+/// [`IDLE_CLOSE_MS`].
+pub fn idle_job(prefix: &str) -> Job {
+    let (window, grace) = (WINDOW_MS.to_string(), GRACE_MS.to_string());
+    let idle = IDLE_CLOSE_MS.to_string();
+    let args = [
+        "--window-ms",
+        &window,
+        "--grace-ms",
+        &grace,
+        "--idle-close-ms",
+        &idle,
+    ];
+    Job::new(prefix)
+        .one_partition()
+        .example("window_totals", &args)
+}
+
+pub const IDLE_CLOSE_MS: u64 = 2_000;
+
 /// The windows that close in `shape`, by (key, start): (end, count, sum).
+/// Closing per partition, the messages of each key in the order sent
+/// stand for the order of the one partition (a key's messages keep their
+/// order; across keys the feeder sends them in time order, round robin),
+/// and every window closes in the end (the stream goes idle).
 fn closed_windows(sent: &Sent, shape: Shape) -> BTreeMap<(String, i64), (i64, u64, u64)> {
     let mut truth = Truth::new(shape, GRACE_MS);
-    for (key, messages) in sent {
-        for (ts, amount) in messages {
-            truth.push(key, *ts, *amount as f64);
+    match shape {
+        Shape::TumblingPerPartition { .. } => {
+            let mut next: BTreeMap<&String, usize> = BTreeMap::new();
+            let total: usize = sent.values().map(Vec::len).sum();
+            for i in 0..total as u64 {
+                let key = format!("k{}", i % KEYS);
+                let Some((key, messages)) = sent.get_key_value(&key) else {
+                    continue;
+                };
+                let at = next.entry(key).or_default();
+                if let Some((ts, amount)) = messages.get(*at) {
+                    truth.push(key, *ts, *amount as f64);
+                }
+                *at += 1;
+            }
+            truth.close_all();
+        }
+        _ => {
+            for (key, messages) in sent {
+                for (ts, amount) in messages {
+                    truth.push(key, *ts, *amount as f64);
+                }
+            }
         }
     }
     truth
@@ -92,6 +137,27 @@ pub fn assert_every_session_exact(job: &Job, sent: &Sent) {
             gap: SESSION_GAP_MS,
         },
     );
+}
+
+/// The same for a job of [`idle_job`], once every window is out.
+pub fn assert_every_idle_window_exact(job: &Job, sent: &Sent) {
+    assert_exact_as(job, sent, Shape::TumblingPerPartition { window: WINDOW_MS });
+}
+
+/// How many of the windows that close in the end for [`idle_job`] were
+/// emitted so far.
+pub fn idle_windows_out(job: &Job, sent: &Sent) -> (usize, usize) {
+    let truth = closed_windows(sent, Shape::TumblingPerPartition { window: WINDOW_MS });
+    let emitted: BTreeSet<(String, i64)> = job
+        .output_rows()
+        .iter()
+        .filter_map(|row| Some((row["key"].as_str()?.to_string(), row["start"].as_i64()?)))
+        .collect();
+    let out = truth
+        .keys()
+        .filter(|window| emitted.contains(*window))
+        .count();
+    (out, truth.len())
 }
 
 fn assert_exact_as(job: &Job, sent: &Sent, shape: Shape) {
