@@ -853,6 +853,74 @@ fn windows_close_on_an_idle_partition_and_what_comes_after_is_late() {
 }
 
 #[test]
+fn a_state_the_store_cannot_hold_fails_its_message_and_spares_the_key() {
+    let app = app();
+    let input = app.topic::<f64>("readings");
+    let output = app.topic::<WindowResult<f64>>("highest");
+    app.dataframe(&input)
+        .tumbling_window(ms(10))
+        .max(|reading: &f64| *reading)
+        .closed()
+        .to_topic(&output);
+    let mut driver = TestDriver::new(&app).unwrap();
+    let reading = |value: f64, timestamp| {
+        TestMessage::new(value)
+            .key(b"k".to_vec())
+            .timestamp(timestamp)
+    };
+    driver.push(&input, reading(1.0, 1)).unwrap();
+    // JSON has no NaN: the message fails, naming itself, and its writes
+    // are undone; the key's next messages go on.
+    let error = driver.push(&input, reading(f64::NAN, 2)).unwrap_err();
+    assert!(
+        error.to_string().contains("offset 1"),
+        "{error}: {:?}",
+        std::error::Error::source(&error).map(ToString::to_string)
+    );
+    driver.push(&input, reading(3.0, 3)).unwrap();
+    driver.push(&input, reading(0.0, 20)).unwrap();
+    assert_eq!(
+        driver.values(&output).unwrap(),
+        [WindowResult {
+            start: 0,
+            end: 10,
+            value: 3.0
+        }]
+    );
+}
+
+#[test]
+fn a_merge_of_sessions_whose_sum_overflows_fails_the_bridging_message() {
+    let app = app();
+    let input = app.topic::<u32>("large-amounts");
+    let output = app.topic::<WindowResult<u32>>("session-sums");
+    app.dataframe(&input)
+        .session_window(ms(10))
+        .grace(ms(100))
+        .sum(|amount: &u32| *amount)
+        .closed()
+        .to_topic(&output);
+    let mut driver = TestDriver::new(&app).unwrap();
+    let amount = |value: u32, timestamp| {
+        TestMessage::new(value)
+            .key(b"k".to_vec())
+            .timestamp(timestamp)
+    };
+    driver.push(&input, amount(3_000_000_000, 0)).unwrap();
+    driver.push(&input, amount(2_000_000_000, 20)).unwrap();
+    // 10 bridges the two sessions: 3e9 + 2e9 does not fit a u32.
+    assert!(driver.push(&input, amount(1, 10)).is_err());
+    driver.push(&input, amount(1, 500)).unwrap();
+    let sums: Vec<u32> = driver
+        .values(&output)
+        .unwrap()
+        .iter()
+        .map(|w| w.value)
+        .collect();
+    assert_eq!(sums, [3_000_000_000, 2_000_000_000]);
+}
+
+#[test]
 fn a_message_without_timestamp_fails_naming_itself() {
     let app = app();
     let (input, output) = counting(&app, |clicks| {
@@ -973,6 +1041,11 @@ fn windows_refuse_what_they_cannot_do() {
         Box::new(|sdf: StreamingDataFrame<u32>| {
             let window = sdf.tumbling_count_window(3);
             let _ = window.closing(Closing::PerPartition).count().closed();
+        }),
+        // 20 000 open windows a key, in one stored value.
+        Box::new(|sdf: StreamingDataFrame<u32>| {
+            let window = sdf.tumbling_window(ms(1)).grace(ms(20_000));
+            let _ = window.count().closed();
         }),
     ] {
         let sdf = sdf.clone();

@@ -6,6 +6,8 @@ use anyhow::anyhow;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
+use super::finite;
+
 /// Folds the values of one window into a state that the window store keeps
 /// (serde, JSON-encoded) and turns it into the window's result.
 ///
@@ -40,9 +42,10 @@ use serde_json::Value;
 ///         *high = high.max(*value);
 ///         Ok(())
 ///     }
-///     fn merge(&self, (low, high): &mut (f64, f64), other: (f64, f64)) {
+///     fn merge(&self, (low, high): &mut (f64, f64), other: (f64, f64)) -> anyhow::Result<()> {
 ///         *low = low.min(other.0);
 ///         *high = high.max(other.1);
+///         Ok(())
 ///     }
 ///     fn result(&self, (low, high): &(f64, f64)) -> anyhow::Result<f64> { Ok(high - low) }
 /// }
@@ -73,7 +76,12 @@ pub trait Aggregator<V>: Send + 'static {
     fn add(&self, state: &mut Self::State, value: &V, timestamp: i64) -> anyhow::Result<()>;
 
     /// Adds the state of a window whose values all came after `into`'s.
-    fn merge(&self, into: &mut Self::State, later: Self::State);
+    ///
+    /// # Errors
+    ///
+    /// When the two cannot be joined (a sum that overflows): the message
+    /// that made the windows meet fails, naming itself.
+    fn merge(&self, into: &mut Self::State, later: Self::State) -> anyhow::Result<()>;
 
     /// Whether [`merge`](Self::merge) really joins two states: sliding
     /// windows build a window from the states of its messages. Only a
@@ -238,8 +246,9 @@ impl<V: 'static> Aggregator<V> for Count {
         *count += 1;
         Ok(())
     }
-    fn merge(&self, count: &mut u64, later: u64) {
+    fn merge(&self, count: &mut u64, later: u64) -> anyhow::Result<()> {
         *count += later;
+        Ok(())
     }
     fn result(&self, count: &u64) -> anyhow::Result<u64> {
         Ok(*count)
@@ -324,12 +333,11 @@ impl<V: 'static, N: Number, E: Extract<V, N>> Aggregator<V> for Sum<E, N> {
             .ok_or_else(|| anyhow!("the window's sum overflows"))?;
         Ok(())
     }
-    /// An overflowing merge keeps the earlier part (a merge cannot fail).
-    fn merge(&self, sum: &mut N, later: N) {
-        match sum.checked_plus(later) {
-            Some(merged) => *sum = merged,
-            None => log::error!("merging two windows' sums overflows; the earlier one is kept"),
-        }
+    fn merge(&self, sum: &mut N, later: N) -> anyhow::Result<()> {
+        *sum = sum
+            .checked_plus(later)
+            .ok_or_else(|| anyhow!("the window's sum overflows"))?;
+        Ok(())
     }
     fn result(&self, sum: &N) -> anyhow::Result<N> {
         Ok(*sum)
@@ -352,9 +360,11 @@ impl<V: 'static, N: Number, E: Extract<V, N>> Aggregator<V> for Mean<E, N> {
         *count += 1;
         Ok(())
     }
-    fn merge(&self, (sum, count): &mut (f64, u64), later: (f64, u64)) {
-        *sum += later.0;
+    fn merge(&self, (sum, count): &mut (f64, u64), later: (f64, u64)) -> anyhow::Result<()> {
+        *sum =
+            finite(*sum + later.0).map_err(|_| anyhow!("the window's sum is no longer finite"))?;
         *count += later.1;
+        Ok(())
     }
     #[allow(clippy::cast_precision_loss)]
     fn result(&self, (sum, count): &(f64, u64)) -> anyhow::Result<f64> {
@@ -389,11 +399,12 @@ macro_rules! keeping {
                 }
                 Ok(())
             }
-            fn merge(&self, kept: &mut (N, i64), later: (N, i64)) {
+            fn merge(&self, kept: &mut (N, i64), later: (N, i64)) -> anyhow::Result<()> {
                 let replaces = |$new: &(N, i64), $kept: &(N, i64)| $replaces;
                 if replaces(&later, kept) {
                     *kept = later;
                 }
+                Ok(())
             }
             fn result(&self, kept: &(N, i64)) -> anyhow::Result<N> {
                 Ok(kept.0.clone())
@@ -471,8 +482,9 @@ where
         *state = (self.reduce)(std::mem::take(state), value);
         Ok(())
     }
-    fn merge(&self, into: &mut S, later: S) {
+    fn merge(&self, into: &mut S, later: S) -> anyhow::Result<()> {
         *into = (self.merge)(std::mem::take(into), later);
+        Ok(())
     }
     fn can_merge(&self) -> bool {
         self.can_merge
@@ -486,7 +498,7 @@ where
 /// order (Quix Streams' `Collect`). Each value is stored as an entry of
 /// its own and the list is read once, when the window closes: windows of
 /// many values cost no more a message than windows of few. Only for
-/// closed tumbling and hopping windows.
+/// closed windows of every type but sliding.
 ///
 /// # Examples
 ///
@@ -566,7 +578,9 @@ where
     fn add(&self, (): &mut (), _: &V, _: i64) -> anyhow::Result<()> {
         Ok(())
     }
-    fn merge(&self, (): &mut (), (): ()) {}
+    fn merge(&self, (): &mut (), (): ()) -> anyhow::Result<()> {
+        Ok(())
+    }
     fn result(&self, (): &()) -> anyhow::Result<Vec<T>> {
         Ok(Vec::new())
     }
@@ -574,7 +588,9 @@ where
         true
     }
     fn item(&self, value: &V) -> anyhow::Result<Value> {
-        Ok(serde_json::to_value((self.what)(value)?)?)
+        let item = (self.what)(value)?;
+        finite::check(&item)?;
+        Ok(serde_json::to_value(item)?)
     }
     fn result_with_items(&self, (): &(), items: Vec<Value>) -> anyhow::Result<Vec<T>> {
         Ok(items
@@ -640,11 +656,11 @@ mod tests {
         };
         let mean = Mean::column("x");
         let mut merged = state_of(&mean, earlier);
-        mean.merge(&mut merged, state_of(&mean, later));
+        mean.merge(&mut merged, state_of(&mean, later)).unwrap();
         assert_eq!(mean.result(&merged).unwrap(), fold(&mean, &rows));
         let earliest = Earliest::column("x");
         let mut kept = earliest.first(&rows[0].0, rows[0].1).unwrap();
-        earliest.merge(&mut kept, (99.0, 1));
+        earliest.merge(&mut kept, (99.0, 1)).unwrap();
         assert_eq!(earliest.result(&kept).unwrap(), 99.0);
     }
 

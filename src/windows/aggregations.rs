@@ -1,9 +1,11 @@
 //! [`Aggregations`]: several named aggregators over one window.
 
 use anyhow::anyhow;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::aggregate::Aggregator;
+use super::finite;
 
 /// Several aggregators over the same windows, each under a name: the
 /// window's result is a JSON object of the names' results (beside `start`
@@ -75,22 +77,20 @@ impl<V, A: Aggregator<V>> Erased<V> for A {
     }
 
     fn first(&self, value: &V, timestamp: i64) -> anyhow::Result<Value> {
-        Ok(serde_json::to_value(Aggregator::first(
-            self, value, timestamp,
-        )?)?)
+        stored(Aggregator::first(self, value, timestamp)?)
     }
 
     fn add(&self, state: &mut Value, value: &V, timestamp: i64) -> anyhow::Result<()> {
         let mut typed: A::State = serde_json::from_value(state.take())?;
         Aggregator::add(self, &mut typed, value, timestamp)?;
-        *state = serde_json::to_value(typed)?;
+        *state = stored(typed)?;
         Ok(())
     }
 
     fn merge(&self, into: &mut Value, later: Value) -> anyhow::Result<()> {
         let mut typed: A::State = serde_json::from_value(into.take())?;
-        Aggregator::merge(self, &mut typed, serde_json::from_value(later)?);
-        *into = serde_json::to_value(typed)?;
+        Aggregator::merge(self, &mut typed, serde_json::from_value(later)?)?;
+        *into = stored(typed)?;
         Ok(())
     }
 
@@ -112,6 +112,13 @@ impl<V, A: Aggregator<V>> Erased<V> for A {
         let result = Aggregator::result_with_items(self, &typed, items)?;
         Ok(serde_json::to_value(result)?)
     }
+}
+
+/// A state as the JSON value the store keeps (refused when JSON cannot
+/// hold it: see `finite`).
+fn stored<S: Serialize>(state: S) -> anyhow::Result<Value> {
+    finite::check(&state)?;
+    Ok(serde_json::to_value(state)?)
 }
 
 impl<V: 'static> Aggregator<V> for Aggregations<V> {
@@ -146,14 +153,15 @@ impl<V: 'static> Aggregator<V> for Aggregations<V> {
         Ok(())
     }
 
-    fn merge(&self, into: &mut Vec<Value>, later: Vec<Value>) {
+    fn merge(&self, into: &mut Vec<Value>, later: Vec<Value>) -> anyhow::Result<()> {
         for ((name, aggregator), (state, later)) in
             self.named.iter().zip(into.iter_mut().zip(later))
         {
-            if let Err(error) = aggregator.merge(state, later) {
-                log::error!("aggregation {name:?}: cannot merge window states: {error:#}");
-            }
+            aggregator
+                .merge(state, later)
+                .map_err(|error| anyhow!("aggregation {name:?}: {error:#}"))?;
         }
+        Ok(())
     }
 
     fn can_merge(&self) -> bool {

@@ -367,6 +367,11 @@ fn messages(count: u64, what: &str) -> i64 {
     i64::try_from(count).unwrap_or(i64::MAX)
 }
 
+/// How many windows (or sessions) a key may keep open: they are stored as
+/// one value, written at every message of the key and sent as one
+/// changelog record (Kafka's default limit is 1 MB).
+const MAX_OPEN_WINDOWS: i64 = 10_000;
+
 /// How many hopping windows one message may fall into.
 const MAX_WINDOWS_A_MESSAGE: i64 = 10_000;
 
@@ -587,7 +592,7 @@ impl<V: Send + 'static> WindowDefinition<V> {
     /// Every value of each window, in event-time order (Quix Streams'
     /// `collect`): each value is stored as an entry of its own, and the
     /// list is read once, when the window closes. Only for
-    /// [`closed`](Windowed::closed) tumbling and hopping windows; to
+    /// [`closed`](Windowed::closed) windows, of every type but sliding; to
     /// collect a part of each value, use
     /// [`aggregate`](Self::aggregate)`(`[`Collect::of`]`(..))`.
     pub fn collect(self) -> Windowed<V, Collect<V, V>, WindowResult<Vec<V>>>
@@ -716,9 +721,23 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
             );
             assert!(
                 !matches!(kind, Kind::Sliding { .. }),
-                "sliding windows cannot collect their values: use a tumbling or hopping window"
+                "sliding windows cannot collect their values: use another window type"
             );
         }
+        // A key's open tumbling or hopping windows (or sessions) are one
+        // stored value, and one changelog record: bounded.
+        let (span, step) = match kind {
+            Kind::Tumbling { duration } => (duration.saturating_add(grace), duration),
+            Kind::Hopping { duration, step } => (duration.saturating_add(grace), step),
+            Kind::Session { gap } => (gap.saturating_add(grace), gap),
+            Kind::Sliding { .. } | Kind::Count { .. } => (0, 1),
+        };
+        assert!(
+            span / step <= MAX_OPEN_WINDOWS,
+            "a key of this window would keep up to {} open windows ((duration or gap + grace) \
+             / step), stored as one value: at most {MAX_OPEN_WINDOWS}; shorten the grace period",
+            span / step
+        );
         if let Kind::Count { count, step } = kind {
             assert!(
                 grace == 0 && closing == Closing::PerKey,

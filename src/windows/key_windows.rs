@@ -18,6 +18,7 @@
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::Serialize;
 
+use super::finite;
 use crate::error::Cause;
 
 const VERSION: u8 = 1;
@@ -97,6 +98,7 @@ pub(crate) fn encode_items_and_state<S: Serialize>(
     items: u32,
     state: &S,
 ) -> serde_json::Result<()> {
+    finite::check(state).map_err(serde::ser::Error::custom)?;
     out.extend_from_slice(&items.to_le_bytes());
     let length_at = out.len();
     out.extend_from_slice(&[0; 4]);

@@ -48,6 +48,14 @@
 //! (tombstones in the changelog); what stays of a key is its stream time,
 //! and, closing per key, the windows a key that fell silent never closed.
 //!
+//! A message that fails (and is skipped by the
+//! [error callback](crate::ApplicationBuilder::on_processing_error)) leaves
+//! the windows as they were before it. So a step after a window that
+//! fails on a closed window's result fails every later message that
+//! closes that window again: let such a step drop the row (a
+//! `try_filter`, or a closure that handles the error) rather than rely on
+//! skipping messages.
+//!
 //! A window's store keeps what its definition needs: changing the type,
 //! duration, grace or closing of a window that has state needs a new
 //! [`name`](WindowDefinition::name) (or cleared state and changelogs).
@@ -56,6 +64,7 @@ mod aggregate;
 mod aggregations;
 mod count;
 mod definition;
+mod finite;
 mod key_sessions;
 mod key_windows;
 mod kind;

@@ -120,7 +120,7 @@ fn merge<V, A: Aggregator<V>, R>(
     session: &mut Session<A::State>,
     later: Session<A::State>,
 ) -> Result<(), StepError> {
-    agg.aggregator.merge(&mut session.state, later.state);
+    agg.aggregator.merge(&mut session.state, later.state)?;
     session.end = later.end;
     let (mut from, to) = ((later.anchor, later.items), (session.anchor, session.items));
     if from.1 > to.1 {

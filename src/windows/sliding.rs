@@ -179,7 +179,7 @@ fn fold<V, A: Aggregator<V>>(
             .records::<A::State>(prefix, time)?
             .ok_or_else(|| anyhow!("the messages at {time} have no state"))?;
         match &mut folded {
-            Some(folded) => aggregator.merge(folded, records),
+            Some(folded) => aggregator.merge(folded, records)?,
             None => folded = Some(records),
         }
     }

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::finite;
 use super::key_sessions::KeySessions;
 use super::key_windows::{self, KeyWindows};
 
@@ -154,7 +155,11 @@ impl<'a> WindowStore<'a> {
         value: &S,
         what: impl FnOnce() -> String,
     ) -> Result<()> {
-        self.at(prefix).set_named(key, value, what)
+        let mut state = self.at(prefix);
+        state.set_encoded::<S>(key, what, |bytes| {
+            finite::check(value).map_err(serde::ser::Error::custom)?;
+            serde_json::to_writer(bytes, value)
+        })
     }
 
     pub(crate) fn delete_window(&mut self, prefix: &[u8], start: i64, end: i64) {
