@@ -2,6 +2,7 @@
 //! due, else poll one message, process it, hand its outputs to the producer
 //! and only then record its offset.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +13,8 @@ use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::ClientConfig;
 
 use crate::broker::{
-    ensure_topics, partition_counts, read_headers, Broker, Origin, OutputProducer,
+    cached_high_watermark, ensure_topics, partition_counts, read_headers, Broker, Origin,
+    OutputProducer,
 };
 use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::Config;
@@ -411,8 +413,11 @@ impl PollLoop<'_> {
 
     /// Every [`TICK_INTERVAL`], ticks the open partitions of topics whose
     /// windows close on an idle stream (see [`Tick`]): each notes in state
-    /// what its idle time decides; a checkpoint commits that; then each
-    /// closes what its state says is closed and the results are sent.
+    /// what its idle time decides; a checkpoint commits that (else it is
+    /// taken back); then each closes what its state says is closed and the
+    /// results are sent. A partition is idle while its consumer position
+    /// is at its high watermark and no message came; not while the broker
+    /// is unreachable.
     fn tick_idle_partitions(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<()> {
         let now = Instant::now();
         let recently = |last: Instant| now < last + TICK_INTERVAL;
@@ -420,26 +425,35 @@ impl PollLoop<'_> {
             return Ok(());
         }
         self.idle.last_tick = Some(now);
+        if self.availability.is_down() {
+            return Ok(());
+        }
         let mut wrote = false;
-        let mut open = Vec::new();
+        let mut open = HashSet::new();
         for_each_ticking(self, |poll_loop, partition| {
-            // A partition seen open for the first time (assigned, or done
-            // recovering) has been idle from now.
             let key = (partition.topic.clone(), partition.partition);
-            let since = *poll_loop
+            let caught_up = is_caught_up(consumer, &key, partition.state);
+            let since = poll_loop
                 .idle
                 .last_message
                 .entry(key.clone())
                 .or_insert(now);
-            open.push(key);
-            let idle = Tick::Idle(now.saturating_duration_since(since));
+            // Not idle while behind (a stall, a backlog, a seek).
+            if !caught_up {
+                *since = now;
+            }
+            let idle = Tick::Idle(now.saturating_duration_since(*since));
+            open.insert(key);
             wrote |= poll_loop.tick(idle, partition)?;
             Ok(())
         })?;
         self.idle.last_message.retain(|key, _| open.contains(key));
         if wrote && self.checkpoint(consumer)? != Outcome::Committed {
-            // Nothing acts on what is not committed: next round.
-            return Ok(());
+            // Nothing acts on what is not committed.
+            return for_each_ticking(self, |poll_loop, partition| {
+                poll_loop.tick(Tick::Undo, partition)?;
+                Ok(())
+            });
         }
         for_each_ticking(self, |poll_loop, partition| {
             poll_loop.tick(Tick::Act, partition)?;
@@ -584,6 +598,19 @@ struct Ticking<'a> {
     checkpoint: &'a mut Checkpoint,
 }
 
+/// Whether partition `key` is processed up to the high watermark the
+/// consumer last saw (librdkafka's cached figure: no request).
+fn is_caught_up(
+    consumer: &BaseConsumer<RebalanceContext>,
+    (topic, partition): &(Arc<str>, i32),
+    state: &PartitionState,
+) -> bool {
+    let Some(next) = state.next_offset() else {
+        return false;
+    };
+    cached_high_watermark(consumer, topic, *partition).is_some_and(|high| next >= high)
+}
+
 /// Runs `each` on every open partition of a topic with a ticking step.
 fn for_each_ticking(
     poll_loop: &mut PollLoop<'_>,
@@ -630,6 +657,10 @@ impl Availability {
 
     fn down(&mut self) {
         self.down_since.get_or_insert_with(Instant::now);
+    }
+
+    fn is_down(&self) -> bool {
+        self.down_since.is_some()
     }
 
     fn up(&mut self) {

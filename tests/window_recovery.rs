@@ -189,3 +189,55 @@ fn every_window_type_rebuilt_from_its_changelog_emits_what_an_uninterrupted_run_
         assert_eq!(sorted(by_window.into_values().collect()), truth, "{case}");
     }
 }
+
+/// Runs a one-partition app of `group` whose 10 ms windows close after
+/// 2 s idle, for `seconds`; what it emitted.
+fn run_idle_closing(
+    mock: &Mock,
+    group: &str,
+    input: &str,
+    state_dir: &Path,
+    seconds: u64,
+) -> Vec<Value> {
+    let (app, _, output) = app_with(mock, group, state_dir, |builder| builder);
+    let input = Topic::<Value>::new(input)
+        .timestamp(|row, _| row["ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no ts")));
+    app.dataframe(&input)
+        .tumbling_window(ms(10))
+        .name("w")
+        .close_when_idle(Duration::from_secs(2))
+        .count()
+        .closed()
+        .apply(|window| json!({"start": window.start, "value": window.value}))
+        .to_topic(&output);
+    app.run_until(Until::timeout(Duration::from_secs(seconds)))
+        .unwrap()
+        .values(&output)
+        .unwrap()
+}
+
+#[test]
+fn a_window_closed_on_an_idle_stream_stays_closed_after_a_lost_state_dir() {
+    let mock: Mock = MockCluster::new(1).unwrap();
+    let group = unique("idle-recovery");
+    let input = format!("{group}-in");
+    for topic in [
+        &input,
+        &format!("{group}-out"),
+        &format!("changelog__{group}--{input}--w"),
+    ] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    let runs = tempfile::tempdir().unwrap();
+    let state_dir = runs.path().join("state");
+    feed_records(&mock, &input, 0, &[("a", r#"{"ts": 3}"#)]);
+    let first = run_idle_closing(&mock, &group, &input, &state_dir, 10);
+    assert_eq!(first, [json!({"start": 0, "value": 1})]);
+
+    // A message for [0, 10) after idleness closed it is late, also for an
+    // instance that rebuilds the state from the changelog.
+    feed_records(&mock, &input, 0, &[("a", r#"{"ts": 5}"#)]);
+    std::fs::remove_dir_all(&state_dir).unwrap();
+    let second = run_idle_closing(&mock, &group, &input, &state_dir, 8);
+    assert!(second.is_empty(), "{second:?}");
+}

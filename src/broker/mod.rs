@@ -22,7 +22,7 @@ pub(crate) use batch_consumer::{BatchConsumer, Fetched, FetchedRecord};
 pub(crate) use delivery::{Origin, OutputProducer};
 pub(crate) use embedded::EmbeddedBroker;
 pub(crate) use headers::read_headers;
-pub(crate) use offsets::committed_offsets;
+pub(crate) use offsets::{cached_high_watermark, committed_offsets};
 
 /// The broker an application talks to.
 pub(crate) enum Broker {

@@ -1,7 +1,8 @@
 //! Reading a consumer group's committed offsets, with the metadata they
 //! were committed with. rust-rdkafka's `TopicPartitionListElem::metadata`
 //! expects UTF-8 and panics otherwise, and any client may commit any bytes:
-//! kstreams reads them itself.
+//! kstreams reads them itself. And a partition's high watermark as the
+//! consumer last saw it, which rust-rdkafka does not expose.
 #![allow(unsafe_code)]
 
 use std::slice;
@@ -67,4 +68,29 @@ fn metadata(list: &TopicPartitionList, index: usize) -> KafkaResult<Vec<u8>> {
         let bytes = slice::from_raw_parts(element.metadata.cast::<u8>(), element.metadata_size);
         Ok(bytes.to_vec())
     }
+}
+
+/// The high watermark of `partition` of `topic` as the consumer's last
+/// fetch saw it (librdkafka's cached figure: no request); `None` when it
+/// has seen none.
+pub(crate) fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(topic).ok()?;
+    let (mut low, mut high) = (-1_i64, -1_i64);
+    // SAFETY: the client pointer is valid while `consumer` lives; the
+    // topic is a NUL-terminated string; librdkafka writes both offsets.
+    let error = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    let known = error == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR;
+    (known && high >= 0).then_some(high)
 }

@@ -27,9 +27,13 @@ pub(crate) type Ticker = Box<dyn FnMut(Tick, &mut Context<'_>) -> Result<bool, S
 /// the first one wrote anything (see `windows::step`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Tick {
-    /// The partition has had no message for this long: note what that
-    /// decides (a later stream time) in state. Returns whether it wrote.
+    /// The partition has been caught up, with no message, for this long:
+    /// note what that decides (a later stream time) in state. Returns
+    /// whether it wrote.
     Idle(std::time::Duration),
+    /// The checkpoint after `Idle` was not committed: take back what it
+    /// wrote, so that nothing acts on it.
+    Undo,
     /// Act on what state says now (close the windows the stream time
     /// passed), emitting down the chain.
     Act,

@@ -79,13 +79,28 @@ impl PartitionState {
             .for_each(WindowIndex::undo_message);
     }
 
-    /// The stamp of the running checkpoint's changelog records; `None`
-    /// when it absorbed nothing.
+    /// The stamp of the running checkpoint's changelog records: the last
+    /// input it absorbed; when it absorbed none but has updates (written
+    /// between messages, by a tick), the input before the committed
+    /// offset, so that recovery applies them. `None` without either.
     pub(crate) fn stamp(&self) -> Option<Stamp> {
-        self.pending_input.map(|next| Stamp {
-            input_offset: next - 1,
-            committed_offset: self.committed,
-        })
+        match self.pending_input {
+            Some(next) => Some(Stamp {
+                input_offset: next - 1,
+                committed_offset: self.committed,
+            }),
+            None => self.committed.map(|committed| Stamp {
+                input_offset: committed - 1,
+                committed_offset: Some(committed),
+            }),
+        }
+    }
+
+    /// The offset of the next message to process, as far as this
+    /// instance knows: after the last one it processed, else where the
+    /// group's commit says processing resumes.
+    pub(crate) fn next_offset(&self) -> Option<i64> {
+        self.pending_input.or(self.committed)
     }
 
     /// Records that the group committed `offset` for this partition.
@@ -452,6 +467,16 @@ mod tests {
         assert_eq!(state.stamp().unwrap().committed_offset, Some(7));
         let absorbed = state.store.absorbed().unwrap().unwrap();
         assert_eq!((absorbed.next_input, absorbed.committed), (7, Some(5)));
+        // Written between messages: applied by a recovery up to what is
+        // committed.
+        state.write_checkpoint(&[], true).unwrap();
+        state.committed(8);
+        let between = Stamp {
+            input_offset: 7,
+            committed_offset: Some(8),
+        };
+        assert_eq!(state.stamp(), Some(between));
+        assert!(between.is_before(8));
     }
 
     #[test]

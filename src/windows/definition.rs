@@ -428,10 +428,12 @@ impl<V: Send + 'static> WindowDefinition<V> {
     }
 
     /// Closes windows per partition ([`Closing::PerPartition`]), and on
-    /// an idle stream too: once a partition has had no message for
-    /// `after` (wall-clock time), its stream time becomes the latest event
-    /// time of its messages plus the time it has been idle, so that its
-    /// last windows close and their results come out when input stops
+    /// an idle stream too: once a partition has been caught up (its
+    /// consumer at the end of what the broker has), with no message, for
+    /// `after` of wall-clock time, its stream time becomes the latest
+    /// event time of its messages plus the time it has been idle (when
+    /// that closes a window), so that its last windows close and their
+    /// results come out when input stops
     /// (Quix Streams has no such option; its users send heartbeat
     /// messages). Bytewax's `EventClock(wait_for_system_duration)` works
     /// this way.
@@ -442,7 +444,12 @@ impl<V: Send + 'static> WindowDefinition<V> {
     /// Tumbling and hopping windows only; the poll loop checks idle
     /// partitions about every 100 ms, and
     /// [`TestDriver::idle`](crate::TestDriver::idle) lets time pass in
-    /// tests.
+    /// tests. The poll loop does not tick while the broker is unreachable.
+    ///
+    /// # Panics
+    ///
+    /// When `after` is shorter than a millisecond; when the window is then
+    /// given [`Closing::PerKey`], or is not a tumbling or hopping window.
     ///
     /// # Examples
     ///
@@ -472,7 +479,7 @@ impl<V: Send + 'static> WindowDefinition<V> {
     /// ```
     pub fn close_when_idle(mut self, after: Duration) -> Self {
         self.closing = Closing::PerPartition;
-        self.idle_after = Some(i64::try_from(after.as_millis()).unwrap_or(i64::MAX));
+        self.idle_after = Some(millis(after, "the idle time that closes windows"));
         self
     }
 
@@ -785,10 +792,16 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
             idle_after,
             aggregating,
             windows: Vec::new(),
+            before_idle: Vec::new(),
         };
         if idle_after.is_none() {
             return chain(frame, step);
         }
+        assert!(
+            closing == Closing::PerPartition,
+            "windows that close on an idle stream close per partition: .closing(Closing::PerKey) \
+             turns .close_when_idle(..) off"
+        );
         // The step runs for messages and for ticks: both hold it, and the
         // rest of the chain once it is composed.
         let shared = Arc::new(Mutex::new((step, None::<Step<R>>)));

@@ -165,6 +165,10 @@ pub(crate) struct WindowStep<V, A: Aggregator<V>, R> {
     pub(crate) aggregating: Aggregating<V, A, R>,
     /// The windows of the current message (reused).
     pub(crate) windows: Vec<(i64, i64)>,
+    /// Per partition, the stream time before a [`Tick::Idle`] advanced it,
+    /// until the checkpoint after it is committed ([`Tick::Act`]) or not
+    /// ([`Tick::Undo`]).
+    pub(crate) before_idle: Vec<(i32, i64)>,
 }
 
 /// A result to emit: the key's prefix when it is not the message's own.
@@ -343,11 +347,12 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
 
 impl<V, A: Aggregator<V>, R> WindowStep<V, A, R> {
     /// A tick of closing on an idle stream (see [`Tick`]). `Idle`: once the
-    /// partition has had no message for `idle_after`, its stream time
-    /// becomes the latest event time of its messages plus the time it has
-    /// been idle, written to state (and checkpointed before anything acts
-    /// on it, so that a restart decides the same). `Act`: closes the
-    /// windows that the stream time in state passed.
+    /// partition has been idle for `idle_after`, and if that closes a
+    /// window, its stream time becomes the latest event time of its
+    /// messages plus the time it has been idle, written to state (and
+    /// checkpointed before anything acts on it, so that a restart decides
+    /// the same; `Undo` takes it back when that checkpoint fails). `Act`:
+    /// closes the windows that the stream time in state passed.
     pub(crate) fn tick(
         &mut self,
         tick: Tick,
@@ -357,11 +362,13 @@ impl<V, A: Aggregator<V>, R> WindowStep<V, A, R> {
         let Some(idle_after) = self.idle_after else {
             return Ok(false);
         };
+        let partition = ctx.meta.partition;
         let agg = &mut self.aggregating;
         let mut store = agg.store(ctx.state.as_deref_mut())?;
         let Some(time) = store.time(&PARTITION)? else {
             return Ok(false);
         };
+        let undo = self.before_idle.iter().position(|(p, _)| *p == partition);
         match tick {
             Tick::Idle(idle) => {
                 let idle = i64::try_from(idle.as_millis()).unwrap_or(i64::MAX);
@@ -369,13 +376,30 @@ impl<V, A: Aggregator<V>, R> WindowStep<V, A, R> {
                     return Ok(false);
                 };
                 let advanced = latest.saturating_add(idle);
-                if idle < idle_after || advanced <= time {
+                let closed_by = advanced.saturating_sub(agg.grace);
+                if idle < idle_after
+                    || advanced <= time
+                    || store.index()?.ending_by(closed_by).next().is_none()
+                {
                     return Ok(false);
                 }
                 store.set_time(&PARTITION, advanced);
+                if undo.is_none() {
+                    self.before_idle.push((partition, time));
+                }
                 Ok(true)
             }
+            Tick::Undo => {
+                if let Some(at) = undo {
+                    let (_, before) = self.before_idle.swap_remove(at);
+                    store.set_time(&PARTITION, before);
+                }
+                Ok(false)
+            }
             Tick::Act => {
+                if let Some(at) = undo {
+                    self.before_idle.swap_remove(at);
+                }
                 let closed_by = time.saturating_sub(agg.grace);
                 for emission in agg.close_partition(&mut store, None, closed_by)? {
                     emit(ctx, emission, next)?;
