@@ -445,6 +445,9 @@ impl<V: Send + 'static> WindowDefinition<V> {
     /// partitions about every 100 ms, and
     /// [`TestDriver::idle`](crate::TestDriver::idle) lets time pass in
     /// tests. The poll loop does not tick while the broker is unreachable.
+    /// A step after the window that fails on a result it closes this way
+    /// goes to the error callback, and is tried again at the next tick
+    /// (every 100 ms) until it succeeds.
     ///
     /// # Panics
     ///
