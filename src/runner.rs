@@ -267,8 +267,9 @@ struct PollLoop<'a> {
 /// an idle stream.
 const TICK_INTERVAL: Duration = Duration::from_millis(100);
 
-/// When each open partition of a ticking topic last had a message (or was
-/// first seen open), and when the partitions were last ticked.
+/// Since when each open partition of a ticking topic has been idle: its
+/// last message, or when it was last behind the high watermark or first
+/// seen open; and when the partitions were last ticked.
 #[derive(Default)]
 struct IdlePartitions {
     last_message: foldhash::HashMap<(Arc<str>, i32), Instant>,
@@ -415,9 +416,9 @@ impl PollLoop<'_> {
     /// windows close on an idle stream (see [`Tick`]): each notes in state
     /// what its idle time decides; a checkpoint commits that (else it is
     /// taken back); then each closes what its state says is closed and the
-    /// results are sent. A partition is idle while its consumer position
-    /// is at its high watermark and no message came; not while the broker
-    /// is unreachable.
+    /// results are sent. A partition is idle while it is processed up to
+    /// the high watermark the consumer last saw and no message comes; no
+    /// partition is while the broker is unreachable.
     fn tick_idle_partitions(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<()> {
         let now = Instant::now();
         let recently = |last: Instant| now < last + TICK_INTERVAL;
