@@ -241,3 +241,44 @@ fn a_window_closed_on_an_idle_stream_stays_closed_after_a_lost_state_dir() {
     let second = run_idle_closing(&mock, &group, &input, &state_dir, 8);
     assert!(second.is_empty(), "{second:?}");
 }
+
+#[test]
+fn a_window_store_refuses_windows_of_another_grace() {
+    let mock: Mock = MockCluster::new(1).unwrap();
+    let group = unique("redefined");
+    let input = format!("{group}-in");
+    for topic in [
+        &input,
+        &format!("{group}-out"),
+        &format!("changelog__{group}--{input}--w"),
+    ] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    let state_dir = tempfile::tempdir().unwrap();
+    let run = |grace: u64, messages: u64| {
+        let (app, _, output) = app_with(&mock, &group, state_dir.path(), |builder| builder);
+        let input = Topic::<Value>::new(input.as_str())
+            .timestamp(|row, _| row["ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no ts")));
+        app.dataframe(&input)
+            .tumbling_window(ms(10))
+            .grace(ms(grace))
+            .name("w")
+            .count()
+            .closed()
+            .apply(|window| json!({"start": window.start, "value": window.value}))
+            .to_topic(&output);
+        app.run_until(Until::messages(messages).or_timeout(Duration::from_secs(30)))
+    };
+    feed_records(&mock, &input, 0, &[("a", r#"{"ts": 3}"#)]);
+    run(5, 1).unwrap();
+    // A longer grace would reopen windows that closed: refused, naming the
+    // store and both definitions.
+    feed_records(&mock, &input, 0, &[("a", r#"{"ts": 30}"#)]);
+    let error = run(50, 1).unwrap_err().to_string();
+    assert!(
+        error.contains("window store w holds windows of another definition")
+            && error.contains("grace 5")
+            && error.contains("grace 50"),
+        "{error}"
+    );
+}

@@ -30,6 +30,9 @@ pub(crate) struct PartitionState {
     /// Per store, the index of its open windows, for a window store that
     /// closes per partition (built at its first message).
     pub(crate) window_indexes: Vec<Option<WindowIndex>>,
+    /// Per store, whether a window step checked that the store holds its
+    /// definition's windows (once a partition is opened).
+    pub(crate) definitions_checked: Vec<bool>,
     stores: Arc<[StoreSpec]>,
     /// The offset after the last message processed since the last
     /// checkpoint: what the next checkpoint records as absorbed.
@@ -229,6 +232,7 @@ impl StoreLayout {
                 .map(|_| Transaction::default())
                 .collect(),
             window_indexes: known.stores.iter().map(|_| None).collect(),
+            definitions_checked: known.stores.iter().map(|_| false).collect(),
             stores: known.stores.clone(),
             pending_input: None,
             committed: None,

@@ -714,11 +714,16 @@ impl<V: Send + 'static, A: Aggregator<V>, R: Send + 'static> Windowed<V, A, R> {
         });
         let store = frame.register_window_store(&name);
         let keeps_items = self.aggregator.keeps_items();
+        let idle = idle_after
+            .map(|after| format!(", idle {after}"))
+            .unwrap_or_default();
+        let definition = format!("{}, grace {grace}, {closing:?}{idle}", kind.name());
         let aggregating = Aggregating {
             grace,
             emit,
             store,
             store_name: Arc::from(name),
+            definition,
             aggregator: self.aggregator,
             row: self.row,
             on_late,

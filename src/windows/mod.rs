@@ -58,7 +58,10 @@
 //!
 //! A window's store keeps what its definition needs: changing the type,
 //! duration, grace or closing of a window that has state needs a new
-//! [`name`](WindowDefinition::name) (or cleared state and changelogs).
+//! [`name`](WindowDefinition::name) (or cleared state and changelogs). The
+//! store notes the definition it holds; a window of another one fails at
+//! the first message of each partition, naming the store and both
+//! definitions, rather than reopen windows that closed and were emitted.
 
 mod aggregate;
 mod aggregations;

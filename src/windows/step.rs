@@ -33,6 +33,9 @@ pub(crate) struct Aggregating<V, A: Aggregator<V>, R> {
     /// The window store's index among the topic's stores, and its name.
     pub(crate) store: usize,
     pub(crate) store_name: Arc<str>,
+    /// The window's type, parameters, grace and closing, as text: what
+    /// the store's windows were made by.
+    pub(crate) definition: String,
     pub(crate) aggregator: A,
     pub(crate) row: Row<A::Output, R>,
     pub(crate) on_late: Option<OnLate<V>>,
@@ -42,7 +45,8 @@ pub(crate) struct Aggregating<V, A: Aggregator<V>, R> {
 }
 
 impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
-    /// The window store of the message's partition.
+    /// The window store of the message's partition, once it is known to
+    /// hold windows of this definition.
     pub(crate) fn store<'c>(
         &self,
         state: Option<&'c mut PartitionState>,
@@ -50,7 +54,16 @@ impl<V, A: Aggregator<V>, R> Aggregating<V, A, R> {
         let partition = state.ok_or_else(|| {
             anyhow!("no state store is open for this partition (is it still assigned?)")
         })?;
-        Ok(WindowStore::new(partition, self.store))
+        let mut store = WindowStore::new(partition, self.store);
+        store.check_definition(&self.definition).map_err(|stored| {
+            anyhow!(
+                "window store {} holds windows of another definition ({stored}; this window: \
+                 {}): give the window a new .name(..), or clear the state and its changelog",
+                self.store_name,
+                self.definition
+            )
+        })?;
+        Ok(store)
     }
 
     /// The row of window `(start, end)` with `state`.

@@ -35,6 +35,8 @@ const TIME: [u8; 1] = [b't'];
 /// The latest event time of the partition's messages, as 8 bytes
 /// big-endian (closing on an idle stream).
 const MESSAGE_TIME: [u8; 1] = [b'l'];
+/// The definition of the windows the store holds, as text.
+const DEFINITION: [u8; 1] = [b'd'];
 /// The open windows of a key, 16 bytes each (start, end), closing order.
 const OPEN: [u8; 1] = [b'o'];
 /// The aggregate of a key's messages of one event time: `r`, then the time.
@@ -175,6 +177,31 @@ impl<'a> WindowStore<'a> {
     pub(crate) fn set_time(&mut self, prefix: &[u8], time: i64) {
         self.at(prefix)
             .set_bytes(&TIME, time.to_be_bytes().to_vec());
+    }
+
+    /// Checks, once the partition is opened, that the store holds windows
+    /// of `definition` (type, parameters, grace and closing), and notes it
+    /// when the store has none yet: a store written under another
+    /// definition would reopen windows that closed and were emitted.
+    pub(crate) fn check_definition(&mut self, definition: &str) -> Result<(), String> {
+        if self.partition.definitions_checked[self.store] {
+            return Ok(());
+        }
+        let stored = self
+            .at(&PARTITION)
+            .get_bytes(&DEFINITION)
+            .map_err(|error| error.to_string())?;
+        match stored {
+            Some(stored) if stored != definition.as_bytes() => {
+                return Err(String::from_utf8_lossy(&stored).into_owned());
+            }
+            Some(_) => {}
+            None => self
+                .at(&PARTITION)
+                .set_bytes(&DEFINITION, definition.as_bytes().to_vec()),
+        }
+        self.partition.definitions_checked[self.store] = true;
+        Ok(())
     }
 
     /// The latest event time of the partition's messages (closing on an
