@@ -381,21 +381,8 @@ impl PollLoop<'_> {
             partition: meta.partition,
             offset: meta.offset,
         };
-        for output in self.outputs.iter() {
-            if let Err(error) = self.producer.send(&output, Some(&origin)) {
-                let refused = match error {
-                    Error::BrokerUnavailable { .. } => Err(error),
-                    error => policy.producer(error),
-                };
-                if refused.is_err() {
-                    checkpoint.poison();
-                    return refused;
-                }
-            }
-            if let Some(collected) = &mut self.collected {
-                collected.push(output);
-            }
-        }
+        let sink = (&*self.producer, &mut self.collected);
+        send_outputs(&self.outputs, &origin, sink, policy, checkpoint)?;
         checkpoint.store_offset(&origin);
         if let Some(partition_state) = partition_state {
             partition_state.absorb(origin.offset);
@@ -492,21 +479,8 @@ impl PollLoop<'_> {
             partition,
             offset: -1,
         };
-        for output in self.outputs.iter() {
-            if let Err(error) = self.producer.send(&output, Some(&origin)) {
-                let refused = match error {
-                    Error::BrokerUnavailable { .. } => Err(error),
-                    error => policy.producer(error),
-                };
-                if refused.is_err() {
-                    checkpoint.poison();
-                    return refused.map(|()| false);
-                }
-            }
-            if let Some(collected) = &mut self.collected {
-                collected.push(output);
-            }
-        }
+        let sink = (&*self.producer, &mut self.collected);
+        send_outputs(&self.outputs, &origin, sink, policy, checkpoint)?;
         Ok(wrote)
     }
 
@@ -587,6 +561,35 @@ impl PollLoop<'_> {
             .cloned()
             .unwrap_or_else(|| Arc::from(name))
     }
+}
+
+/// Sends `outputs` of the input at `origin` to the producer (and to the
+/// collected outputs, when a run collects them). A refused output the
+/// error policy does not skip poisons the checkpoint, so that no offset
+/// is committed past it.
+fn send_outputs(
+    outputs: &Outputs,
+    origin: &Origin,
+    (producer, collected): (&OutputProducer, &mut Option<Outputs>),
+    policy: &ErrorPolicy,
+    checkpoint: &mut Checkpoint,
+) -> Result<()> {
+    for output in outputs.iter() {
+        if let Err(error) = producer.send(&output, Some(origin)) {
+            let refused = match error {
+                Error::BrokerUnavailable { .. } => Err(error),
+                error => policy.producer(error),
+            };
+            if refused.is_err() {
+                checkpoint.poison();
+                return refused;
+            }
+        }
+        if let Some(collected) = collected {
+            collected.push(output);
+        }
+    }
+    Ok(())
 }
 
 /// An open partition of a topic with a ticking step, and what its tick

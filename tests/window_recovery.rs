@@ -109,10 +109,28 @@ fn app(
     pipeline: Pipeline,
 ) -> (Application, Topic<Value>) {
     let (app, _, output) = app_with(mock, group, state_dir, |builder| builder.commit_every(17));
-    let input = Topic::<Value>::new(input)
-        .timestamp(|row, _| row["ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no ts")));
+    let input = purchases(input);
     pipeline(app.dataframe(&input)).to_topic(&output);
     (app, output)
+}
+
+/// The input topic `name`, its event time read from `ts`.
+fn purchases(name: &str) -> Topic<Value> {
+    Topic::<Value>::new(name)
+        .timestamp(|row, _| row["ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no ts")))
+}
+
+/// A fresh group named from `prefix`, with its input, output and window
+/// store changelog (store `w`) of one partition on `mock`; the group and
+/// the input's name.
+fn one_partition_topics(mock: &Mock, prefix: &str) -> (String, String) {
+    let group = unique(prefix);
+    let input = format!("{group}-in");
+    let changelog = format!("changelog__{group}--{input}--w");
+    for topic in [&input, &format!("{group}-out"), &changelog] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    (group, input)
 }
 
 /// Runs until `messages` more were processed; what went to `output`.
@@ -200,8 +218,7 @@ fn run_idle_closing(
     seconds: u64,
 ) -> Vec<Value> {
     let (app, _, output) = app_with(mock, group, state_dir, |builder| builder);
-    let input = Topic::<Value>::new(input)
-        .timestamp(|row, _| row["ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no ts")));
+    let input = purchases(input);
     app.dataframe(&input)
         .tumbling_window(ms(10))
         .name("w")
@@ -219,15 +236,7 @@ fn run_idle_closing(
 #[test]
 fn a_window_closed_on_an_idle_stream_stays_closed_after_a_lost_state_dir() {
     let mock: Mock = MockCluster::new(1).unwrap();
-    let group = unique("idle-recovery");
-    let input = format!("{group}-in");
-    for topic in [
-        &input,
-        &format!("{group}-out"),
-        &format!("changelog__{group}--{input}--w"),
-    ] {
-        mock.create_topic(topic, 1, 1).unwrap();
-    }
+    let (group, input) = one_partition_topics(&mock, "idle-recovery");
     let runs = tempfile::tempdir().unwrap();
     let state_dir = runs.path().join("state");
     feed_records(&mock, &input, 0, &[("a", r#"{"ts": 3}"#)]);
@@ -245,20 +254,11 @@ fn a_window_closed_on_an_idle_stream_stays_closed_after_a_lost_state_dir() {
 #[test]
 fn a_window_store_refuses_windows_of_another_grace() {
     let mock: Mock = MockCluster::new(1).unwrap();
-    let group = unique("redefined");
-    let input = format!("{group}-in");
-    for topic in [
-        &input,
-        &format!("{group}-out"),
-        &format!("changelog__{group}--{input}--w"),
-    ] {
-        mock.create_topic(topic, 1, 1).unwrap();
-    }
+    let (group, input) = one_partition_topics(&mock, "redefined");
     let state_dir = tempfile::tempdir().unwrap();
     let run = |grace: u64, messages: u64| {
         let (app, _, output) = app_with(&mock, &group, state_dir.path(), |builder| builder);
-        let input = Topic::<Value>::new(input.as_str())
-            .timestamp(|row, _| row["ts"].as_i64().ok_or_else(|| anyhow::anyhow!("no ts")));
+        let input = purchases(&input);
         app.dataframe(&input)
             .tumbling_window(ms(10))
             .grace(ms(grace))
