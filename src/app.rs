@@ -8,7 +8,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::broker::Broker;
 use crate::config::{ApplicationBuilder, Config};
-use crate::dataframe::{Pipeline, StreamingDataFrame, Topology};
+use crate::dataframe::{Pipeline, Repartition, StreamingDataFrame, Topology};
 use crate::error::{Error, Result};
 use crate::outputs::Outputs;
 use crate::producer::Producer;
@@ -62,10 +62,11 @@ impl Application {
 
     pub(crate) fn new(config: Config) -> Result<Self> {
         let broker = Broker::start(&config.broker)?;
+        let topology = Topology::new(&config.consumer_group);
         Ok(Application {
             config,
             broker,
-            topology: Arc::default(),
+            topology: Arc::new(Mutex::new(topology)),
             pipeline: Mutex::new(Some(Pipeline::default())),
             stop: StopHandle::default(),
         })
@@ -144,9 +145,14 @@ impl Application {
 
     fn run_with(&self, until: Until, collect: bool) -> Result<Outputs> {
         let mut pipeline = self.take_pipeline()?;
-        let (inputs, outputs) = {
+        let (inputs, outputs, repartitions) = {
             let topology = self.topology.lock();
-            (topology.inputs().to_vec(), topology.outputs().to_vec())
+            let inputs = topology.inputs().to_vec();
+            (
+                inputs,
+                topology.outputs().to_vec(),
+                topology.repartitions().to_vec(),
+            )
         };
         let stores = self.store_layout();
         let result = if inputs.is_empty() {
@@ -171,6 +177,7 @@ impl Application {
                     pipeline: &mut pipeline,
                     inputs,
                     outputs,
+                    repartitions,
                     stores,
                     stop: &self.stop,
                 };
@@ -270,6 +277,11 @@ impl Application {
         let mut pipeline = self.pipeline.lock().take().ok_or(Error::AlreadyRunning)?;
         self.topology.lock().compose_into(&mut pipeline);
         Ok(pipeline)
+    }
+
+    /// The repartition topics of the declared `group_by`s.
+    pub(crate) fn repartitions(&self) -> Vec<Repartition> {
+        self.topology.lock().repartitions().to_vec()
     }
 
     pub(crate) fn return_pipeline(&self, pipeline: Pipeline) {

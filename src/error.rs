@@ -236,6 +236,23 @@ pub enum Error {
         partitions: i32,
     },
 
+    /// The repartition topic of a [`group_by`](crate::StreamingDataFrame::group_by)
+    /// exists with another partition count than it should have (its
+    /// source's, or the one its [`GroupBy`](crate::GroupBy) asks for).
+    #[error(
+        "repartition topic {repartition} has {existing} partition(s), but {partitions} are \
+         expected: delete it (the group's state after it then starts over), or ask for \
+         {existing} with GroupBy::partitions"
+    )]
+    RepartitionPartitions {
+        /// The repartition topic.
+        repartition: String,
+        /// Its partition count.
+        existing: i32,
+        /// The expected count.
+        partitions: i32,
+    },
+
     /// The broker did not accept a message sent with a [`Producer`](crate::Producer).
     #[error("cannot produce to topic {topic}: {source}")]
     Send {

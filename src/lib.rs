@@ -93,7 +93,7 @@ pub mod windows;
 
 pub use app::Application;
 pub use config::{ApplicationBuilder, OffsetReset, BROKER_ENV, CONSUMER_GROUP_ENV};
-pub use dataframe::StreamingDataFrame;
+pub use dataframe::{GroupBy, GroupKey, StreamingDataFrame};
 pub use error::{Cause, Error, Field, Result};
 pub use message::{Headers, Metadata, Record};
 pub use on_error::ErrorAction;

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::dataframe::is_repartition_topic;
 use crate::error::Error;
 
 /// The answer of an error callback.
@@ -56,6 +57,12 @@ impl ErrorPolicy {
 
     /// Decides about an output the broker did not accept.
     pub(crate) fn producer(&self, error: Error) -> Result<(), Error> {
+        // Never skipped: a later source offset would be committed past a
+        // record the steps after the `group_by` never see.
+        if matches!(&error, Error::Produce { output_topic, .. } if is_repartition_topic(output_topic))
+        {
+            return Err(error);
+        }
         decide(self.producer.as_ref(), error)
     }
 }

@@ -231,18 +231,25 @@ impl Outputs {
 
     /// Every output, in production order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = Output<'_>> {
-        self.produced.iter().map(|produced| {
-            let key_len = produced.key_len.unwrap_or(0);
-            let (key, value) =
-                self.bytes[produced.start..][..key_len + produced.value_len].split_at(key_len);
-            Output {
-                topic: &self.topics[produced.topic],
-                key: produced.key_len.map(|_| key),
-                value,
-                timestamp: produced.timestamp,
-                headers: &self.header_sets[produced.headers].1,
-            }
-        })
+        self.produced.iter().map(|produced| self.view(produced))
+    }
+
+    /// Output number `index`.
+    pub(crate) fn get(&self, index: usize) -> Option<Output<'_>> {
+        self.produced.get(index).map(|produced| self.view(produced))
+    }
+
+    fn view(&self, produced: &Produced) -> Output<'_> {
+        let key_len = produced.key_len.unwrap_or(0);
+        let (key, value) =
+            self.bytes[produced.start..][..key_len + produced.value_len].split_at(key_len);
+        Output {
+            topic: &self.topics[produced.topic],
+            key: produced.key_len.map(|_| key),
+            value,
+            timestamp: produced.timestamp,
+            headers: &self.header_sets[produced.headers].1,
+        }
     }
 }
 

@@ -38,7 +38,7 @@ impl<'a> Producer<'a> {
     pub(crate) fn new(app: &'a Application) -> Result<Self> {
         Ok(Producer {
             app,
-            inner: OutputProducer::create(app.broker(), app.config())?,
+            inner: OutputProducer::create(app.broker(), app.config(), false)?,
             ready: Mutex::new(HashSet::new()),
         })
     }

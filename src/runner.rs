@@ -18,7 +18,7 @@ use crate::broker::{
 };
 use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::Config;
-use crate::dataframe::{Pipeline, Tick};
+use crate::dataframe::{is_repartition_topic, Pipeline, Repartition, Tick};
 use crate::error::{Error, Field, Result};
 use crate::message::Metadata;
 use crate::on_error::ErrorPolicy;
@@ -51,6 +51,8 @@ pub(crate) struct Run<'a> {
     pub(crate) pipeline: &'a mut Pipeline,
     pub(crate) inputs: Vec<TopicSpec>,
     pub(crate) outputs: Vec<TopicSpec>,
+    /// The repartition topics of `group_by`s, among inputs and outputs.
+    pub(crate) repartitions: Vec<Repartition>,
     pub(crate) stores: StoreLayout,
     pub(crate) stop: &'a StopHandle,
 }
@@ -64,11 +66,18 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         pipeline,
         inputs,
         outputs,
+        repartitions,
         stores: layout,
         stop,
     } = run;
-    let topics: Vec<TopicSpec> = inputs.iter().chain(&outputs).cloned().collect();
+    let topics: Vec<TopicSpec> = inputs
+        .iter()
+        .chain(&outputs)
+        .filter(|spec| !is_repartition_topic(&spec.name))
+        .cloned()
+        .collect();
     ensure_topics(broker, config, &topics)?;
+    ensure_repartitions(broker, config, &repartitions)?;
     let stores = StateManager::new(layout);
     let recovery = if stores.is_stateful() {
         if config.use_changelog_topics {
@@ -84,7 +93,9 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         None
     };
 
-    let producer = Arc::new(OutputProducer::create(broker, config)?);
+    // Repartition records keep their order (see `group_by`).
+    let ordered = !repartitions.is_empty();
+    let producer = Arc::new(OutputProducer::create(broker, config, ordered)?);
     let state = Arc::new(Mutex::new(LoopState::new(
         Checkpoint::new(config),
         producer.clone(),
@@ -133,6 +144,49 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         outputs.processed = poll_loop.processed;
         outputs
     })
+}
+
+/// Creates each missing repartition topic with its source's partition
+/// count (or the one its `group_by` asks for), in declaration order: the
+/// source of a nested one exists by then.
+///
+/// # Errors
+///
+/// [`Error::RepartitionPartitions`] when one exists with another count.
+fn ensure_repartitions(
+    broker: &Broker,
+    config: &Config,
+    repartitions: &[Repartition],
+) -> Result<()> {
+    for repartition in repartitions {
+        let (topic, source) = (&*repartition.topic, &*repartition.source);
+        let counts = partition_counts(broker, config, &[topic, source])?;
+        let Some(&source_partitions) = counts.get(source) else {
+            return Err(Error::TopicNotFound {
+                topic: source.to_string(),
+            });
+        };
+        let partitions = repartition.partitions.unwrap_or(source_partitions);
+        match counts.get(topic) {
+            Some(&existing) if existing != partitions => {
+                return Err(Error::RepartitionPartitions {
+                    repartition: topic.to_string(),
+                    existing,
+                    partitions,
+                })
+            }
+            Some(_) => {}
+            None => {
+                let spec = TopicSpec {
+                    name: topic.to_string(),
+                    partitions: Some(partitions),
+                    config: vec![("cleanup.policy".into(), "delete".into())],
+                };
+                ensure_topics(broker, config, &[spec])?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Creates each stateful input's changelog topics, with its partition

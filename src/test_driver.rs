@@ -21,7 +21,12 @@ use crate::topic::{same_name, Topic};
 /// pipeline (Kafka Streams' `TopologyTestDriver`, Quix Streams' `sdf.test`).
 ///
 /// Messages go through the same codecs, chains and error callbacks as in
-/// [`Application::run`]. Offsets count from 0 per topic and partition. While
+/// [`Application::run`]. Offsets count from 0 per topic and partition. The
+/// records of a [`group_by`](crate::StreamingDataFrame::group_by) go
+/// through the steps after it at once, in the partition of their key as
+/// librdkafka's default partitioner picks it among
+/// [`GroupBy::partitions`](crate::GroupBy::partitions) (default: the
+/// application's [`topic_partitions`](crate::ApplicationBuilder::topic_partitions)). While
 /// a driver exists the application cannot run; dropping it gives the
 /// dataframes back.
 ///
@@ -60,6 +65,8 @@ pub struct TestDriver<'a> {
     /// Per input partition, how long it has been idle ([`idle`](Self::idle))
     /// since its last message.
     idle: BTreeMap<(Arc<str>, i32), Duration>,
+    /// The repartition topics, with their partition counts.
+    repartitions: Vec<(Arc<str>, i32)>,
 }
 
 /// A message for [`TestDriver::push`]: a value and optionally a key,
@@ -136,6 +143,17 @@ impl<'a> TestDriver<'a> {
             meta: Metadata::new(),
             schedule: CheckpointSchedule::new(app.config()),
             idle: BTreeMap::new(),
+            repartitions: app
+                .repartitions()
+                .into_iter()
+                .map(|repartition| {
+                    let partitions = repartition.partitions;
+                    (
+                        repartition.topic,
+                        partitions.unwrap_or(app.config().topic_partitions),
+                    )
+                })
+                .collect(),
         })
     }
 
@@ -168,7 +186,8 @@ impl<'a> TestDriver<'a> {
             }
             None => None,
         };
-        self.set_message(topic, message.partition, key.as_deref(), message.timestamp);
+        let name = topic.shared_name();
+        self.set_message(name, message.partition, key.as_deref(), message.timestamp);
         self.meta.headers = message.headers;
         self.process(Some(&value))
     }
@@ -200,7 +219,7 @@ impl<'a> TestDriver<'a> {
         key: Option<&[u8]>,
         value: Option<&[u8]>,
     ) -> Result<()> {
-        self.set_message(topic, 0, key, None);
+        self.set_message(topic.shared_name(), 0, key, None);
         self.meta.headers.clear();
         self.process(value)
     }
@@ -278,15 +297,14 @@ impl<'a> TestDriver<'a> {
     }
 
     /// Makes `self.meta` the metadata of the next message in `partition`
-    /// of `topic`, with `key` and `timestamp`.
-    fn set_message<V, K>(
+    /// of topic `name`, with `key` and `timestamp`.
+    fn set_message(
         &mut self,
-        topic: &Topic<V, K>,
+        name: &Arc<str>,
         partition: i32,
         key: Option<&[u8]>,
         timestamp: Option<i64>,
     ) {
-        let name = topic.shared_name();
         let index = match self
             .next_offsets
             .iter()
@@ -306,8 +324,37 @@ impl<'a> TestDriver<'a> {
             .set_message(name, partition, offset, key, timestamp);
     }
 
-    /// Runs the message `self.meta` describes through the pipeline.
+    /// Runs the message `self.meta` describes through the pipeline, then
+    /// each repartition record it produced through the steps after its
+    /// `group_by`.
     fn process(&mut self, value: Option<&[u8]>) -> Result<()> {
+        let mut next = self.outputs.len();
+        self.process_message(value)?;
+        while let Some(output) = self.outputs.get(next) {
+            next += 1;
+            let topic = output.topic;
+            let Some(&(_, partitions)) = self
+                .repartitions
+                .iter()
+                .find(|(repartition, _)| same_name(repartition, topic))
+            else {
+                continue;
+            };
+            let (topic, key) = (topic.clone(), output.key.map(<[u8]>::to_vec));
+            let (value, timestamp) = (output.value.to_vec(), output.timestamp);
+            let headers = output.headers.clone();
+            let partition = key
+                .as_deref()
+                .map_or(0, |key| partition_of(key, partitions));
+            self.set_message(&topic, partition, key.as_deref(), timestamp);
+            self.meta.headers = headers;
+            self.process_message(Some(&value))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the message `self.meta` describes through the pipeline.
+    fn process_message(&mut self, value: Option<&[u8]>) -> Result<()> {
         let Some(pipeline) = self.pipeline.as_mut() else {
             return Err(Error::AlreadyRunning);
         };
@@ -358,6 +405,21 @@ impl TestDriver<'_> {
     }
 }
 
+/// The partition librdkafka's default partitioner (`consistent_random`)
+/// gives a keyed record among `partitions`: the key's CRC-32 modulo the
+/// partition count.
+fn partition_of(key: &[u8], partitions: i32) -> i32 {
+    let mut crc = !0u32;
+    for &byte in key {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = (crc >> 1) ^ (0xEDB8_8320 & (crc & 1).wrapping_neg());
+        }
+    }
+    let partitions = u32::try_from(partitions.max(1)).unwrap_or(1);
+    i32::try_from(!crc % partitions).unwrap_or(0)
+}
+
 impl Drop for TestDriver<'_> {
     fn drop(&mut self) {
         self.stores.close_all();
@@ -365,5 +427,15 @@ impl Drop for TestDriver<'_> {
         if let Some(pipeline) = self.pipeline.take() {
             self.app.return_pipeline(pipeline);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_go_where_librdkafka_sends_them() {
+        // CRC-32 of "123456789" is 0xCBF43926.
+        assert_eq!(super::partition_of(b"123456789", 1 << 30), 0x0BF4_3926);
+        assert_eq!(super::partition_of(b"", 3), 0);
     }
 }

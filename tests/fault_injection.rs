@@ -168,3 +168,37 @@ fn a_refused_changelog_record_stops_the_app_even_when_outputs_may_be_skipped() {
         None
     );
 }
+
+/// A repartition record is not an output the callback may skip: the
+/// steps after the `group_by` would never see it, and the source offset
+/// would be committed past it.
+#[test]
+fn a_refused_repartition_record_stops_the_app_whatever_the_callback_says() {
+    let group = unique("refused-grouped");
+    let input = Topic::<i64>::new(unique("refused-grouped-in"));
+    let output = Topic::<i64>::new(unique("refused-grouped-out"));
+    let mock = cluster_with_input(&group, &input, &output);
+    let repartition = format!("repartition__{group}--{}--parity", input.name());
+    mock.create_topic(&repartition, 1, 1).unwrap();
+
+    let app = app_at(&mock.bootstrap_servers(), &group)
+        .on_producer_error(|_| ErrorAction::Skip)
+        .build()
+        .unwrap();
+    app.dataframe(&input)
+        .group_by("parity", |n: &i64, _| Ok(n % 2))
+        .to_topic(&output);
+    refuse_produce_requests(&mock);
+
+    let error = app
+        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .unwrap_err();
+    assert!(
+        matches!(&error, Error::Produce { output_topic, .. } if *output_topic == repartition),
+        "{error}"
+    );
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        None
+    );
+}

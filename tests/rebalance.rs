@@ -20,6 +20,15 @@ fn partitions_moving_between_two_instances_keep_every_count_exact() {
 }
 
 #[test]
+fn partitions_moving_between_two_instances_keep_every_count_after_group_by_exact() {
+    let job = Job::new("grebalance")
+        .group_by("user")
+        .session_timeout_ms(15_000);
+    let truth = move_partitions_back_and_forth(&job, Feeder::start_by_user(&job, KEYS));
+    assert_eq!(job.last_counts(), truth);
+}
+
+#[test]
 fn partitions_moving_between_two_instances_keep_every_closed_window_exact() {
     let job = window_totals::job("wrebalance").session_timeout_ms(15_000);
     let sent = move_partitions_back_and_forth(&job, window_totals::feed(&job));

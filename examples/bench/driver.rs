@@ -108,6 +108,95 @@ pub fn stateful_count_app(state_dir: &Path) -> anyhow::Result<(Application, Topi
     Ok((app, purchases))
 }
 
+/// A purchase as the re-keyed workload reads it: the user to group by,
+/// and the amount (serde skips the other fields).
+#[derive(Serialize, Deserialize)]
+struct UserPurchase {
+    user: String,
+    amount: f64,
+}
+
+/// The re-keyed workload: purchases keyed by order, grouped by user
+/// through the repartition topic (both passes through the driver), then
+/// counted and summed per user.
+pub fn driver_group_by(flags: &Flags) -> anyhow::Result<Measure> {
+    let dir = tempfile::tempdir()?;
+    let app = Application::builder()
+        .use_embedded_broker()
+        .state_dir(dir.path())
+        .build()?;
+    let purchases = app.topic::<UserPurchase>("purchases");
+    let totals = app.topic::<Totals>("totals");
+    app.dataframe(&purchases)
+        .group_by("user", |purchase: &UserPurchase, _| {
+            Ok(purchase.user.clone())
+        })
+        .apply_stateful(|purchase, state| {
+            let purchase = Purchase {
+                amount: purchase.amount,
+            };
+            crate::count::count_and_sum(purchase, state)
+        })
+        .to_topic(&totals);
+    push_through_driver(
+        &app,
+        &purchases,
+        "driver group_by",
+        &order_inputs(flags),
+        flags,
+    )
+}
+
+/// The re-keyed workload in a plain loop: decode, encode the repartition
+/// record (key and value), decode it, count and sum in a `HashMap` as in
+/// [`closures_stateful`], encode the totals.
+pub fn closures_group_by(flags: &Flags) -> anyhow::Result<Measure> {
+    let inputs = order_inputs(flags);
+    let mut state: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let (mut key, mut record, mut output) = (Vec::new(), Vec::new(), Vec::new());
+    let mut next = 0;
+    run_closures("closures alone group_by", flags, |_order, _| {
+        let (_, value) = &inputs[next % inputs.len()];
+        next += 1;
+        let purchase: UserPurchase = serde_json::from_slice(value)?;
+        key.clear();
+        key.extend_from_slice(purchase.user.as_bytes());
+        record.clear();
+        serde_json::to_writer(&mut record, &purchase)?;
+        let purchase: UserPurchase = serde_json::from_slice(&record)?;
+        let state_key = |name: &str| [&key[..], name.as_bytes()].concat();
+        let (count_key, total_key) = (state_key("count"), state_key("total"));
+        let count: u64 = match state.get(&count_key) {
+            Some(bytes) => serde_json::from_slice::<u64>(bytes)? + 1,
+            None => 1,
+        };
+        let total: f64 = match state.get(&total_key) {
+            Some(bytes) => serde_json::from_slice::<f64>(bytes)? + purchase.amount,
+            None => purchase.amount,
+        };
+        state.insert(count_key, serde_json::to_vec(&count)?);
+        state.insert(total_key, serde_json::to_vec(&total)?);
+        let user = String::from_utf8_lossy(&key).into_owned();
+        output.clear();
+        serde_json::to_writer(
+            &mut output,
+            &Totals {
+                key: user,
+                count,
+                total,
+            },
+        )?;
+        Ok(())
+    })
+}
+
+/// The purchases keyed by order (their sequence number), encoded.
+fn order_inputs(flags: &Flags) -> Vec<(String, Vec<u8>)> {
+    (0..flags.driver_messages.min(1_000_000))
+        .map(|i| (format!("order-{i}"), purchase(i, flags.keys).1))
+        .collect()
+}
+
 /// Pushes the purchases, encoded up front, through the test driver.
 fn run_driver<V>(
     app: &Application,

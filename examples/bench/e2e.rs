@@ -185,22 +185,30 @@ pub fn e2e_stateless(broker: &str, input: &str, flags: &Flags) -> anyhow::Result
 /// kstreams, stateful: the `count_per_key` example as a child process; CPU
 /// is the whole process's, start-up included.
 pub fn e2e_stateful(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
-    example_child("count_per_key", "counts", broker, input, flags)
+    example_child("count_per_key", "counts", broker, input, &[], flags)
+}
+
+/// kstreams, re-keyed: `count_per_key --group-by user` as a child
+/// process (through its repartition topic, then counting per user).
+pub fn e2e_group_by(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    let args = ["--group-by", "user"];
+    example_child("count_per_key", "grouped", broker, input, &args, flags)
 }
 
 /// kstreams, windows: the `window_totals` example (5 s tumbling windows,
 /// 1 s grace, count and sum, closed windows only) as a child process.
 pub fn e2e_window(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
-    example_child("window_totals", "windows", broker, input, flags)
+    example_child("window_totals", "windows", broker, input, &[], flags)
 }
 
-/// Runs `example` on `input` until `--messages`, into a fresh output and
-/// group named after `output`.
+/// Runs `example` (with `args` besides the shared flags) on `input` until
+/// `--messages`, into a fresh output and group named after `output`.
 fn example_child(
     example: &str,
     output: &str,
     broker: &str,
     input: &str,
+    args: &[&str],
     flags: &Flags,
 ) -> anyhow::Result<Measure> {
     let state_dir = tempfile::tempdir()?;
@@ -212,6 +220,7 @@ fn example_child(
         .arg(state_dir.path())
         .args(["--count", &flags.messages.to_string()])
         .args(["--session-timeout-ms", "6000"])
+        .args(args)
         .env("RUST_LOG", "warn");
     run_child(command, &format!("{example}:"), child_timeout(flags))
 }
@@ -236,7 +245,7 @@ pub fn quix_window(
         messages: closed_windows(flags.messages, flags.keys),
         ..flags.clone()
     };
-    let mut measure = quix(python, "quix_window.py", broker, input, &twin)?;
+    let mut measure = quix(python, "quix_window.py", broker, input, &[], &twin)?;
     measure.messages = flags.messages;
     Ok(measure)
 }
@@ -275,6 +284,7 @@ pub fn quix(
     script: &str,
     broker: &str,
     input: &str,
+    args: &[&str],
     flags: &Flags,
 ) -> anyhow::Result<Measure> {
     let state_dir = tempfile::tempdir()?;
@@ -293,6 +303,7 @@ pub fn quix(
         .args(["--output", &fresh("quix-out"), "--group", &fresh("quix")])
         .arg("--state-dir")
         .arg(state_dir.path())
-        .args(["--count", &flags.messages.to_string()]);
+        .args(["--count", &flags.messages.to_string()])
+        .args(args);
     run_child(command, "quix:", child_timeout(flags))
 }

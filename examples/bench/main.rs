@@ -42,10 +42,13 @@ use std::time::Instant;
 use serde_json::json;
 
 use driver::{
-    closures_stateful, closures_stateless, closures_stateless_typed, driver_stateful,
-    driver_stateless, driver_stateless_typed,
+    closures_group_by, closures_stateful, closures_stateless, closures_stateless_typed,
+    driver_group_by, driver_stateful, driver_stateless, driver_stateless_typed,
 };
-use e2e::{ceiling, e2e_stateful, e2e_stateless, e2e_window, produce_input, quix, quix_window};
+use e2e::{
+    ceiling, e2e_group_by, e2e_stateful, e2e_stateless, e2e_window, produce_input, quix,
+    quix_window,
+};
 use measure::Measure;
 
 #[derive(Clone)]
@@ -63,7 +66,8 @@ pub struct Flags {
     pub assign_partitions: i32,
     pub assign_rtt_ms: u64,
     /// Which Quix Streams twin the end-to-end workload runs: `count`
-    /// (`quix_count_per_key.py`) or `window` (`quix_window.py`).
+    /// (`quix_count_per_key.py`), `group_by` (the same with `--group-by
+    /// user`) or `window` (`quix_window.py`).
     pub quix_twin: String,
     /// The key counts of the closing-cost workload.
     pub closing_keys: Vec<u64>,
@@ -79,7 +83,7 @@ impl Flags {
 /// What `--help` prints.
 const USAGE: &str = "\
 usage: bench [--broker HOST:PORT] [--messages N] [--driver-messages N] [--keys N]
-             [--runs N] [--quix PYTHON] [--quix-twin count|window]
+             [--runs N] [--quix PYTHON] [--quix-twin count|window|group_by]
              [--recovery-keys N] [--broker-recovery-keys N]
              [--memory-keys N] [--assign-partitions N] [--assign-rtt-ms N]
              [--closing-keys N,N,..] [--workloads driver,windows,e2e,recovery,memory,assign]
@@ -176,6 +180,8 @@ fn main() -> anyhow::Result<()> {
             let typed = closures_stateless_typed(&flags)?;
             results.add("closures alone stateless typed", typed);
             results.add("closures alone stateful", closures_stateful(&flags)?);
+            results.add("driver group_by", driver_group_by(&flags)?);
+            results.add("closures alone group_by", closures_group_by(&flags)?);
         }
         if flags.runs("windows") {
             results.add("driver window tumbling", windows::driver_tumbling(&flags)?);
@@ -222,6 +228,8 @@ fn main() -> anyhow::Result<()> {
                     e2e_stateful(broker, &input, &flags)?,
                 );
                 results.add("e2e kstreams window", e2e_window(broker, &input, &flags)?);
+                let grouped = e2e_group_by(broker, &input, &flags)?;
+                results.add("e2e kstreams group_by", grouped);
                 // One Quix Streams twin a run: on tansu 0.6 a Quix Streams
                 // run that follows another on one broker stalls.
                 match (&flags.quix, flags.quix_twin.as_str()) {
@@ -229,9 +237,15 @@ fn main() -> anyhow::Result<()> {
                         let measure = quix_window(python, broker, &input, &flags)?;
                         results.add("e2e quix window", measure);
                     }
+                    (Some(python), "group_by") => {
+                        let script = "quix_count_per_key.py";
+                        let args = ["--group-by", "user"];
+                        let measure = quix(python, script, broker, &input, &args, &flags)?;
+                        results.add("e2e quix group_by", measure);
+                    }
                     (Some(python), _) => {
                         let script = "quix_count_per_key.py";
-                        let measure = quix(python, script, broker, &input, &flags)?;
+                        let measure = quix(python, script, broker, &input, &[], &flags)?;
                         results.add("e2e quix stateful", measure);
                     }
                     (None, _) => {}
@@ -333,6 +347,7 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
         "window hopping",
         "window session",
         "window count",
+        "group_by",
     ];
     for kind in kinds {
         let (driver, alone) = (format!("driver {kind}"), format!("closures alone {kind}"));
@@ -348,6 +363,11 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
     }
     if let Some(r) = ratio("e2e quix window", "e2e kstreams window", cpu) {
         println!("window: Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)");
+    }
+    if let Some(r) = ratio("e2e quix group_by", "e2e kstreams group_by", cpu) {
+        println!(
+            "group_by: Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)"
+        );
     }
     if let Some(r) = ratio("e2e quix stateful", "e2e kstreams stateful", cpu) {
         println!("Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)");

@@ -142,10 +142,23 @@ pub(crate) struct OutputProducer {
 }
 
 impl OutputProducer {
-    pub(crate) fn create(broker: &Broker, config: &Config) -> Result<Self> {
+    /// With `ordered`, the producer is idempotent with the gapless
+    /// guarantee: each partition gets its records in order and without
+    /// holes, or the producer fails for good (repartition records rely on
+    /// it, see `group_by`).
+    pub(crate) fn create(broker: &Broker, config: &Config, ordered: bool) -> Result<Self> {
         let mut client = broker.client_config(&[]);
         // librdkafka's default of 5 ms trades a little latency for batches.
         client.set("linger.ms", "5");
+        if ordered {
+            // librdkafka's gapless guarantee does not cover a record that
+            // times out, so none does: an outage stops the application
+            // (broker_availability_timeout) instead.
+            client
+                .set("enable.idempotence", "true")
+                .set("enable.gapless.guarantee", "true")
+                .set("message.timeout.ms", "0");
+        }
         // Not idempotent: librdkafka's broker thread then keeps busy while
         // requests wait on a slow broker (BENCHMARKS.md). Changelog records
         // keep their order across retries without it: a checkpoint sends

@@ -10,7 +10,9 @@ mod apply;
 mod columns;
 mod expand;
 mod filter;
+mod group_by;
 mod print;
+mod repartition;
 mod stateful;
 mod timestamp;
 mod to_topic;
@@ -26,7 +28,9 @@ use crate::message::Metadata;
 use crate::outputs::Outputs;
 use crate::state::{PartitionState, State};
 
-pub(crate) use topology::{Pipeline, Tick, Ticker, Topology};
+pub use group_by::{GroupBy, GroupKey};
+pub(crate) use repartition::is_repartition_topic;
+pub(crate) use topology::{Pipeline, Repartition, Tick, Ticker, Topology};
 
 /// A lazily built chain of operations over the values of a topic.
 ///
@@ -40,6 +44,7 @@ pub(crate) use topology::{Pipeline, Tick, Ticker, Topology};
 /// | [`filter`](Self::filter), [`try_filter`](Self::try_filter) | keep values for which the predicate holds |
 /// | [`expand`](Self::expand), [`try_expand`](Self::try_expand) | turn one value into zero or more |
 /// | [`to_topic`](Self::to_topic), [`to_topic_keyed`](Self::to_topic_keyed) | produce the value to a topic, and pass it on |
+/// | [`group_by`](Self::group_by), [`group_by_column`](Self::group_by_column) | re-key the stream through a repartition topic |
 /// | [`set_timestamp`](Self::set_timestamp) | change the timestamp of what follows |
 /// | [`print`](Self::print), [`print_with_metadata`](Self::print_with_metadata) | print each value to stdout |
 /// | [`column`](Self::column), [`set_column`](Self::set_column), [`filter_column`](Self::filter_column), [`select`](Self::select), [`drop_columns`](Self::drop_columns) | JSON rows: read, write, filter on a field |
@@ -95,6 +100,8 @@ pub(crate) struct Context<'a> {
     pub(crate) state: Option<&'a mut PartitionState>,
     /// The message key's store key prefix, when there are stores.
     pub(crate) key_prefix: &'a [u8],
+    /// How many repartition records the message produced so far.
+    pub(crate) repartition_records: u32,
 }
 
 impl Context<'_> {
@@ -106,6 +113,13 @@ impl Context<'_> {
             ))
         })?;
         Ok(State::new(partition, store, self.key_prefix))
+    }
+
+    /// The index of the message's next repartition record (see
+    /// `repartition::SourceStamp`).
+    pub(crate) fn next_stamp_index(&mut self) -> u32 {
+        self.repartition_records += 1;
+        self.repartition_records - 1
     }
 }
 

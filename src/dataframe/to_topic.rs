@@ -99,7 +99,7 @@ impl<V: Send + 'static> StreamingDataFrame<V> {
 
 /// Encodes `value` into `bytes`, a buffer the step reuses from message to
 /// message (a codec may do anything to it: it only ever holds this value).
-fn encode<T>(
+pub(super) fn encode<T>(
     codec: &dyn Codec<T>,
     value: &T,
     bytes: &mut Vec<u8>,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use parking_lot::Mutex;
 
+use super::repartition;
 use super::{Context, StepError, StreamingDataFrame};
 use crate::error::{Error, Field, Result};
 use crate::message::Metadata;
@@ -43,13 +44,28 @@ pub(crate) enum Tick {
 #[derive(Debug)]
 pub(crate) enum RootError {
     Decode(anyhow::Error),
+    Header(anyhow::Error),
     Timestamp(anyhow::Error),
     Step(StepError),
+}
+
+/// The repartition topic of a `group_by`.
+#[derive(Debug, Clone)]
+pub(crate) struct Repartition {
+    pub(crate) topic: Arc<str>,
+    /// The topic of the frame it re-keys.
+    pub(crate) source: Arc<str>,
+    /// `None`: the source's partition count.
+    pub(crate) partitions: Option<i32>,
 }
 
 /// Every dataframe declared on an application, and the topics they read and write.
 #[derive(Default)]
 pub(crate) struct Topology {
+    /// The consumer group: repartition topics are named after it.
+    group: String,
+    /// In declaration order: a nested one after the one it reads.
+    repartitions: Vec<Repartition>,
     /// Chains declared since the last composition.
     pending: Vec<(Arc<str>, BuildRoot)>,
     inputs: Vec<TopicSpec>,
@@ -61,10 +77,67 @@ pub(crate) struct Topology {
 }
 
 impl Topology {
+    /// The topology of an application of consumer group `group`.
+    pub(crate) fn new(group: &str) -> Self {
+        Topology {
+            group: group.to_string(),
+            ..Topology::default()
+        }
+    }
+
     /// Starts a dataframe over `topic`.
     pub(crate) fn add_input<V: Send + 'static, K>(
         topology: &Arc<Mutex<Topology>>,
         topic: &Topic<V, K>,
+    ) -> StreamingDataFrame<V> {
+        Self::add_root(topology, topic, false)
+    }
+
+    /// Starts the dataframe after a `group_by`, over its repartition
+    /// topic (see [`repartition`]).
+    pub(crate) fn add_repartition_input<V: Send + 'static>(
+        topology: &Arc<Mutex<Topology>>,
+        topic: &Topic<V>,
+    ) -> StreamingDataFrame<V> {
+        Self::add_root(topology, topic, true)
+    }
+
+    /// Registers the repartition topic of the `group_by` called `name` on
+    /// `source`; returns its name.
+    ///
+    /// # Panics
+    ///
+    /// When `source` has a `group_by` of that name already.
+    pub(crate) fn add_repartition(
+        &mut self,
+        source: &Arc<str>,
+        name: &str,
+        partitions: Option<i32>,
+    ) -> Arc<str> {
+        let topic: Arc<str> = repartition::topic_name(&self.group, source, name).into();
+        assert!(
+            !self.repartitions.iter().any(|known| known.topic == topic),
+            "topic {source} has a group_by named {name:?} already: give each one a name of its own"
+        );
+        self.repartitions.push(Repartition {
+            topic: topic.clone(),
+            source: source.clone(),
+            partitions,
+        });
+        topic
+    }
+
+    /// The repartition topics, a nested one after the one it reads.
+    pub(crate) fn repartitions(&self) -> &[Repartition] {
+        &self.repartitions
+    }
+
+    /// Starts a dataframe over `topic`; the messages of a repartition
+    /// topic are absorbed once each (see [`repartition`]).
+    fn add_root<V: Send + 'static, K>(
+        topology: &Arc<Mutex<Topology>>,
+        topic: &Topic<V, K>,
+        repartitioned: bool,
     ) -> StreamingDataFrame<V> {
         let (sdf, compose) =
             StreamingDataFrame::root(topology.clone(), topic.shared_name().clone());
@@ -73,6 +146,9 @@ impl Topology {
         let build = move || -> RootStep {
             let mut chain = compose();
             Box::new(move |bytes, ctx| {
+                if repartitioned && !is_first_copy(ctx)? {
+                    return Ok(());
+                }
                 let bytes =
                     bytes.ok_or_else(|| RootError::Decode(anyhow!("the message has no value")))?;
                 let value = codec.decode(bytes).map_err(RootError::Decode)?;
@@ -87,6 +163,9 @@ impl Topology {
         this.pending
             .push((topic.shared_name().clone(), Box::new(build)));
         push_unique(&mut this.inputs, topic.spec());
+        if repartitioned {
+            push_unique(&mut this.outputs, topic.spec());
+        }
         drop(this);
         sdf
     }
@@ -151,6 +230,18 @@ impl Topology {
     }
 }
 
+/// Whether the message of a repartition topic in `ctx` is the first copy
+/// of its record that its partition's state absorbs (always, without
+/// state or stamp); takes its stamp out of its headers.
+fn is_first_copy(ctx: &mut Context<'_>) -> Result<bool, RootError> {
+    let stamp = repartition::take_stamp(&mut ctx.meta.headers).map_err(RootError::Header)?;
+    match (stamp, ctx.state.as_deref_mut()) {
+        (Some(stamp), Some(state)) => repartition::first_copy(state, stamp)
+            .map_err(|error| RootError::Step(StepError::from(error))),
+        _ => Ok(true),
+    }
+}
+
 fn push_unique(specs: &mut Vec<TopicSpec>, spec: &TopicSpec) {
     if !specs.iter().any(|known| known.name == spec.name) {
         specs.push(spec.clone());
@@ -193,6 +284,7 @@ impl Pipeline {
             outputs: &mut *outputs,
             state,
             key_prefix: &self.key_prefix,
+            repartition_records: 0,
         };
         let result = roots.iter_mut().try_for_each(|root| root(value, &mut ctx));
         result.map_err(|error| {
@@ -230,6 +322,7 @@ impl Pipeline {
             outputs: &mut *outputs,
             state: Some(state),
             key_prefix: &[],
+            repartition_records: 0,
         };
         let mut wrote = false;
         for (topic, ticker) in &mut self.tickers {
@@ -257,6 +350,13 @@ fn describe(error: RootError, meta: &Metadata) -> Error {
             partition,
             offset,
             field: Field::Value,
+            source: source.into(),
+        },
+        RootError::Header(source) => Error::Deserialize {
+            topic,
+            partition,
+            offset,
+            field: Field::Header,
             source: source.into(),
         },
         RootError::Timestamp(source) => Error::Deserialize {

@@ -1,6 +1,10 @@
 //! Store keys: the message key and the state key, length-delimited, so that
 //! message key `a` with state key `bc` never collides with `ab` + `c`.
 
+/// The prefix of a partition's own entries (not any message key's): a
+/// message key of 4 GiB cannot exist.
+pub(crate) const PARTITION: [u8; 4] = [0xff; 4];
+
 /// The prefix of every store key of one message key: its length as 4 bytes
 /// big-endian, then the key itself.
 #[cfg(test)]

@@ -441,8 +441,10 @@ fn emit<R>(
                 outputs: &mut *ctx.outputs,
                 state: ctx.state.as_deref_mut(),
                 key_prefix: prefix,
+                repartition_records: ctx.repartition_records,
             };
             let result = next(emission.row, &mut theirs);
+            ctx.repartition_records = theirs.repartition_records;
             ctx.meta.set_key(own_key.as_deref());
             result
         }

@@ -20,6 +20,7 @@ use super::key_sessions::KeySessions;
 use super::key_windows::{self, KeyWindows};
 
 use crate::error::{Cause, Result};
+pub(crate) use crate::state::key::PARTITION;
 use crate::state::{key, OpenWindow, PartitionState, State, WindowIndex};
 
 /// A key's tumbling or hopping windows ([`KeyWindows`]).
@@ -43,9 +44,6 @@ const OPEN: [u8; 1] = [b'o'];
 const RECORDS: u8 = b'r';
 /// The event times of a key's kept messages, 8 bytes each, ascending.
 const RECORD_TIMES: [u8; 1] = [b'm'];
-/// The prefix of the partition's own entries: a message key of 4 GiB
-/// cannot exist.
-pub(crate) const PARTITION: [u8; 4] = [0xff; 4];
 
 /// One window store of one partition.
 pub(crate) struct WindowStore<'a> {

@@ -24,6 +24,9 @@ use super::{app_at, committed_offset, kafka_broker, read_topic, unique};
 /// Per message key: how many messages, and the sum of their amounts.
 pub type Counts = BTreeMap<String, (u64, u64)>;
 
+/// What an instance logs when it opens a partition's state.
+const OPENED_STATE: &str = "opening state of";
+
 /// One deployment of `count_per_key`: its broker, group and topics.
 pub struct Job {
     /// The broker address the job's instances use.
@@ -35,6 +38,8 @@ pub struct Job {
     pub output: String,
     /// How long the group waits for an instance that died without leaving.
     session_timeout_ms: u64,
+    /// The repartition topic its instances also consume (`--group-by`).
+    repartition: Option<String>,
     /// The example its instances run, and their flags besides the shared ones.
     example: &'static str,
     example_args: Vec<String>,
@@ -68,6 +73,7 @@ impl Job {
             output: format!("{group}-out"),
             group,
             session_timeout_ms: 3_000,
+            repartition: None,
             example: "count_per_key",
             example_args: Vec::new(),
             watermarks,
@@ -78,6 +84,15 @@ impl Job {
     pub fn example(mut self, example: &'static str, args: &[&str]) -> Job {
         self.example = example;
         self.example_args = args.iter().map(|arg| arg.to_string()).collect();
+        self
+    }
+
+    /// The same job counting per JSON field `field` of the input
+    /// (`count_per_key --group-by FIELD`).
+    pub fn group_by(mut self, field: &str) -> Job {
+        self.example_args = vec!["--group-by".into(), field.into()];
+        let (group, input) = (&self.group, self.input.name());
+        self.repartition = Some(format!("repartition__{group}--{input}--{field}"));
         self
     }
 
@@ -129,15 +144,21 @@ impl Job {
 
     /// Runs `kills` instances on `state_dir` one after another, each killed
     /// with SIGKILL at a random instant (from `seed`) once it is processing
-    /// (its outputs grow); every third starts on a lost disk, so that it
-    /// rebuilds its state from the changelog first.
+    /// (it opened a partition's state, and the outputs grow); every third
+    /// starts on a lost disk, so that it rebuilds its state from the
+    /// changelog first.
     pub fn kill_at_random_points(&self, state_dir: &Path, log: &Path, kills: u64, mut seed: u64) {
+        let opened = || {
+            let logged = std::fs::read_to_string(log).unwrap_or_default();
+            logged.matches(OPENED_STATE).count()
+        };
         for run in 0..kills {
             if run % 3 == 2 {
                 std::fs::remove_dir_all(state_dir.join(&self.group)).expect("state dir");
             }
-            let before = self.outputs();
+            let (before, opened_before) = (self.outputs(), opened());
             let mut instance = self.spawn(state_dir, log);
+            instance.wait_for_log(OPENED_STATE, opened_before + 1);
             self.wait_for_outputs_beyond(before, &mut instance);
             seed ^= seed << 13;
             seed ^= seed >> 7;
@@ -196,16 +217,19 @@ impl Job {
         }
     }
 
-    /// Waits until the group has committed every input message.
+    /// Waits until the group has committed every input message (and,
+    /// after that, every message of its repartition topic).
     pub fn wait_until_caught_up(&self, instance: &mut Instance) {
         let deadline = Instant::now() + Duration::from_secs(240);
-        for partition in 0..2 {
-            let end = self.high_watermark(self.input.name(), partition);
-            let failure = format!("never caught up to {end} on partition {partition}");
-            instance.wait_until(deadline, Duration::from_millis(300), &failure, || {
-                committed_offset(&self.broker, &self.group, self.input.name(), partition)
-                    == Some(end)
-            });
+        let topics = std::iter::once(self.input.name()).chain(self.repartition.as_deref());
+        for topic in topics {
+            for partition in 0..2 {
+                let end = self.high_watermark(topic, partition);
+                let failure = format!("never caught up to {end} on {topic}[{partition}]");
+                instance.wait_until(deadline, Duration::from_millis(300), &failure, || {
+                    committed_offset(&self.broker, &self.group, topic, partition) == Some(end)
+                });
+            }
         }
     }
 
@@ -351,6 +375,25 @@ impl Feeder<Counts> {
             entry.0 += 1;
             entry.1 += amount;
             (key, json!({"amount": amount}))
+        })
+    }
+}
+
+impl Feeder<Counts> {
+    /// Starts feeding `job`'s input with purchases of `users` users, each
+    /// keyed by its own order id, the user in field `user`: the input of
+    /// `count_per_key --group-by user`.
+    pub fn start_by_user(job: &Job, users: u64) -> Feeder {
+        Feeder::start_with(job, Counts::new(), move |i, truth| {
+            let user = format!("u{}", i % users);
+            let amount = i % 17;
+            let entry = truth.entry(user.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += amount;
+            (
+                format!("order-{i}"),
+                json!({"user": user, "amount": amount}),
+            )
         })
     }
 }
