@@ -22,8 +22,9 @@ use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use crate::broker::OutputProducer;
+use crate::broker::{committed_offsets, OutputProducer};
 use crate::checkpoint::{Checkpoint, Outcome};
+use crate::dataframe::is_repartition_topic;
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
 use crate::state::{Ready, Recovered, RecoveryManager, StateManager};
@@ -300,6 +301,9 @@ impl ConsumerContext for RebalanceContext {
         match error {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 log::info!("partitions assigned: {}", describe(partitions));
+                if let Err(error) = start_new_repartitions_at_beginning(consumer, partitions) {
+                    state.failure.get_or_insert(error);
+                }
                 let assigned = if cooperative {
                     consumer.incremental_assign(partitions)
                 } else {
@@ -361,6 +365,47 @@ impl ConsumerContext for RebalanceContext {
             }
         }
     }
+}
+
+/// How long the assignment waits for the committed offsets of the
+/// repartition partitions it got.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Makes each assigned partition of a repartition topic that the group
+/// never committed start at its beginning, whatever `auto_offset_reset`
+/// says: its records were all produced for this group (Kafka Streams does
+/// the same for its internal topics). The one wait for the broker in an
+/// assignment, and only with a `group_by`.
+///
+/// # Errors
+///
+/// [`Error::Consume`] when the committed offsets cannot be read.
+fn start_new_repartitions_at_beginning<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    partitions: &mut TopicPartitionList,
+) -> Result<()> {
+    let mut repartitions = TopicPartitionList::new();
+    for element in partitions.elements() {
+        if is_repartition_topic(element.topic()) {
+            repartitions.add_partition(element.topic(), element.partition());
+        }
+    }
+    if repartitions.count() == 0 {
+        return Ok(());
+    }
+    let fetched = committed_offsets(consumer, repartitions, COMMITTED_TIMEOUT);
+    let committed = fetched.map_err(|source| Error::Consume {
+        source: source.into(),
+    })?;
+    for partition in committed.iter().filter(|known| known.offset.is_none()) {
+        let (topic, number) = (&partition.topic, partition.partition);
+        let start = partitions.set_partition_offset(topic, number, Offset::Beginning);
+        start.map_err(|source| Error::Consume {
+            source: source.into(),
+        })?;
+        log::info!("{topic}[{number}] has no committed offset: starting at its beginning");
+    }
+    Ok(())
 }
 
 fn describe(list: &TopicPartitionList) -> String {

@@ -163,6 +163,51 @@ fn a_copy_of_a_repartition_record_is_absorbed_once() {
     );
 }
 
+/// A frame between two `group_by`s with no state of its own still skips
+/// copies of its records: else each copy would go on to the second
+/// `group_by` as a new record, with a stamp of its own.
+#[test]
+fn a_stateless_frame_between_two_group_bys_absorbs_each_record_once() {
+    let app = app();
+    let purchases = app.topic::<Value>("purchases");
+    let per_country = app.topic::<Value>("per-country");
+    app.dataframe(&purchases)
+        .group_by_column("city")
+        .group_by_column("country")
+        .apply_stateful(count)
+        .to_topic(&per_country);
+    let by_city = Topic::<Value>::new("repartition__shop--purchases--city");
+    let mut stamp = 7_i64.to_be_bytes().to_vec();
+    stamp.extend_from_slice(&0_u32.to_be_bytes());
+    stamp.extend_from_slice(&0_i32.to_be_bytes());
+    let copy = TestMessage::new(json!({"city": "paris", "country": "fr", "amount": 1}))
+        .key(b"paris".to_vec())
+        .header("__kstreams_source", stamp);
+
+    let mut driver = TestDriver::new(&app).unwrap();
+    driver.push(&by_city, copy.clone()).unwrap();
+    driver.push(&by_city, copy).unwrap();
+    let counts = last_per_key(driver.values(&per_country).unwrap());
+    assert_eq!(counts["fr"].0, 1);
+}
+
+#[test]
+fn an_empty_key_is_refused() {
+    let app = app();
+    let purchases = app.topic::<Value>("purchases");
+    app.dataframe(&purchases)
+        .group_by_column("user")
+        .to_topic(&app.topic::<Value>("out"));
+    let mut driver = TestDriver::new(&app).unwrap();
+    let error = driver
+        .push(&purchases, TestMessage::new(json!({"user": ""})))
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("key to group by is empty"),
+        "{error}"
+    );
+}
+
 #[test]
 fn nested_and_several_group_bys() {
     let app = app();

@@ -10,11 +10,12 @@ use parking_lot::Mutex;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
-use rdkafka::ClientContext;
+use rdkafka::{ClientConfig, ClientContext};
 
 use super::delivery_reports::{self, DeliveryReports};
 use super::Broker;
 use crate::config::Config;
+use crate::dataframe::is_repartition_topic;
 use crate::error::{Error, Result};
 use crate::outputs::Output;
 use crate::state::changelog::{self, Stamp};
@@ -132,33 +133,53 @@ impl DeliveryContext {
     }
 }
 
-/// The producer of an application's outputs.
+/// The producer of an application's outputs and changelog records, and
+/// (when the application has a `group_by`) of its repartition records.
 pub(crate) struct OutputProducer {
-    /// Declared before `producer`: its queue handle goes first.
-    _reports: DeliveryReports,
-    producer: BaseProducer<DeliveryContext>,
+    plain: Lane,
+    /// Repartition records: idempotent with librdkafka's gapless
+    /// guarantee and no message timeout, so that each partition gets
+    /// them in order and without holes, or the lane fails for good (the
+    /// `group_by` deduplication relies on it). A lane of its own, so that
+    /// outputs keep the cheaper producer and a refused output stays
+    /// skippable.
+    ordered: Option<Lane>,
     /// How long a full local queue may block a send (the broker is away).
     patience: Duration,
 }
 
+/// One librdkafka producer and the thread serving its delivery reports.
+struct Lane {
+    /// Declared before `producer`: its queue handle goes first.
+    _reports: DeliveryReports,
+    producer: BaseProducer<DeliveryContext>,
+}
+
+impl Lane {
+    fn create(client: &ClientConfig) -> Result<Self> {
+        let producer = client
+            .create_with_context(DeliveryContext::default())
+            .map_err(|source| Error::CreateClient {
+                client: "producer",
+                source: source.into(),
+            })?;
+        Ok(Lane {
+            _reports: DeliveryReports::start(&producer)?,
+            producer,
+        })
+    }
+
+    fn context(&self) -> &DeliveryContext {
+        self.producer.context()
+    }
+}
+
 impl OutputProducer {
-    /// With `ordered`, the producer is idempotent with the gapless
-    /// guarantee: each partition gets its records in order and without
-    /// holes, or the producer fails for good (repartition records rely on
-    /// it, see `group_by`).
+    /// With `ordered`, repartition records get a lane of their own.
     pub(crate) fn create(broker: &Broker, config: &Config, ordered: bool) -> Result<Self> {
         let mut client = broker.client_config(&[]);
         // librdkafka's default of 5 ms trades a little latency for batches.
         client.set("linger.ms", "5");
-        if ordered {
-            // librdkafka's gapless guarantee does not cover a record that
-            // times out, so none does: an outage stops the application
-            // (broker_availability_timeout) instead.
-            client
-                .set("enable.idempotence", "true")
-                .set("enable.gapless.guarantee", "true")
-                .set("message.timeout.ms", "0");
-        }
         // Not idempotent: librdkafka's broker thread then keeps busy while
         // requests wait on a slow broker (BENCHMARKS.md). Changelog records
         // keep their order across retries without it: a checkpoint sends
@@ -175,17 +196,30 @@ impl OutputProducer {
                  with a broker, and recovery restore an older state"
             );
         }
-        let producer = client
-            .create_with_context(DeliveryContext::default())
-            .map_err(|source| Error::CreateClient {
-                client: "producer",
-                source: source.into(),
-            })?;
+        let plain = Lane::create(&client)?;
+        let ordered = match ordered {
+            // After the user's settings: these are not theirs to change.
+            // librdkafka's gapless guarantee does not cover a record that
+            // times out, so none does.
+            true => Some(Lane::create(
+                client
+                    .set("enable.idempotence", "true")
+                    .set("enable.gapless.guarantee", "true")
+                    .set("acks", "all")
+                    .set("message.timeout.ms", "0"),
+            )?),
+            false => None,
+        };
         Ok(OutputProducer {
-            _reports: DeliveryReports::start(&producer)?,
-            producer,
+            plain,
+            ordered,
             patience: config.broker_availability_timeout,
         })
+    }
+
+    /// The lanes, the plain one first.
+    fn lanes(&self) -> impl Iterator<Item = &Lane> {
+        std::iter::once(&self.plain).chain(&self.ordered)
     }
 
     /// Hands one output to librdkafka; waits while its queue is full.
@@ -222,7 +256,11 @@ impl OutputProducer {
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
-        self.send_record(record)
+        let lane = match &self.ordered {
+            Some(ordered) if is_repartition_topic(output.topic) => ordered,
+            _ => &self.plain,
+        };
+        self.send_record(lane, record)
     }
 
     /// Sends a record of `store`'s changelog `topic` (`value` `None`: a
@@ -258,9 +296,9 @@ impl OutputProducer {
             None => record.headers(changelog::tombstone_headers(stamp)),
         };
         // Counted before it is sent: its report may come at once.
-        let in_flight = &self.producer.context().changelog_in_flight;
+        let in_flight = &self.plain.context().changelog_in_flight;
         in_flight.fetch_add(1, Ordering::AcqRel);
-        let sent = self.send_record(record);
+        let sent = self.send_record(&self.plain, record);
         if sent.is_err() {
             in_flight.fetch_sub(1, Ordering::AcqRel);
         }
@@ -271,18 +309,22 @@ impl OutputProducer {
     /// acknowledged nor refused): librdkafka may still retry it, so no
     /// newer record of its key may be sent before it.
     pub(crate) fn changelog_in_flight(&self) -> bool {
-        self.producer
+        self.plain
             .context()
             .changelog_in_flight
             .load(Ordering::Acquire)
             > 0
     }
 
-    fn send_record(&self, mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>>) -> Result<()> {
+    fn send_record(
+        &self,
+        lane: &Lane,
+        mut record: BaseRecord<'_, [u8], [u8], Box<Delivery>>,
+    ) -> Result<()> {
         // When the queue was first found full: the clock is read only then.
         let mut full_since = None;
         loop {
-            match self.producer.send(record) {
+            match lane.producer.send(record) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     let started = *full_since.get_or_insert_with(Instant::now);
@@ -306,38 +348,54 @@ impl OutputProducer {
     /// Waits until every output sent so far is acknowledged or failed.
     /// `false` when `timeout` passed first.
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
-        delivery_reports::flush(&self.producer, timeout)
+        let deadline = Instant::now() + timeout;
+        self.lanes().all(|lane| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            delivery_reports::flush(&lane.producer, left)
+        })
     }
 
     /// The highest acknowledged offset per changelog topic and partition
     /// since the last call.
     pub(crate) fn take_changelog_offsets(&self) -> ChangelogOffsets {
-        std::mem::take(&mut *self.producer.context().changelog_offsets.lock())
+        std::mem::take(&mut *self.plain.context().changelog_offsets.lock())
     }
 
     /// The outputs that failed since the last call.
     pub(crate) fn take_failures(&self) -> Vec<Error> {
-        std::mem::take(&mut *self.producer.context().failures.lock())
+        let lanes = self.lanes();
+        lanes
+            .flat_map(|lane| std::mem::take(&mut *lane.context().failures.lock()))
+            .collect()
     }
 
-    /// Drops every message not acknowledged yet, queued or in flight, and
-    /// forgets what was reported of them: for when none of them may reach
-    /// the broker any more (their partitions belong to others now). A
-    /// request already sent may still be written by the broker.
+    /// Drops every output and changelog record not acknowledged yet,
+    /// queued or in flight, and forgets what was reported of them: for
+    /// when none of them may reach the broker any more (their partitions
+    /// belong to others now). A request already sent may still be written
+    /// by the broker. Repartition records go on: a purge would break the
+    /// ordered lane's gapless guarantee for good, and the steps after a
+    /// `group_by` skip copies of what the new owners produce.
     pub(crate) fn purge(&self) {
-        self.producer
-            .purge(PurgeConfig::default().queue().inflight());
-        self.flush(DROP_FLUSH_TIMEOUT);
-        drop(self.take_failures());
+        purge(&self.plain);
+        drop(std::mem::take(&mut *self.plain.context().failures.lock()));
         drop(self.take_changelog_offsets());
     }
+}
+
+/// Drops what `lane` has not had acknowledged, and waits a little for the
+/// reports of what it dropped.
+fn purge(lane: &Lane) {
+    let everything = PurgeConfig::default().queue().inflight();
+    lane.producer.purge(everything);
+    delivery_reports::flush(&lane.producer, DROP_FLUSH_TIMEOUT);
 }
 
 impl Drop for OutputProducer {
     /// What the producer's own drop does, purge and wait for the reports,
     /// while the reports thread still serves them.
     fn drop(&mut self) {
-        self.purge();
+        self.lanes().for_each(purge);
     }
 }
 

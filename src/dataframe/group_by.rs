@@ -3,7 +3,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use super::repartition::{SourceStamp, STAMP_HEADER};
+use super::repartition::{self, SourceStamp, STAMP_HEADER, TIMESTAMP_HEADER};
 use super::to_topic::encode;
 use super::{Step, StepError, StreamingDataFrame, Topology};
 use crate::codec::{Bytes, Codec, Json, Utf8, I32, I64};
@@ -140,10 +140,14 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
     /// `repartition__<consumer group>--<source topic>--<name>`, created at
     /// start with the source topic's partition count (see
     /// [`GroupBy::partitions`]) and `cleanup.policy=delete`, with the new
-    /// key, the timestamp and the headers. The application consumes it
-    /// in the same consumer group: the frame returned runs on its
-    /// messages, with stores and changelogs of its own. A frame can have
-    /// several `group_by`s, and a `group_by` can follow another.
+    /// key and the headers (the timestamp travels in a header: the record
+    /// is timestamped when produced, so that retention counts from then).
+    /// The application consumes it in the same consumer group (a partition
+    /// never committed from its beginning): the frame returned runs on its
+    /// messages, with the source message's timestamp, and with stores and
+    /// changelogs of its own. A frame can have several `group_by`s, and a
+    /// `group_by` can follow another. Each repartition record counts as a
+    /// processed message for [`Until::messages`](crate::Until::messages).
     ///
     /// **Exact state after it, at least once.** After a crash, the source
     /// messages since the last commit are processed again and produce
@@ -153,17 +157,19 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
     /// topic keeps in its state, with that state, the last stamp it
     /// absorbed), so their state counts each source message once. That
     /// requires the steps before `group_by` to be deterministic: the same
-    /// source message must give the same keys and values each time.
-    /// Outputs can still repeat, as in any at-least-once pipeline. The
-    /// application's producer is made idempotent (with librdkafka's
-    /// gapless guarantee) so that repartition records keep their order.
-    /// Records that a window closing on an idle stream emits between
-    /// messages carry no stamp, and are not deduplicated.
+    /// source message must give the same keys and values, in the same
+    /// order, each time. Outputs can still repeat, as in any at-least-once
+    /// pipeline. Repartition records have a producer of their own,
+    /// idempotent with librdkafka's gapless guarantee and no message
+    /// timeout, so that they keep their order. Records that a window
+    /// closing on an idle stream emits between messages carry no stamp,
+    /// and are not deduplicated.
     ///
-    /// A failing `key` (or a key or value that cannot be encoded) fails
-    /// the message like any step. A repartition record that the broker
-    /// refuses stops the application whatever the producer error callback
-    /// says: a later source offset must not be committed past it.
+    /// A failing `key`, an empty key (librdkafka would send it to a random
+    /// partition), or a key or value that cannot be encoded fails the
+    /// message like any step. A repartition record that the broker refuses
+    /// stops the application whatever the producer error callback says: a
+    /// later source offset must not be committed past it.
     ///
     /// # Panics
     ///
@@ -209,6 +215,13 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
         let group = group.into();
         let topic = {
             let mut topology = self.topology().lock();
+            // A frame over a repartition topic skips copies of its records
+            // only with a store to keep its marks in: without one, each
+            // copy would go on to this `group_by` as a new record.
+            let nested = repartition::is_repartition_topic(&self.topic);
+            if nested && !topology.has_stores(&self.topic) {
+                topology.add_store(&self.topic, repartition::MARKS_STORE);
+            }
             topology.add_repartition(&self.topic, &group.name, group.partitions)
         };
         let repartition = Topic::<V>::new(&*topic);
@@ -227,9 +240,19 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
                         source,
                     })?;
                 encode(&*codec, &value, &mut record.value, &name, Field::Value)?;
+                if record.key.is_empty() {
+                    return Err(StepError::User(anyhow::anyhow!(
+                        "the key to group by is empty (librdkafka would send it to a random \
+                         partition, splitting its state)"
+                    )));
+                }
                 record.headers.clone_from(&ctx.meta.headers);
                 // The stamp of the source's own source, if it has one.
                 record.headers.retain(|(name, _)| name != STAMP_HEADER);
+                if let Some(timestamp) = ctx.meta.timestamp {
+                    let bytes = timestamp.to_be_bytes().to_vec();
+                    record.headers.push((TIMESTAMP_HEADER.to_string(), bytes));
+                }
                 // A message's records, not those a tick emits between
                 // messages (offset -1), are stamped.
                 if ctx.meta.offset >= 0 {
@@ -245,7 +268,8 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
                     topic: &name,
                     key: Some(&record.key),
                     value: &record.value,
-                    timestamp: ctx.meta.timestamp,
+                    // Produce time: see `repartition::TIMESTAMP_HEADER`.
+                    timestamp: None,
                     headers: &record.headers,
                 });
                 Ok(())

@@ -29,6 +29,16 @@ use crate::state::{PartitionState, State};
 /// The header of a repartition record's stamp.
 pub(crate) const STAMP_HEADER: &str = "__kstreams_source";
 
+/// The header of a repartition record's timestamp (8 bytes, big-endian):
+/// the record itself is timestamped when produced, so that the topic's
+/// retention counts from then, not from an event time that may be long
+/// past (a backfill).
+pub(crate) const TIMESTAMP_HEADER: &str = "__kstreams_timestamp";
+
+/// The store of a frame over a repartition topic that has none of its
+/// own but feeds another `group_by`: it holds the marks only.
+pub(crate) const MARKS_STORE: &str = "repartition-marks";
+
 /// The prefix of every repartition topic's name.
 const PREFIX: &str = "repartition__";
 
@@ -100,6 +110,22 @@ pub(crate) fn take_stamp(headers: &mut Headers) -> anyhow::Result<Option<SourceS
     };
     let (_, bytes) = headers.remove(at);
     SourceStamp::decode(&bytes).map(Some)
+}
+
+/// Removes the timestamp header from `headers`, and returns the
+/// timestamp it holds (`None` without one: the source message had none).
+pub(crate) fn take_timestamp(headers: &mut Headers) -> anyhow::Result<Option<i64>> {
+    let Some(at) = headers
+        .iter()
+        .position(|(name, _)| name == TIMESTAMP_HEADER)
+    else {
+        return Ok(None);
+    };
+    let (_, bytes) = headers.remove(at);
+    match <[u8; 8]>::try_from(bytes.as_slice()) {
+        Ok(bytes) => Ok(Some(i64::from_be_bytes(bytes))),
+        Err(_) => bail!("header {TIMESTAMP_HEADER} has {} bytes, not 8", bytes.len()),
+    }
 }
 
 /// Whether `stamp` is the first copy of its record that this partition

@@ -197,6 +197,11 @@ impl Topology {
         self.tickers.push((topic.clone(), ticker));
     }
 
+    /// Whether `topic` has any store.
+    pub(crate) fn has_stores(&self, topic: &str) -> bool {
+        self.stores.iter().any(|(name, _)| **name == *topic)
+    }
+
     /// Whether `topic` has a store called `store`.
     pub(crate) fn has_store(&self, topic: &str, store: &str) -> bool {
         self.stores
@@ -232,9 +237,12 @@ impl Topology {
 
 /// Whether the message of a repartition topic in `ctx` is the first copy
 /// of its record that its partition's state absorbs (always, without
-/// state or stamp); takes its stamp out of its headers.
+/// state or stamp); takes its stamp out of its headers, and gives it back
+/// the timestamp of its source message.
 fn is_first_copy(ctx: &mut Context<'_>) -> Result<bool, RootError> {
-    let stamp = repartition::take_stamp(&mut ctx.meta.headers).map_err(RootError::Header)?;
+    let headers = &mut ctx.meta.headers;
+    ctx.meta.timestamp = repartition::take_timestamp(headers).map_err(RootError::Header)?;
+    let stamp = repartition::take_stamp(headers).map_err(RootError::Header)?;
     match (stamp, ctx.state.as_deref_mut()) {
         (Some(stamp), Some(state)) => repartition::first_copy(state, stamp)
             .map_err(|error| RootError::Step(StepError::from(error))),
