@@ -404,3 +404,37 @@ fn partition_count(app: &Application, topic: &str) -> usize {
         .unwrap();
     metadata.topics()[0].partitions().len()
 }
+
+/// Whatever `auto_offset_reset` says (here the default, latest), a
+/// repartition partition that the group never committed is read from its
+/// beginning: its records were produced for this group, maybe before its
+/// partition was assigned.
+#[test]
+fn a_repartition_partition_never_committed_starts_at_its_beginning() {
+    let state = tempfile::tempdir().unwrap();
+    let app = Application::builder()
+        .use_embedded_broker()
+        .consumer_group("shop")
+        .state_dir(state.path())
+        .build()
+        .unwrap();
+    let purchases = app.topic::<Value>("purchases");
+    let counts = app.topic::<Value>("counts");
+    app.dataframe(&purchases)
+        .group_by_column("user")
+        .apply_stateful(count)
+        .to_topic(&counts);
+    let repartition = Topic::<Value>::new("repartition__shop--purchases--user");
+    let producer = app.producer().unwrap();
+    producer.ensure_topic(&purchases).unwrap();
+    producer.ensure_topic(&repartition).unwrap();
+    for _ in 0..3 {
+        let row = json!({"user": "ada", "amount": 1});
+        producer.send(&repartition, Some(&b"ada".to_vec()), &row).unwrap();
+    }
+    producer.flush().unwrap();
+
+    let until = Until::messages(3).or_timeout(Duration::from_secs(30));
+    let outputs = app.run_until(until).unwrap();
+    assert_eq!(last_per_key(outputs.values(&counts).unwrap())["ada"].0, 3);
+}
