@@ -37,6 +37,8 @@ pub struct Outputs {
     /// has them. The first set is empty, shared by every output without
     /// headers; outputs in a row with equal headers share a set.
     header_sets: Vec<(usize, Headers)>,
+    /// Header sets dropped by `truncate`, whose buffers a new set reuses.
+    spare_header_sets: Vec<Headers>,
     /// `produced` as [`Record`]s, built when first asked for.
     records: OnceLock<Vec<Record>>,
     pub(crate) processed: u64,
@@ -79,6 +81,9 @@ impl Output<'_> {
         }
     }
 }
+
+/// How many dropped header sets [`Outputs`] keeps for reuse.
+const SPARE_HEADER_SETS: usize = 16;
 
 impl Outputs {
     /// Every produced record, in production order. (They are built on the
@@ -203,7 +208,9 @@ impl Outputs {
         }
         let last = self.header_sets.len() - 1;
         if self.header_sets[last].1 != *headers {
-            self.header_sets.push((next_output, headers.clone()));
+            let mut set = self.spare_header_sets.pop().unwrap_or_default();
+            set.clone_from(headers);
+            self.header_sets.push((next_output, set));
             return last + 1;
         }
         last
@@ -223,7 +230,11 @@ impl Outputs {
                 if *first_output < len {
                     break;
                 }
-                self.header_sets.pop();
+                if let Some((_, set)) = self.header_sets.pop() {
+                    if self.spare_header_sets.len() < SPARE_HEADER_SETS {
+                        self.spare_header_sets.push(set);
+                    }
+                }
             }
             self.records.take();
         }

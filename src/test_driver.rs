@@ -67,6 +67,9 @@ pub struct TestDriver<'a> {
     idle: BTreeMap<(Arc<str>, i32), Duration>,
     /// The repartition topics, with their partition counts.
     repartitions: Vec<(Arc<str>, i32)>,
+    /// The key and value of the repartition record being processed.
+    forwarded_key: Vec<u8>,
+    forwarded_value: Vec<u8>,
 }
 
 /// A message for [`TestDriver::push`]: a value and optionally a key,
@@ -154,6 +157,8 @@ impl<'a> TestDriver<'a> {
                     )
                 })
                 .collect(),
+            forwarded_key: Vec::new(),
+            forwarded_value: Vec::new(),
         })
     }
 
@@ -340,15 +345,21 @@ impl<'a> TestDriver<'a> {
             else {
                 continue;
             };
-            let (topic, key) = (topic.clone(), output.key.map(<[u8]>::to_vec));
-            let (value, timestamp) = (output.value.to_vec(), output.timestamp);
-            let headers = output.headers.clone();
-            let partition = key
-                .as_deref()
-                .map_or(0, |key| partition_of(key, partitions));
-            self.set_message(&topic, partition, key.as_deref(), timestamp);
-            self.meta.headers = headers;
-            self.process_message(Some(&value))?;
+            // Copied into buffers reused from record to record.
+            let topic = topic.clone();
+            let mut value = std::mem::take(&mut self.forwarded_value);
+            value.clear();
+            value.extend_from_slice(output.value);
+            let mut key = std::mem::take(&mut self.forwarded_key);
+            key.clear();
+            key.extend_from_slice(output.key.unwrap_or_default());
+            let (keyed, timestamp) = (output.key.is_some(), output.timestamp);
+            self.meta.headers.clone_from(output.headers);
+            let partition = if keyed { partition_of(&key, partitions) } else { 0 };
+            self.set_message(&topic, partition, keyed.then_some(&key[..]), timestamp);
+            let processed = self.process_message(Some(&value));
+            (self.forwarded_key, self.forwarded_value) = (key, value);
+            processed?;
         }
         Ok(())
     }

@@ -246,12 +246,16 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
                          partition, splitting its state)"
                     )));
                 }
-                record.headers.clone_from(&ctx.meta.headers);
-                // The stamp of the source's own source, if it has one.
-                record.headers.retain(|(name, _)| name != STAMP_HEADER);
+                // The source's headers (but the stamp of its own source,
+                // if it has one), then the timestamp and the stamp.
+                let mut headers = 0;
+                let sources = ctx.meta.headers.iter();
+                for (header, bytes) in sources.filter(|(header, _)| header != STAMP_HEADER) {
+                    put_header(&mut record.headers, &mut headers, header, bytes);
+                }
                 if let Some(timestamp) = ctx.meta.timestamp {
-                    let bytes = timestamp.to_be_bytes().to_vec();
-                    record.headers.push((TIMESTAMP_HEADER.to_string(), bytes));
+                    let bytes = timestamp.to_be_bytes();
+                    put_header(&mut record.headers, &mut headers, TIMESTAMP_HEADER, &bytes);
                 }
                 // A message's records, not those a tick emits between
                 // messages (offset -1), are stamped.
@@ -261,9 +265,10 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
                         offset: ctx.meta.offset,
                         index: ctx.next_stamp_index(),
                     };
-                    let stamp = stamp.encode().to_vec();
-                    record.headers.push((STAMP_HEADER.to_string(), stamp));
+                    let bytes = stamp.encode();
+                    put_header(&mut record.headers, &mut headers, STAMP_HEADER, &bytes);
                 }
+                record.headers.truncate(headers);
                 ctx.outputs.push(Output {
                     topic: &name,
                     key: Some(&record.key),
@@ -277,6 +282,22 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
         });
         downstream
     }
+}
+
+/// Makes header number `*at` of `headers` `name` with `bytes`, reusing
+/// the buffers of the one there (no allocation from message to message),
+/// and moves `at` on.
+fn put_header(headers: &mut Headers, at: &mut usize, name: &str, bytes: &[u8]) {
+    match headers.get_mut(*at) {
+        Some((old_name, old_bytes)) => {
+            old_name.clear();
+            old_name.push_str(name);
+            old_bytes.clear();
+            old_bytes.extend_from_slice(bytes);
+        }
+        None => headers.push((name.to_string(), bytes.to_vec())),
+    }
+    *at += 1;
 }
 
 /// A repartition record being made (its buffers are reused from message
