@@ -355,7 +355,11 @@ impl<'a> TestDriver<'a> {
             key.extend_from_slice(output.key.unwrap_or_default());
             let (keyed, timestamp) = (output.key.is_some(), output.timestamp);
             self.meta.headers.clone_from(output.headers);
-            let partition = if keyed { partition_of(&key, partitions) } else { 0 };
+            let partition = if keyed {
+                partition_of(&key, partitions)
+            } else {
+                0
+            };
             self.set_message(&topic, partition, keyed.then_some(&key[..]), timestamp);
             let processed = self.process_message(Some(&value));
             (self.forwarded_key, self.forwarded_value) = (key, value);

@@ -430,7 +430,9 @@ fn a_repartition_partition_never_committed_starts_at_its_beginning() {
     producer.ensure_topic(&repartition).unwrap();
     for _ in 0..3 {
         let row = json!({"user": "ada", "amount": 1});
-        producer.send(&repartition, Some(&b"ada".to_vec()), &row).unwrap();
+        producer
+            .send(&repartition, Some(&b"ada".to_vec()), &row)
+            .unwrap();
     }
     producer.flush().unwrap();
 
