@@ -237,13 +237,15 @@ impl<'a> TestDriver<'a> {
     ///
     /// # Errors
     ///
-    /// What a window step fails with (its results' steps included),
-    /// naming the partition; [`Error::Store`] when RocksDB fails.
+    /// What a window step fails with (its results' steps included, and
+    /// those after a `group_by` they reach), naming the partition;
+    /// [`Error::Store`] when RocksDB fails.
     pub fn idle(&mut self, duration: Duration) -> Result<()> {
         let Some(pipeline) = self.pipeline.as_mut() else {
             return Err(Error::AlreadyRunning);
         };
         let keep_cache = self.schedule.keeps_cache(self.stores.pending_bytes());
+        let emitted = self.outputs.len();
         for (topic, partition, state) in self.stores.partitions_mut() {
             if !pipeline.ticks(topic) {
                 continue;
@@ -268,7 +270,8 @@ impl<'a> TestDriver<'a> {
                 }
             }
         }
-        Ok(())
+        // What the windows emitted into a `group_by` goes on after it.
+        self.forward_repartition_records(emitted)
     }
 
     /// Everything produced so far.
@@ -333,8 +336,15 @@ impl<'a> TestDriver<'a> {
     /// each repartition record it produced through the steps after its
     /// `group_by`.
     fn process(&mut self, value: Option<&[u8]>) -> Result<()> {
-        let mut next = self.outputs.len();
+        let next = self.outputs.len();
         self.process_message(value)?;
+        self.forward_repartition_records(next)
+    }
+
+    /// Runs each repartition record among the outputs from number `next`
+    /// on (and those they produce in turn) through the steps after its
+    /// `group_by`.
+    fn forward_repartition_records(&mut self, mut next: usize) -> Result<()> {
         while let Some(output) = self.outputs.get(next) {
             next += 1;
             let topic = output.topic;

@@ -440,3 +440,38 @@ fn a_repartition_partition_never_committed_starts_at_its_beginning() {
     let outputs = app.run_until(until).unwrap();
     assert_eq!(last_per_key(outputs.values(&counts).unwrap())["ada"].0, 3);
 }
+
+/// What a window closing on an idle stream emits into a `group_by` goes
+/// on through the steps after it, in the test driver as in a run.
+#[test]
+fn windows_closed_on_an_idle_stream_go_on_through_a_group_by() {
+    use kstreams::windows::WindowResult;
+    let app = app();
+    let clicks = app.topic::<u32>("clicks");
+    let per_start = app.topic::<Value>("per-start");
+    app.dataframe(&clicks)
+        .tumbling_window(Duration::from_millis(10))
+        .close_when_idle(Duration::from_millis(1_000))
+        .count()
+        .closed()
+        .group_by("start", |window: &WindowResult<u64>, _| Ok(window.start))
+        .apply_stateful(|window: WindowResult<u64>, state: &mut State| {
+            let clicks = state.get::<u64>("clicks")?.unwrap_or(0) + window.value;
+            state.set("clicks", &clicks)?;
+            Ok(json!({ "clicks": clicks }))
+        })
+        .to_topic(&per_start);
+
+    let mut driver = TestDriver::new(&app).unwrap();
+    for key in ["a", "b"] {
+        let click = TestMessage::new(1)
+            .key(key.as_bytes().to_vec())
+            .timestamp(3);
+        driver.push(&clicks, click).unwrap();
+    }
+    assert!(driver.values(&per_start).unwrap().is_empty());
+    driver.idle(Duration::from_millis(1_000)).unwrap();
+    // Both keys' windows [0, 10) closed; re-keyed by start, counted together.
+    let totals = driver.values(&per_start).unwrap();
+    assert_eq!(totals.last(), Some(&json!({ "clicks": 2 })));
+}
