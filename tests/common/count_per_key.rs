@@ -451,3 +451,26 @@ impl<T> Drop for Feeder<T> {
         self.stop.store(true, Ordering::Relaxed);
     }
 }
+
+/// Kills `kills` runs of `job` at random points (from `seed`), every third on a
+/// lost disk, while `feeder` feeds it; then a last run catches up and
+/// stops cleanly, and every key's last count and total are the truth.
+pub fn assert_counts_exact_after_random_kills(
+    job: &Job,
+    feeder: Feeder<Counts>,
+    kills: u64,
+    seed: u64,
+) {
+    let state_dir = tempfile::tempdir().unwrap();
+    let log = state_dir.path().join("count_per_key.log");
+    job.kill_at_random_points(state_dir.path(), &log, kills, seed);
+    let truth = feeder.finish();
+
+    // A last run processes the rest and stops cleanly on SIGTERM.
+    let mut instance = job.spawn(state_dir.path(), &log);
+    job.wait_until_caught_up(&mut instance);
+    let log = instance.log();
+    instance.terminate();
+    assert!(log.contains("recovered"), "no run recovered:\n{log}");
+    assert_eq!(job.last_counts(), truth);
+}
