@@ -36,6 +36,18 @@ fn last_per_key(rows: Vec<Value>) -> BTreeMap<String, (u64, f64)> {
         .collect()
 }
 
+/// The header of a repartition record's source stamp.
+const STAMP_HEADER: &str = "__kstreams_source";
+
+/// The stamp of a repartition record of source `partition` and `offset`,
+/// the `index`th of its message: offset, index, partition, big-endian.
+fn stamp(partition: i32, offset: i64, index: u32) -> Vec<u8> {
+    let mut stamp = offset.to_be_bytes().to_vec();
+    stamp.extend_from_slice(&index.to_be_bytes());
+    stamp.extend_from_slice(&partition.to_be_bytes());
+    stamp
+}
+
 fn app() -> Application {
     Application::builder()
         .use_embedded_broker()
@@ -129,12 +141,9 @@ fn a_copy_of_a_repartition_record_is_absorbed_once() {
         .to_topic(&counts);
     let repartition = Topic::<Value>::new("repartition__shop--purchases--user");
     let stamped = |partition: i32, offset: i64, index: u32| {
-        let mut stamp = offset.to_be_bytes().to_vec();
-        stamp.extend_from_slice(&index.to_be_bytes());
-        stamp.extend_from_slice(&partition.to_be_bytes());
         TestMessage::new(json!({"user": "ada", "amount": 1}))
             .key(b"ada".to_vec())
-            .header("__kstreams_source", stamp)
+            .header(STAMP_HEADER, stamp(partition, offset, index))
     };
 
     let mut driver = TestDriver::new(&app).unwrap();
@@ -177,12 +186,9 @@ fn a_stateless_frame_between_two_group_bys_absorbs_each_record_once() {
         .apply_stateful(count)
         .to_topic(&per_country);
     let by_city = Topic::<Value>::new("repartition__shop--purchases--city");
-    let mut stamp = 7_i64.to_be_bytes().to_vec();
-    stamp.extend_from_slice(&0_u32.to_be_bytes());
-    stamp.extend_from_slice(&0_i32.to_be_bytes());
     let copy = TestMessage::new(json!({"city": "paris", "country": "fr", "amount": 1}))
         .key(b"paris".to_vec())
-        .header("__kstreams_source", stamp);
+        .header(STAMP_HEADER, stamp(0, 7, 0));
 
     let mut driver = TestDriver::new(&app).unwrap();
     driver.push(&by_city, copy.clone()).unwrap();

@@ -151,42 +151,17 @@ pub fn driver_group_by(flags: &Flags) -> anyhow::Result<Measure> {
 /// record (key and value), decode it, count and sum in a `HashMap` as in
 /// [`closures_stateful`], encode the totals.
 pub fn closures_group_by(flags: &Flags) -> anyhow::Result<Measure> {
-    let inputs = order_inputs(flags);
     let mut state: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     let (mut key, mut record, mut output) = (Vec::new(), Vec::new(), Vec::new());
-    let mut next = 0;
-    run_closures("closures alone group_by", flags, |_order, _| {
-        let (_, value) = &inputs[next % inputs.len()];
-        next += 1;
+    // The same purchases as the driver's; their keys (the user) unused.
+    run_closures("closures alone group_by", flags, |_, value| {
         let purchase: UserPurchase = serde_json::from_slice(value)?;
         key.clear();
         key.extend_from_slice(purchase.user.as_bytes());
         record.clear();
         serde_json::to_writer(&mut record, &purchase)?;
         let purchase: UserPurchase = serde_json::from_slice(&record)?;
-        let state_key = |name: &str| [&key[..], name.as_bytes()].concat();
-        let (count_key, total_key) = (state_key("count"), state_key("total"));
-        let count: u64 = match state.get(&count_key) {
-            Some(bytes) => serde_json::from_slice::<u64>(bytes)? + 1,
-            None => 1,
-        };
-        let total: f64 = match state.get(&total_key) {
-            Some(bytes) => serde_json::from_slice::<f64>(bytes)? + purchase.amount,
-            None => purchase.amount,
-        };
-        state.insert(count_key, serde_json::to_vec(&count)?);
-        state.insert(total_key, serde_json::to_vec(&total)?);
-        let user = String::from_utf8_lossy(&key).into_owned();
-        output.clear();
-        serde_json::to_writer(
-            &mut output,
-            &Totals {
-                key: user,
-                count,
-                total,
-            },
-        )?;
-        Ok(())
+        count_in_map(&mut state, &key, purchase.amount, &mut output)
     })
 }
 
@@ -272,23 +247,35 @@ pub fn closures_stateful(flags: &Flags) -> anyhow::Result<Measure> {
     let mut output = Vec::new();
     run_closures("closures alone stateful", flags, |key, value| {
         let purchase: Purchase = serde_json::from_slice(value)?;
-        let state_key = |name: &str| [key, name.as_bytes()].concat();
-        let (count_key, total_key) = (state_key("count"), state_key("total"));
-        let count: u64 = match state.get(&count_key) {
-            Some(bytes) => serde_json::from_slice::<u64>(bytes)? + 1,
-            None => 1,
-        };
-        let total: f64 = match state.get(&total_key) {
-            Some(bytes) => serde_json::from_slice::<f64>(bytes)? + purchase.amount,
-            None => purchase.amount,
-        };
-        state.insert(count_key, serde_json::to_vec(&count)?);
-        state.insert(total_key, serde_json::to_vec(&total)?);
-        let key = String::from_utf8_lossy(key).into_owned();
-        output.clear();
-        serde_json::to_writer(&mut output, &Totals { key, count, total })?;
-        Ok(())
+        count_in_map(&mut state, key, purchase.amount, &mut output)
     })
+}
+
+/// Adds `amount` to `key`'s count and total in `state` (JSON values under
+/// key + name, as kstreams stores them) and encodes the totals into
+/// `output`.
+fn count_in_map(
+    state: &mut HashMap<Vec<u8>, Vec<u8>>,
+    key: &[u8],
+    amount: f64,
+    output: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    let state_key = |name: &str| [key, name.as_bytes()].concat();
+    let (count_key, total_key) = (state_key("count"), state_key("total"));
+    let count: u64 = match state.get(&count_key) {
+        Some(bytes) => serde_json::from_slice::<u64>(bytes)? + 1,
+        None => 1,
+    };
+    let total: f64 = match state.get(&total_key) {
+        Some(bytes) => serde_json::from_slice::<f64>(bytes)? + amount,
+        None => amount,
+    };
+    state.insert(count_key, serde_json::to_vec(&count)?);
+    state.insert(total_key, serde_json::to_vec(&total)?);
+    let key = String::from_utf8_lossy(key).into_owned();
+    output.clear();
+    serde_json::to_writer(output, &Totals { key, count, total })?;
+    Ok(())
 }
 
 /// Runs `closures` on the purchases, encoded up front.
