@@ -9,13 +9,14 @@
 //! count_per_key --broker 127.0.0.1:9092 --input purchases --output counts \
 //!     --group counts --state-dir state [--commit-interval-ms 5000] \
 //!     [--commit-every 0] [--count N] [--session-timeout-ms 45000] \
-//!     [--group-by FIELD]
+//!     [--group-by FIELD] [--exactly-once]
 //! ```
 //!
 //! `--group-by FIELD` re-keys each purchase by its JSON field `FIELD` (a
 //! string) through a repartition topic before counting, so the input may
 //! be keyed by anything or not at all; `key` in the output is then the
-//! field's value.
+//! field's value. `--exactly-once` makes each checkpoint a Kafka
+//! transaction ([`kstreams::ProcessingGuarantee::ExactlyOnce`]).
 //!
 //! A new group starts from the earliest offset. SIGTERM stops it cleanly;
 //! `--count N` stops after N messages with a final checkpoint. A malformed

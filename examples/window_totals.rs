@@ -13,8 +13,11 @@
 //!     --group window-totals --state-dir state [--window-ms 5000] \
 //!     [--grace-ms 1000] [--session-gap-ms G | --idle-close-ms D] \
 //!     [--commit-interval-ms 5000] [--commit-every 0] [--count N] \
-//!     [--session-timeout-ms 45000]
+//!     [--session-timeout-ms 45000] [--exactly-once]
 //! ```
+//!
+//! `--exactly-once` makes each checkpoint a Kafka transaction
+//! ([`kstreams::ProcessingGuarantee::ExactlyOnce`]).
 //!
 //! `--session-gap-ms G` puts session windows with that inactivity gap in
 //! place of the tumbling windows: same output, `start` and `end` a

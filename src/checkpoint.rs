@@ -9,9 +9,9 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 
-use crate::broker::{Origin, OutputProducer};
+use crate::broker::{committed_offsets, Ended, Origin, OutputProducer};
 use crate::checkpoint_schedule::CheckpointSchedule;
-use crate::config::Config;
+use crate::config::{Config, ProcessingGuarantee};
 use crate::error::{Error, Result};
 use crate::on_error::ErrorPolicy;
 use crate::retriable::{is_fenced, is_retriable};
@@ -37,12 +37,25 @@ pub(crate) enum Outcome {
     /// partitions belong to others now, and nothing more of them may be
     /// written. The next poll drops them.
     Lost,
+    /// Exactly once: the checkpoint's transaction was aborted. What was
+    /// processed since the last commit must be undone and processed
+    /// again: see [`Checkpoint::take_uncommitted`].
+    Aborted,
 }
 
 /// The offsets processed since the last commit.
 pub(crate) struct Checkpoint {
     /// Per input partition, the offset after the last processed message.
     offsets: HashMap<(Arc<str>, i32), i64>,
+    /// Exactly once: per input partition, the first message processed
+    /// since the last commit, where an aborted checkpoint rewinds to.
+    /// `None` at least once (never rewound).
+    first: Option<HashMap<(Arc<str>, i32), i64>>,
+    /// Exactly once: whether the broker keeps the offsets committed in a
+    /// transaction (`None` until the first commit tells; librdkafka's mock
+    /// cluster does not, and then gets them committed after each
+    /// transaction too).
+    keeps_transaction_offsets: Option<bool>,
     schedule: CheckpointSchedule,
     /// Set once a failed output stopped the application: from then on
     /// nothing may be committed, or offsets would skip the lost output.
@@ -51,8 +64,11 @@ pub(crate) struct Checkpoint {
 
 impl Checkpoint {
     pub(crate) fn new(config: &Config) -> Self {
+        let exactly_once = config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
         Checkpoint {
             offsets: HashMap::default(),
+            first: exactly_once.then(HashMap::default),
+            keeps_transaction_offsets: None,
             schedule: CheckpointSchedule::new(config),
             poisoned: false,
         }
@@ -62,6 +78,9 @@ impl Checkpoint {
     pub(crate) fn store_offset(&mut self, origin: &Origin) {
         let next = origin.offset + 1;
         let key = (origin.topic.clone(), origin.partition);
+        if let Some(first) = &mut self.first {
+            first.entry(key.clone()).or_insert(origin.offset);
+        }
         // Offsets of a partition only grow while we own it; a smaller one
         // means the partition was re-read from an older commit, and the
         // commit must then follow what was really processed.
@@ -97,6 +116,42 @@ impl Checkpoint {
             }
         }
         Ok(())
+    }
+
+    /// Exactly once: aborts the checkpoint's transaction because of
+    /// `cause` (a refused record, or the broker's word). A refused
+    /// changelog record stops the application, and so does a refused
+    /// output unless the producer error callback says skip, which here
+    /// means: process the checkpoint's messages again.
+    fn abort(
+        &mut self,
+        producer: &OutputProducer,
+        policy: &ErrorPolicy,
+        cause: Error,
+    ) -> Result<Outcome> {
+        log::warn!("aborting the checkpoint's transaction: {cause}");
+        self.schedule.deferred();
+        let stop = match cause {
+            Error::ChangelogProduce { .. } => Err(cause),
+            Error::Produce { .. } | Error::Send { .. } => policy.producer(cause),
+            _ => Ok(()),
+        };
+        if let Err(error) = producer.abort_transaction().and(stop) {
+            self.poison();
+            return Err(error);
+        }
+        Ok(Outcome::Aborted)
+    }
+
+    /// After an aborted checkpoint: forgets its offsets and returns, per
+    /// input partition, the first message it processed, to go back to.
+    pub(crate) fn take_uncommitted(&mut self) -> Vec<(Arc<str>, i32, i64)> {
+        self.offsets.clear();
+        let first = self.first.as_mut().map(std::mem::take).unwrap_or_default();
+        first
+            .into_iter()
+            .map(|((topic, partition), offset)| (topic, partition, offset))
+            .collect()
     }
 
     /// Forbids any further commit: see `poisoned`.
@@ -150,6 +205,9 @@ impl Checkpoint {
                  exceeded): dropping the checkpoint of {} message(s) without writing it",
                 self.schedule.pending()
             );
+            if let Err(error) = producer.abort_transaction() {
+                log::warn!("aborting the transaction of lost partitions failed: {error}");
+            }
             return Ok(Outcome::Lost);
         }
         // Step 1. State updates to the changelogs, once every earlier
@@ -164,8 +222,21 @@ impl Checkpoint {
             self.schedule.deferred();
             return Ok(Outcome::Deferred);
         }
-        self.handle_failures(producer, policy)?;
+        if producer.is_transactional() {
+            if let Some(refused) = producer.take_failures().into_iter().next() {
+                return self.abort(producer, policy, refused);
+            }
+        } else {
+            self.handle_failures(producer, policy)?;
+        }
         if let Err(error) = produce_changelogs(producer, stores) {
+            if producer.is_transactional() {
+                // librdkafka refuses records once an earlier one made the
+                // transaction abortable: that one is the cause.
+                producer.flush(FLUSH_TIMEOUT);
+                let refused = producer.take_failures().into_iter().next();
+                return self.abort(producer, policy, refused.unwrap_or(error));
+            }
             self.poison();
             return Err(error);
         }
@@ -176,21 +247,15 @@ impl Checkpoint {
             return Ok(Outcome::Deferred);
         }
         // Step 3. Refused messages.
+        if producer.is_transactional() {
+            if let Some(refused) = producer.take_failures().into_iter().next() {
+                return self.abort(producer, policy, refused);
+            }
+            return self.commit_transaction(consumer, producer, policy, stores);
+        }
         self.handle_failures(producer, policy)?;
         // Step 4. State, with the changelog and input offsets it reached.
-        let acknowledged = producer.take_changelog_offsets();
-        let keep_cache = self.schedule.keeps_cache(stores.pending_bytes());
-        for (_, partition, state) in stores.partitions_mut() {
-            let changelog_offsets: Vec<Option<i64>> = state
-                .stores()
-                .iter()
-                .map(|store| {
-                    let partitions = acknowledged.get(&**store.changelog.as_ref()?)?;
-                    partitions.get(&partition).map(|offset| offset + 1)
-                })
-                .collect();
-            state.write_checkpoint(&changelog_offsets, keep_cache)?;
-        }
+        self.write_state(producer, stores)?;
         // Step 5. Offsets last (none when only ticks between messages
         // wrote state).
         if self.offsets.is_empty() {
@@ -200,17 +265,7 @@ impl Checkpoint {
         let offsets = self.offsets_to_commit()?;
         match consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) => {
-                log::debug!(
-                    "committed {} message(s): {:?}",
-                    self.schedule.pending(),
-                    self.offsets
-                );
-                for ((topic, partition), offset) in self.offsets.drain() {
-                    if let Some(state) = stores.get_mut(&topic, partition) {
-                        state.committed(offset);
-                    }
-                }
-                self.schedule.checkpointed();
+                self.committed(stores);
                 Ok(Outcome::Committed)
             }
             Err(KafkaError::ConsumerCommit(code)) if is_fenced(code) => {
@@ -241,10 +296,127 @@ impl Checkpoint {
         }
     }
 
+    /// Exactly once, after steps 1-3 (every record of the checkpoint is in
+    /// its transaction, and acknowledged):
+    ///
+    /// 4. Commit the transaction with the consumer offsets in it (aborted
+    ///    when the broker says so).
+    /// 5. Only then write each partition's state, as in step 4 at least
+    ///    once: a crash before leaves RocksDB behind the commit, and
+    ///    recovery catches it up from the changelog.
+    fn commit_transaction<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        producer: &OutputProducer,
+        policy: &ErrorPolicy,
+        stores: &mut StateManager,
+    ) -> Result<Outcome> {
+        let offsets = self.offsets_to_commit()?;
+        let group = consumer.group_metadata().ok_or_else(|| Error::Commit {
+            source: Box::new(KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::InvalidArgument,
+            )),
+        })?;
+        // Step 4.
+        match producer.commit_transaction(&offsets, &group)? {
+            Ended::Committed => {}
+            Ended::MustAbort(source) => {
+                let cause = Error::Commit {
+                    source: Box::new(source),
+                };
+                return self.abort(producer, policy, cause);
+            }
+        }
+        // Step 5.
+        self.write_state(producer, stores)?;
+        if offsets.count() > 0 && !self.broker_keeps_transaction_offsets(consumer, &offsets) {
+            consumer
+                .commit(&offsets, CommitMode::Sync)
+                .map_err(|source| Error::Commit {
+                    source: source.into(),
+                })?;
+        }
+        self.committed(stores);
+        Ok(Outcome::Committed)
+    }
+
+    /// Whether the broker kept `offsets`, just committed in a transaction:
+    /// asked once, at the first commit (librdkafka's mock cluster answers
+    /// the transactional offset commit without keeping it).
+    fn broker_keeps_transaction_offsets<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+    ) -> bool {
+        if let Some(keeps) = self.keeps_transaction_offsets {
+            return keeps;
+        }
+        let Ok(committed) = committed_offsets(consumer, offsets.clone(), FLUSH_TIMEOUT) else {
+            // Unknown yet: asked again at the next commit.
+            return false;
+        };
+        let keeps = committed.iter().all(|partition| {
+            let sent = offsets.find_partition(&partition.topic, partition.partition);
+            let sent = sent.and_then(|element| element.offset().to_raw());
+            partition.offset.is_some() && partition.offset == sent
+        });
+        if !keeps {
+            log::warn!(
+                "the broker did not keep the offsets committed in the transaction (librdkafka's \
+                 mock cluster does not): committing them after each transaction as well"
+            );
+        }
+        self.keeps_transaction_offsets = Some(keeps);
+        keeps
+    }
+
+    /// Step 4 (at least once) or 5 (exactly once): each partition's store
+    /// updates, the changelog offsets they reached and what they absorbed
+    /// of the input, in one RocksDB batch (the updates then stay in memory
+    /// as a cache, while they fit).
+    fn write_state(&mut self, producer: &OutputProducer, stores: &mut StateManager) -> Result<()> {
+        let acknowledged = producer.take_changelog_offsets();
+        let keep_cache = self.schedule.keeps_cache(stores.pending_bytes());
+        for (_, partition, state) in stores.partitions_mut() {
+            let changelog_offsets: Vec<Option<i64>> = state
+                .stores()
+                .iter()
+                .map(|store| {
+                    let partitions = acknowledged.get(&**store.changelog.as_ref()?)?;
+                    partitions.get(&partition).map(|offset| offset + 1)
+                })
+                .collect();
+            state.write_checkpoint(&changelog_offsets, keep_cache)?;
+        }
+        Ok(())
+    }
+
+    /// After the offsets were committed: tells each partition's state, and
+    /// starts the next checkpoint.
+    fn committed(&mut self, stores: &mut StateManager) {
+        log::debug!(
+            "committed {} message(s): {:?}",
+            self.schedule.pending(),
+            self.offsets
+        );
+        for ((topic, partition), offset) in self.offsets.drain() {
+            if let Some(state) = stores.get_mut(&topic, partition) {
+                state.committed(offset);
+            }
+        }
+        if let Some(first) = &mut self.first {
+            first.clear();
+        }
+        self.schedule.checkpointed();
+    }
+
     /// Drops the offsets of partitions this instance no longer owns.
     pub(crate) fn forget(&mut self, revoked: &TopicPartitionList) {
         for element in revoked.elements() {
             let key: (Arc<str>, i32) = (element.topic().into(), element.partition());
+            if let Some(first) = &mut self.first {
+                first.remove(&key);
+            }
             if self.offsets.remove(&key).is_some() {
                 log::warn!(
                     "{}[{}] was revoked before its offsets could be committed; \

@@ -34,6 +34,39 @@ impl OffsetReset {
     }
 }
 
+/// What the application promises about each input's effect on outputs and
+/// state, across crashes and rebalances.
+///
+/// # Examples
+///
+/// ```
+/// use kstreams::{Application, ProcessingGuarantee};
+///
+/// let app = Application::builder()
+///     .use_embedded_broker()
+///     .processing_guarantee(ProcessingGuarantee::ExactlyOnce)
+///     .build()
+///     .unwrap();
+/// # drop(app);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Every input affects state exactly once (the state is stamped with
+    /// the input offsets it absorbed) and outputs at least once: after a
+    /// crash, the outputs of the messages since the last checkpoint are
+    /// produced again. No transactions: the cheapest guarantee.
+    #[default]
+    AtLeastOnce,
+    /// Every input affects state and outputs exactly once, for consumers
+    /// that read with `isolation.level=read_committed` (librdkafka's
+    /// default): each checkpoint is one Kafka transaction holding its
+    /// outputs, repartition records, changelog records and input offsets.
+    /// Outputs become visible when their checkpoint commits, so
+    /// [`commit_interval`](ApplicationBuilder::commit_interval) trades
+    /// their latency for throughput.
+    ExactlyOnce,
+}
+
 /// Which broker the application talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BrokerChoice {
@@ -63,6 +96,7 @@ pub(crate) struct Config {
     pub(crate) use_changelog_topics: bool,
     pub(crate) rocksdb: RocksDbOptions,
     pub(crate) on_error: ErrorPolicy,
+    pub(crate) processing_guarantee: ProcessingGuarantee,
 }
 
 /// Builds an [`Application`]; get one from [`Application::builder`].
@@ -122,6 +156,7 @@ impl ApplicationBuilder {
                 use_changelog_topics: true,
                 rocksdb: RocksDbOptions::default(),
                 on_error: ErrorPolicy::default(),
+                processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             },
         }
     }
@@ -279,6 +314,26 @@ impl ApplicationBuilder {
     /// afford to lose.
     pub fn use_changelog_topics(mut self, use_them: bool) -> Self {
         self.config.use_changelog_topics = use_them;
+        self
+    }
+
+    /// At least once (the default) or exactly once: see
+    /// [`ProcessingGuarantee`].
+    ///
+    /// Exactly once makes each checkpoint a Kafka transaction, with
+    /// librdkafka's `transactional.id` set to
+    /// `kstreams-<consumer group>-<instance>`, where `<instance>` is derived
+    /// from the host name and the state directory: stable across restarts
+    /// of one instance (a restarted instance fences its predecessor and
+    /// aborts what it left open), distinct between instances (each has a
+    /// state directory of its own). Set `transactional.id` with
+    /// [`producer_config`](Self::producer_config) to choose it yourself.
+    /// Inputs and changelogs are then read with
+    /// `isolation.level=read_committed`.
+    ///
+    /// Default: [`ProcessingGuarantee::AtLeastOnce`].
+    pub fn processing_guarantee(mut self, guarantee: ProcessingGuarantee) -> Self {
+        self.config.processing_guarantee = guarantee;
         self
     }
 

@@ -280,6 +280,30 @@ pub enum Error {
         source: Box<rdkafka::error::KafkaError>,
     },
 
+    /// A step of an exactly-once checkpoint's Kafka transaction failed for
+    /// good (not an error that aborting the transaction clears).
+    #[error("cannot {operation} the transaction of producer {transactional_id}: {source}")]
+    Transaction {
+        /// What failed: `init`, `begin`, `send offsets to`, `commit`, `abort`.
+        operation: &'static str,
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+        /// The cause.
+        source: Box<rdkafka::error::KafkaError>,
+    },
+
+    /// Another instance took this instance's `transactional.id` (a newer
+    /// start of the same instance, or a second instance sharing its host
+    /// and state directory name): this one must stop, the other goes on.
+    #[error(
+        "producer {transactional_id} was fenced: another instance with the same \
+         transactional.id started; this one stops"
+    )]
+    ProducerFenced {
+        /// The producer's `transactional.id`.
+        transactional_id: String,
+    },
+
     /// The broker was unreachable for longer than the configured timeout.
     #[error(
         "the broker has been unavailable for {unavailable_for:?}, longer than the \

@@ -92,7 +92,9 @@ mod until;
 pub mod windows;
 
 pub use app::Application;
-pub use config::{ApplicationBuilder, OffsetReset, BROKER_ENV, CONSUMER_GROUP_ENV};
+pub use config::{
+    ApplicationBuilder, OffsetReset, ProcessingGuarantee, BROKER_ENV, CONSUMER_GROUP_ENV,
+};
 pub use dataframe::{GroupBy, GroupKey, StreamingDataFrame};
 pub use error::{Cause, Error, Field, Result};
 pub use message::{Headers, Metadata, Record};

@@ -6,6 +6,7 @@ use parking_lot::Mutex;
 
 use crate::app::Application;
 use crate::broker::{ensure_topics, OutputProducer};
+use crate::config::{Config, ProcessingGuarantee};
 use crate::error::{Error, Field, Result};
 use crate::outputs::Output;
 use crate::topic::Topic;
@@ -36,9 +37,15 @@ pub struct Producer<'a> {
 
 impl<'a> Producer<'a> {
     pub(crate) fn new(app: &'a Application) -> Result<Self> {
+        // Never transactional: a producer of the application's own
+        // `transactional.id` would fence the application.
+        let config = Config {
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            ..app.config().clone()
+        };
         Ok(Producer {
             app,
-            inner: OutputProducer::create(app.broker(), app.config(), false)?,
+            inner: OutputProducer::create(app.broker(), &config, false)?,
             ready: Mutex::new(HashSet::new()),
         })
     }

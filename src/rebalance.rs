@@ -85,21 +85,62 @@ impl LoopState {
     /// Runs the checkpoint; an error is kept for the loop. Returns whether
     /// everything processed is committed.
     fn checkpoint<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> bool {
-        let LoopState {
-            checkpoint,
-            producer,
-            policy,
-            stores,
-            failure,
-            ..
-        } = self;
-        match checkpoint.commit(consumer, producer, policy, stores) {
+        match self.commit_checkpoint(consumer) {
             Ok(outcome) => matches!(outcome, Outcome::Committed | Outcome::Empty),
             Err(error) => {
-                failure.get_or_insert(error);
+                self.failure.get_or_insert(error);
                 false
             }
         }
+    }
+
+    /// Commits what was processed (see [`Checkpoint::commit`]); after an
+    /// aborted transaction, rewinds to the last commit.
+    pub(crate) fn commit_checkpoint<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+    ) -> Result<Outcome> {
+        let outcome =
+            self.checkpoint
+                .commit(consumer, &self.producer, &self.policy, &mut self.stores)?;
+        if outcome == Outcome::Aborted {
+            self.rewind(consumer)?;
+        }
+        Ok(outcome)
+    }
+
+    /// After an aborted transaction, takes every partition with work since
+    /// the last commit back to it: a stateful one drops its updates and
+    /// goes through recovery again, as if just assigned (its stores hold
+    /// the last commit, and recovery decides where it resumes); the others
+    /// seek back to the first message processed since.
+    fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        let mut stateful = TopicPartitionList::new();
+        let mut firsts = Vec::new();
+        for (topic, partition, first) in self.checkpoint.take_uncommitted() {
+            if self.stores.is_stateful_topic(&topic) {
+                stateful.add_partition(&topic, partition);
+                firsts.push((topic, partition, first));
+                continue;
+            }
+            consumer
+                .seek(&topic, partition, Offset::Offset(first), SEEK_TIMEOUT)
+                .map_err(consume_error)?;
+            log::info!("{topic}[{partition}] goes back to offset {first}");
+        }
+        // State written between messages (an idle window's tick) too.
+        for (topic, partition, state) in self.stores.partitions_mut() {
+            let known = stateful.find_partition(topic, partition).is_some();
+            if !known && state.has_updates() {
+                stateful.add_partition(topic, partition);
+            }
+        }
+        log::info!("{} go back to their last commit", describe(&stateful));
+        self.release(&stateful);
+        // The consumer's position is past those messages: unless recovery
+        // says where to resume, it is the first of them.
+        self.early.extend(firsts);
+        self.assigned(consumer, &stateful)
     }
 
     /// Takes newly assigned partitions: the stateful ones are paused until

@@ -17,7 +17,7 @@ use crate::broker::{
     OutputProducer,
 };
 use crate::checkpoint::{Checkpoint, Outcome};
-use crate::config::Config;
+use crate::config::{Config, ProcessingGuarantee};
 use crate::dataframe::{is_repartition_topic, Pipeline, Repartition, Tick};
 use crate::error::{Error, Field, Result};
 use crate::message::Metadata;
@@ -249,6 +249,11 @@ fn consumer_client(broker: &Broker, config: &Config) -> ClientConfig {
     client.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
     for (key, value) in &config.consumer_config {
         client.set(key, value);
+    }
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+        // Inputs and changelogs without aborted transactions' records:
+        // not the user's to change.
+        client.set("isolation.level", "read_committed");
     }
     client
 }
@@ -539,19 +544,11 @@ impl PollLoop<'_> {
     }
 
     fn checkpoint(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<Outcome> {
-        let mut state = self.state.lock();
-        let LoopState {
-            checkpoint,
-            producer,
-            policy,
-            stores,
-            ..
-        } = &mut *state;
-        let outcome = checkpoint.commit(consumer, producer, policy, stores)?;
+        let outcome = self.state.lock().commit_checkpoint(consumer)?;
         match outcome {
             Outcome::Committed => self.availability.up(),
             Outcome::Deferred => self.availability.down(),
-            Outcome::Empty | Outcome::Lost => {}
+            Outcome::Empty | Outcome::Lost | Outcome::Aborted => {}
         }
         Ok(outcome)
     }

@@ -36,16 +36,19 @@ fn last_per_key(rows: Vec<Value>) -> BTreeMap<String, (u64, f64)> {
         .collect()
 }
 
-/// The header of a repartition record's source stamp.
-const STAMP_HEADER: &str = "__kstreams_source";
-
-/// The stamp of a repartition record of source `partition` and `offset`,
-/// the `index`th of its message: offset, index, partition, big-endian.
-fn stamp(partition: i32, offset: i64, index: u32) -> Vec<u8> {
-    let mut stamp = offset.to_be_bytes().to_vec();
-    stamp.extend_from_slice(&index.to_be_bytes());
-    stamp.extend_from_slice(&partition.to_be_bytes());
-    stamp
+/// A repartition record's value: its envelope (a flags byte, bit 1 for a
+/// stamp; no timestamp; the stamp of source `partition` and `offset`, the
+/// `index`th of its message: offset, index, partition, big-endian), then
+/// `row` as JSON.
+fn enveloped(row: Value, stamp: Option<(i32, i64, u32)>) -> Vec<u8> {
+    let mut bytes = vec![if stamp.is_some() { 2 } else { 0 }];
+    bytes.extend_from_slice(&0i64.to_be_bytes());
+    let (partition, offset, index) = stamp.unwrap_or_default();
+    bytes.extend_from_slice(&offset.to_be_bytes());
+    bytes.extend_from_slice(&index.to_be_bytes());
+    bytes.extend_from_slice(&partition.to_be_bytes());
+    bytes.extend_from_slice(&serde_json::to_vec(&row).unwrap());
+    bytes
 }
 
 fn app() -> Application {
@@ -89,7 +92,8 @@ fn counts_per_user_over_input_keyed_by_order() {
     let records: Vec<_> = driver.outputs().records_to(repartition).cloned().collect();
     assert_eq!(records.len(), 300);
     assert_eq!(records[0].key.as_deref(), Some(&b"u0"[..]));
-    assert_eq!(records[0].value, br#"{"amount":0.0,"user":"u0"}"#);
+    let first = enveloped(json!({"amount": 0.0, "user": "u0"}), Some((0, 0, 0)));
+    assert_eq!(records[0].value, first);
 }
 
 #[test]
@@ -140,21 +144,20 @@ fn a_copy_of_a_repartition_record_is_absorbed_once() {
         .apply_stateful(count)
         .to_topic(&counts);
     let repartition = Topic::<Value>::new("repartition__shop--purchases--user");
-    let stamped = |partition: i32, offset: i64, index: u32| {
-        TestMessage::new(json!({"user": "ada", "amount": 1}))
-            .key(b"ada".to_vec())
-            .header(STAMP_HEADER, stamp(partition, offset, index))
-    };
+    let ada = || json!({"user": "ada", "amount": 1});
 
     let mut driver = TestDriver::new(&app).unwrap();
-    for (partition, offset, index) in [(0, 5, 0), (0, 5, 0), (1, 5, 0), (0, 4, 0), (0, 5, 1)] {
+    for stamp in [(0, 5, 0), (0, 5, 0), (1, 5, 0), (0, 4, 0), (0, 5, 1)] {
+        let value = enveloped(ada(), Some(stamp));
         driver
-            .push(&repartition, stamped(partition, offset, index))
+            .push_bytes(&repartition, Some(b"ada"), Some(&value))
             .unwrap();
     }
     // Without a stamp (a tick's record): always absorbed.
-    let unstamped = TestMessage::new(json!({"user": "ada", "amount": 1})).key(b"ada".to_vec());
-    driver.push(&repartition, unstamped).unwrap();
+    let unstamped = enveloped(ada(), None);
+    driver
+        .push_bytes(&repartition, Some(b"ada"), Some(&unstamped))
+        .unwrap();
     let counted: Vec<u64> = driver
         .values(&counts)
         .unwrap()
@@ -163,9 +166,10 @@ fn a_copy_of_a_repartition_record_is_absorbed_once() {
         .collect();
     assert_eq!(counted, [1, 2, 3, 4]);
 
-    // A stamp that does not parse names the repartition message.
-    let bad = TestMessage::new(json!({"user": "ada"})).header("__kstreams_source", "x");
-    let error = driver.push(&repartition, bad).unwrap_err();
+    // A value without its envelope names the repartition message.
+    let error = driver
+        .push_bytes(&repartition, Some(b"ada"), Some(b"{}"))
+        .unwrap_err();
     assert!(
         matches!(&error, Error::Deserialize { topic, offset: 6, .. } if topic == repartition.name()),
         "{error}"
@@ -186,13 +190,17 @@ fn a_stateless_frame_between_two_group_bys_absorbs_each_record_once() {
         .apply_stateful(count)
         .to_topic(&per_country);
     let by_city = Topic::<Value>::new("repartition__shop--purchases--city");
-    let copy = TestMessage::new(json!({"city": "paris", "country": "fr", "amount": 1}))
-        .key(b"paris".to_vec())
-        .header(STAMP_HEADER, stamp(0, 7, 0));
+    let copy = enveloped(
+        json!({"city": "paris", "country": "fr", "amount": 1}),
+        Some((0, 7, 0)),
+    );
 
     let mut driver = TestDriver::new(&app).unwrap();
-    driver.push(&by_city, copy.clone()).unwrap();
-    driver.push(&by_city, copy).unwrap();
+    for _ in 0..2 {
+        driver
+            .push_bytes(&by_city, Some(b"paris"), Some(&copy))
+            .unwrap();
+    }
     let counts = last_per_key(driver.values(&per_country).unwrap());
     assert_eq!(counts["fr"].0, 1);
 }
@@ -430,12 +438,13 @@ fn a_repartition_partition_never_committed_starts_at_its_beginning() {
         .group_by_column("user")
         .apply_stateful(count)
         .to_topic(&counts);
-    let repartition = Topic::<Value>::new("repartition__shop--purchases--user");
+    let repartition = Topic::<Value>::new("repartition__shop--purchases--user")
+        .value_codec(kstreams::codec::Bytes);
     let producer = app.producer().unwrap();
     producer.ensure_topic(&purchases).unwrap();
     producer.ensure_topic(&repartition).unwrap();
-    for _ in 0..3 {
-        let row = json!({"user": "ada", "amount": 1});
+    for offset in 0..3 {
+        let row = enveloped(json!({"user": "ada", "amount": 1}), Some((0, offset, 0)));
         producer
             .send(&repartition, Some(&b"ada".to_vec()), &row)
             .unwrap();

@@ -1,12 +1,13 @@
 //! The command line shared by the `count_per_key` and `window_totals`
 //! examples: broker, topics, group, state directory, checkpoints, a message
-//! count and the session timeout, and the application they describe.
+//! count, the session timeout and the processing guarantee, and the
+//! application they describe.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use kstreams::{Application, ApplicationBuilder, OffsetReset};
+use kstreams::{Application, ApplicationBuilder, OffsetReset, ProcessingGuarantee};
 
 /// The flags both examples take.
 pub struct Flags {
@@ -19,6 +20,8 @@ pub struct Flags {
     pub commit_every: u64,
     pub count: Option<u64>,
     pub session_timeout_ms: Option<u64>,
+    /// `--exactly-once` (a flag without a value).
+    pub exactly_once: bool,
 }
 
 impl Flags {
@@ -34,6 +37,7 @@ impl Flags {
             commit_every: 0,
             count: None,
             session_timeout_ms: None,
+            exactly_once: false,
         }
     }
 
@@ -43,23 +47,27 @@ impl Flags {
         mut self,
         mut more: impl FnMut(&str, &str) -> anyhow::Result<bool>,
     ) -> anyhow::Result<Self> {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        for pair in args.chunks(2) {
-            let [flag, value] = pair else {
-                anyhow::bail!("{} needs a value", pair[0]);
+        let mut args = std::env::args().skip(1);
+        while let Some(flag) = args.next() {
+            if flag == "--exactly-once" {
+                self.exactly_once = true;
+                continue;
+            }
+            let Some(value) = args.next() else {
+                anyhow::bail!("{flag} needs a value");
             };
             match flag.as_str() {
-                "--broker" => self.broker = Some(value.clone()),
-                "--input" => self.input = value.clone(),
-                "--output" => self.output = value.clone(),
-                "--group" => self.group = value.clone(),
-                "--state-dir" => self.state_dir = value.clone(),
+                "--broker" => self.broker = Some(value),
+                "--input" => self.input = value,
+                "--output" => self.output = value,
+                "--group" => self.group = value,
+                "--state-dir" => self.state_dir = value,
                 "--commit-interval-ms" => self.commit_interval_ms = value.parse()?,
                 "--commit-every" => self.commit_every = value.parse()?,
                 "--count" => self.count = Some(value.parse()?),
                 "--session-timeout-ms" => self.session_timeout_ms = Some(value.parse()?),
                 other => {
-                    if !more(other, value)? {
+                    if !more(other, &value)? {
                         anyhow::bail!("unknown flag {other}");
                     }
                 }
@@ -77,6 +85,9 @@ impl Flags {
             .commit_interval(Duration::from_millis(self.commit_interval_ms))
             .commit_every(self.commit_every)
             .state_dir(&self.state_dir);
+        if self.exactly_once {
+            builder = builder.processing_guarantee(ProcessingGuarantee::ExactlyOnce);
+        }
         if let Some(timeout) = self.session_timeout_ms {
             // How long the group waits for a member that died without
             // leaving; a rebalance waits for its members up to

@@ -7,14 +7,16 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext, PurgeConfig};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
 use super::delivery_reports::{self, DeliveryReports};
+use super::transaction::{Ended, Transactions};
 use super::Broker;
-use crate::config::Config;
+use crate::config::{Config, ProcessingGuarantee};
 use crate::dataframe::is_repartition_topic;
 use crate::error::{Error, Result};
 use crate::outputs::Output;
@@ -144,6 +146,9 @@ pub(crate) struct OutputProducer {
     /// outputs keep the cheaper producer and a refused output stays
     /// skippable.
     ordered: Option<Lane>,
+    /// Exactly once: the plain lane is transactional, and carries every
+    /// record (repartition records too).
+    transactions: Option<Transactions>,
     /// How long a full local queue may block a send (the broker is away).
     patience: Duration,
 }
@@ -196,6 +201,17 @@ impl OutputProducer {
                  with a broker, and recovery restore an older state"
             );
         }
+        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            let transactions = Transactions::configure(&mut client, config);
+            let plain = Lane::create(&client)?;
+            transactions.init(&plain.producer)?;
+            return Ok(OutputProducer {
+                plain,
+                ordered: None,
+                transactions: Some(transactions),
+                patience: config.broker_availability_timeout,
+            });
+        }
         let plain = Lane::create(&client)?;
         let ordered = match ordered {
             // After the user's settings: these are not theirs to change.
@@ -213,6 +229,7 @@ impl OutputProducer {
         Ok(OutputProducer {
             plain,
             ordered,
+            transactions: None,
             patience: config.broker_availability_timeout,
         })
     }
@@ -230,6 +247,7 @@ impl OutputProducer {
     /// librdkafka refuses the record, [`Error::BrokerUnavailable`] when the
     /// queue stays full for longer than the broker availability timeout.
     pub(crate) fn send(&self, output: &Output<'_>, origin: Option<&Origin>) -> Result<()> {
+        self.begin_transaction()?;
         let delivery = match origin {
             Some(origin) => Delivery::Output(origin.clone()),
             None => Delivery::Plain,
@@ -282,6 +300,7 @@ impl OutputProducer {
         stamp: Stamp,
         payload: &mut Vec<u8>,
     ) -> Result<()> {
+        self.begin_transaction()?;
         let delivery = Delivery::Changelog {
             store: store.clone(),
         };
@@ -369,17 +388,69 @@ impl OutputProducer {
             .collect()
     }
 
+    /// Whether checkpoints are transactions (exactly once).
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.transactions.is_some()
+    }
+
+    /// Exactly once: begins the checkpoint's transaction unless it is open.
+    fn begin_transaction(&self) -> Result<()> {
+        match &self.transactions {
+            Some(transactions) => transactions.begin(&self.plain.producer),
+            None => Ok(()),
+        }
+    }
+
+    /// Exactly once: commits the checkpoint's transaction with `offsets`
+    /// of `group` (see [`Transactions::commit`]). At least once: nothing
+    /// to do.
+    pub(crate) fn commit_transaction(
+        &self,
+        offsets: &TopicPartitionList,
+        group: &ConsumerGroupMetadata,
+    ) -> Result<Ended> {
+        match &self.transactions {
+            Some(transactions) => transactions.commit(&self.plain.producer, offsets, group),
+            None => Ok(Ended::Committed),
+        }
+    }
+
+    /// Exactly once: aborts the open transaction, and forgets what was
+    /// reported of its records (refusals and acknowledged offsets alike:
+    /// none of them counts any more).
+    pub(crate) fn abort_transaction(&self) -> Result<()> {
+        let Some(transactions) = &self.transactions else {
+            return Ok(());
+        };
+        let aborted = transactions.abort(&self.plain.producer);
+        delivery_reports::flush(&self.plain.producer, DROP_FLUSH_TIMEOUT);
+        self.forget_reports();
+        aborted
+    }
+
+    /// Forgets the refusals and acknowledged changelog offsets reported.
+    fn forget_reports(&self) {
+        drop(std::mem::take(&mut *self.plain.context().failures.lock()));
+        drop(self.take_changelog_offsets());
+    }
+
     /// Drops every output and changelog record not acknowledged yet,
     /// queued or in flight, and forgets what was reported of them: for
     /// when none of them may reach the broker any more (their partitions
     /// belong to others now). A request already sent may still be written
     /// by the broker. Repartition records go on: a purge would break the
     /// ordered lane's gapless guarantee for good, and the steps after a
-    /// `group_by` skip copies of what the new owners produce.
+    /// `group_by` skip copies of what the new owners produce. Exactly
+    /// once, the open transaction is aborted instead.
     pub(crate) fn purge(&self) {
+        if self.is_transactional() {
+            if let Err(error) = self.abort_transaction() {
+                log::warn!("aborting the transaction of lost partitions failed: {error}");
+            }
+            return;
+        }
         purge(&self.plain);
-        drop(std::mem::take(&mut *self.plain.context().failures.lock()));
-        drop(self.take_changelog_offsets());
+        self.forget_reports();
     }
 }
 

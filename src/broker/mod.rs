@@ -11,6 +11,7 @@ mod embedded;
 mod headers;
 mod native;
 mod offsets;
+mod transaction;
 
 use rdkafka::ClientConfig;
 
@@ -23,6 +24,7 @@ pub(crate) use delivery::{Origin, OutputProducer};
 pub(crate) use embedded::EmbeddedBroker;
 pub(crate) use headers::read_headers;
 pub(crate) use offsets::{cached_high_watermark, committed_offsets};
+pub(crate) use transaction::Ended;
 
 /// The broker an application talks to.
 pub(crate) enum Broker {

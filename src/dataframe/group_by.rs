@@ -3,8 +3,7 @@
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 
-use super::repartition::{self, SourceStamp, STAMP_HEADER, TIMESTAMP_HEADER};
-use super::to_topic::encode;
+use super::repartition::{self, SourceStamp};
 use super::{Step, StepError, StreamingDataFrame, Topology};
 use crate::codec::{Bytes, Codec, Json, Utf8, I32, I64};
 use crate::error::Field;
@@ -140,8 +139,9 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
     /// `repartition__<consumer group>--<source topic>--<name>`, created at
     /// start with the source topic's partition count (see
     /// [`GroupBy::partitions`]) and `cleanup.policy=delete`, with the new
-    /// key and the headers (the timestamp travels in a header: the record
-    /// is timestamped when produced, so that retention counts from then).
+    /// key and the headers (the source's timestamp and stamp lead the
+    /// value: the record is timestamped when produced, so that retention
+    /// counts from then).
     /// The application consumes it in the same consumer group (a partition
     /// never committed from its beginning): the frame returned runs on its
     /// messages, with the source message's timestamp, and with stores and
@@ -239,41 +239,41 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
                         field: Field::Key,
                         source,
                     })?;
-                encode(&*codec, &value, &mut record.value, &name, Field::Value)?;
+                // The timestamp and stamp lead the value (see
+                // `repartition::ENVELOPE_LEN`); a message's records, not
+                // those a tick emits between messages (offset -1), are
+                // stamped.
+                let stamp = (ctx.meta.offset >= 0).then(|| SourceStamp {
+                    partition: ctx.meta.partition,
+                    offset: ctx.meta.offset,
+                    index: ctx.next_stamp_index(),
+                });
+                record.value.clear();
+                repartition::write_envelope(&mut record.value, ctx.meta.timestamp, stamp);
+                codec
+                    .encode(&value, &mut record.value)
+                    .map_err(|source| StepError::Encode {
+                        output_topic: name.clone(),
+                        field: Field::Value,
+                        source,
+                    })?;
                 if record.key.is_empty() {
                     return Err(StepError::User(anyhow::anyhow!(
                         "the key to group by is empty (librdkafka would send it to a random \
                          partition, splitting its state)"
                     )));
                 }
-                // The source's headers (but the stamp of its own source,
-                // if it has one), then the timestamp and the stamp.
+                // The source's headers.
                 let mut headers = 0;
-                let sources = ctx.meta.headers.iter();
-                for (header, bytes) in sources.filter(|(header, _)| header != STAMP_HEADER) {
+                for (header, bytes) in &ctx.meta.headers {
                     put_header(&mut record.headers, &mut headers, header, bytes);
-                }
-                if let Some(timestamp) = ctx.meta.timestamp {
-                    let bytes = timestamp.to_be_bytes();
-                    put_header(&mut record.headers, &mut headers, TIMESTAMP_HEADER, &bytes);
-                }
-                // A message's records, not those a tick emits between
-                // messages (offset -1), are stamped.
-                if ctx.meta.offset >= 0 {
-                    let stamp = SourceStamp {
-                        partition: ctx.meta.partition,
-                        offset: ctx.meta.offset,
-                        index: ctx.next_stamp_index(),
-                    };
-                    let bytes = stamp.encode();
-                    put_header(&mut record.headers, &mut headers, STAMP_HEADER, &bytes);
                 }
                 record.headers.truncate(headers);
                 ctx.outputs.push(Output {
                     topic: &name,
                     key: Some(&record.key),
                     value: &record.value,
-                    // Produce time: see `repartition::TIMESTAMP_HEADER`.
+                    // Produce time: see `repartition::ENVELOPE_LEN`.
                     timestamp: None,
                     headers: &record.headers,
                 });

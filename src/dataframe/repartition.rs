@@ -4,7 +4,10 @@
 //! After a crash the source messages since the last commit are processed
 //! again, so their repartition records are produced again. Each record
 //! carries a stamp: the source partition, the source offset and its index
-//! among the records that one source message produced. Each partition of
+//! among the records that one source message produced (in an envelope
+//! before the value, with the source's timestamp: not in headers, which
+//! tansu 0.6 serves in time quadratic in how many it holds, stalling its
+//! group coordinator meanwhile). Each partition of
 //! the repartition topic keeps in its state, per source partition, the
 //! highest stamp it absorbed (written with the message's state: same
 //! RocksDB batch, same changelog, same input-offset stamp), and skips a
@@ -22,18 +25,8 @@
 use anyhow::bail;
 
 use crate::error::{Cause, Result};
-use crate::message::Headers;
 use crate::state::key::PARTITION;
 use crate::state::{PartitionState, State};
-
-/// The header of a repartition record's stamp.
-pub(crate) const STAMP_HEADER: &str = "__kstreams_source";
-
-/// The header of a repartition record's timestamp (8 bytes, big-endian):
-/// the record itself is timestamped when produced, so that the topic's
-/// retention counts from then, not from an event time that may be long
-/// past (a backfill).
-pub(crate) const TIMESTAMP_HEADER: &str = "__kstreams_timestamp";
 
 /// The store of a frame over a repartition topic that has none of its
 /// own but feeds another `group_by`: it holds the marks only.
@@ -75,20 +68,14 @@ impl SourceStamp {
         bytes
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> anyhow::Result<Self> {
-        let Ok(bytes) = <[u8; STAMP_LEN]>::try_from(bytes) else {
-            bail!(
-                "header {STAMP_HEADER} has {} bytes, not {STAMP_LEN}",
-                bytes.len()
-            );
-        };
+    pub(crate) fn decode(bytes: &[u8; STAMP_LEN]) -> anyhow::Result<Self> {
         let stamp = SourceStamp {
             offset: i64::from_be_bytes(array(&bytes[..8])),
             index: u32::from_be_bytes(array(&bytes[8..12])),
             partition: i32::from_be_bytes(array(&bytes[12..])),
         };
         if stamp.offset < 0 || stamp.partition < 0 {
-            bail!("header {STAMP_HEADER} holds a negative offset or partition: {stamp:?}");
+            bail!("the repartition stamp holds a negative offset or partition: {stamp:?}");
         }
         Ok(stamp)
     }
@@ -102,30 +89,49 @@ impl SourceStamp {
     }
 }
 
-/// Removes the stamp header from `headers`, and returns the stamp (`None`
-/// when there is none: a record of a step that emits between messages).
-pub(crate) fn take_stamp(headers: &mut Headers) -> anyhow::Result<Option<SourceStamp>> {
-    let Some(at) = headers.iter().position(|(name, _)| name == STAMP_HEADER) else {
-        return Ok(None);
-    };
-    let (_, bytes) = headers.remove(at);
-    SourceStamp::decode(&bytes).map(Some)
+/// The envelope that leads a repartition record's value: a flags byte
+/// (bit 0: a timestamp, bit 1: a stamp), the source message's timestamp
+/// (8 bytes, big-endian; the record itself is timestamped when produced,
+/// so that the topic's retention counts from then, not from an event time
+/// that may be long past), the stamp (16 bytes, as
+/// [`SourceStamp::encode`]). Not headers: tansu 0.6 looks each fetched
+/// record's headers up with a scan of every header it holds, and the
+/// fetch holds its storage, group coordinator included, meanwhile.
+pub(crate) const ENVELOPE_LEN: usize = 1 + 8 + STAMP_LEN;
+
+/// Appends the envelope of a record with `timestamp` and `stamp` to `out`.
+pub(crate) fn write_envelope(
+    out: &mut Vec<u8>,
+    timestamp: Option<i64>,
+    stamp: Option<SourceStamp>,
+) {
+    let flags = u8::from(timestamp.is_some()) | (u8::from(stamp.is_some()) << 1);
+    out.push(flags);
+    out.extend_from_slice(&timestamp.unwrap_or(0).to_be_bytes());
+    match stamp {
+        Some(stamp) => out.extend_from_slice(&stamp.encode()),
+        None => out.extend_from_slice(&[0; STAMP_LEN]),
+    }
 }
 
-/// Removes the timestamp header from `headers`, and returns the
-/// timestamp it holds (`None` without one: the source message had none).
-pub(crate) fn take_timestamp(headers: &mut Headers) -> anyhow::Result<Option<i64>> {
-    let Some(at) = headers
-        .iter()
-        .position(|(name, _)| name == TIMESTAMP_HEADER)
-    else {
-        return Ok(None);
-    };
-    let (_, bytes) = headers.remove(at);
-    match <[u8; 8]>::try_from(bytes.as_slice()) {
-        Ok(bytes) => Ok(Some(i64::from_be_bytes(bytes))),
-        Err(_) => bail!("header {TIMESTAMP_HEADER} has {} bytes, not 8", bytes.len()),
+/// The timestamp and stamp of a repartition record's value, and the
+/// value after its envelope.
+pub(crate) fn read_envelope(
+    bytes: &[u8],
+) -> anyhow::Result<(Option<i64>, Option<SourceStamp>, &[u8])> {
+    if bytes.len() < ENVELOPE_LEN || bytes[0] > 3 {
+        bail!(
+            "the value has no repartition envelope ({} bytes)",
+            bytes.len()
+        );
     }
+    let (envelope, value) = bytes.split_at(ENVELOPE_LEN);
+    let timestamp = (envelope[0] & 1 != 0).then(|| i64::from_be_bytes(array(&envelope[1..9])));
+    let stamp = match envelope[0] & 2 != 0 {
+        true => Some(SourceStamp::decode(&array(&envelope[9..]))?),
+        false => None,
+    };
+    Ok((timestamp, stamp, value))
 }
 
 /// Whether `stamp` is the first copy of its record that this partition
@@ -166,21 +172,24 @@ mod tests {
     use crate::state::StoreLayout;
 
     #[test]
-    fn a_stamp_survives_its_header() {
+    fn a_stamp_survives_its_envelope() {
         let stamp = SourceStamp {
             partition: 3,
             offset: 1 << 40,
             index: 7,
         };
-        let mut headers = vec![
-            ("trace".to_string(), b"t".to_vec()),
-            (STAMP_HEADER.to_string(), stamp.encode().to_vec()),
-        ];
-        assert_eq!(take_stamp(&mut headers).unwrap(), Some(stamp));
-        assert_eq!(headers, [("trace".to_string(), b"t".to_vec())]);
-        assert_eq!(take_stamp(&mut headers).unwrap(), None);
-        let mut bad = vec![(STAMP_HEADER.to_string(), b"short".to_vec())];
-        let error = take_stamp(&mut bad).unwrap_err().to_string();
+        let mut bytes = Vec::new();
+        write_envelope(&mut bytes, Some(42), Some(stamp));
+        bytes.extend_from_slice(b"value");
+        let (timestamp, read, value) = read_envelope(&bytes).unwrap();
+        assert_eq!(
+            (timestamp, read, value),
+            (Some(42), Some(stamp), &b"value"[..])
+        );
+        bytes.clear();
+        write_envelope(&mut bytes, None, None);
+        assert_eq!(read_envelope(&bytes).unwrap(), (None, None, &b""[..]));
+        let error = read_envelope(b"short").unwrap_err().to_string();
         assert!(error.contains("5 bytes"), "{error}");
     }
 

@@ -44,7 +44,6 @@ pub(crate) enum Tick {
 #[derive(Debug)]
 pub(crate) enum RootError {
     Decode(anyhow::Error),
-    Header(anyhow::Error),
     Timestamp(anyhow::Error),
     Step(StepError),
 }
@@ -146,11 +145,15 @@ impl Topology {
         let build = move || -> RootStep {
             let mut chain = compose();
             Box::new(move |bytes, ctx| {
-                if repartitioned && !is_first_copy(ctx)? {
-                    return Ok(());
-                }
                 let bytes =
                     bytes.ok_or_else(|| RootError::Decode(anyhow!("the message has no value")))?;
+                let bytes = match repartitioned {
+                    true => match is_first_copy(ctx, bytes)? {
+                        Some(value) => value,
+                        None => return Ok(()),
+                    },
+                    false => bytes,
+                };
                 let value = codec.decode(bytes).map_err(RootError::Decode)?;
                 if let Some(extract) = &extractor {
                     let timestamp = extract(&value, ctx.meta).map_err(RootError::Timestamp)?;
@@ -235,19 +238,22 @@ impl Topology {
     }
 }
 
-/// Whether the message of a repartition topic in `ctx` is the first copy
-/// of its record that its partition's state absorbs (always, without
-/// state or stamp); takes its stamp out of its headers, and gives it back
-/// the timestamp of its source message.
-fn is_first_copy(ctx: &mut Context<'_>) -> Result<bool, RootError> {
-    let headers = &mut ctx.meta.headers;
-    ctx.meta.timestamp = repartition::take_timestamp(headers).map_err(RootError::Header)?;
-    let stamp = repartition::take_stamp(headers).map_err(RootError::Header)?;
-    match (stamp, ctx.state.as_deref_mut()) {
+/// The value after its envelope when the message of a repartition topic
+/// in `ctx` is the first copy of its record that its partition's state
+/// absorbs (always, without state or stamp), `None` for a copy; gives the
+/// message back the timestamp of its source message.
+fn is_first_copy<'b>(
+    ctx: &mut Context<'_>,
+    bytes: &'b [u8],
+) -> Result<Option<&'b [u8]>, RootError> {
+    let (timestamp, stamp, value) = repartition::read_envelope(bytes).map_err(RootError::Decode)?;
+    ctx.meta.timestamp = timestamp;
+    let first = match (stamp, ctx.state.as_deref_mut()) {
         (Some(stamp), Some(state)) => repartition::first_copy(state, stamp)
-            .map_err(|error| RootError::Step(StepError::from(error))),
-        _ => Ok(true),
-    }
+            .map_err(|error| RootError::Step(StepError::from(error)))?,
+        _ => true,
+    };
+    Ok(first.then_some(value))
 }
 
 fn push_unique(specs: &mut Vec<TopicSpec>, spec: &TopicSpec) {
@@ -358,13 +364,6 @@ fn describe(error: RootError, meta: &Metadata) -> Error {
             partition,
             offset,
             field: Field::Value,
-            source: source.into(),
-        },
-        RootError::Header(source) => Error::Deserialize {
-            topic,
-            partition,
-            offset,
-            field: Field::Header,
             source: source.into(),
         },
         RootError::Timestamp(source) => Error::Deserialize {

@@ -111,6 +111,11 @@ impl PartitionState {
         self.committed = Some(offset);
     }
 
+    /// Whether the partition has updates that no checkpoint wrote.
+    pub(crate) fn has_updates(&self) -> bool {
+        !self.transactions.iter().all(Transaction::is_empty)
+    }
+
     /// About how much memory the checkpoint's updates (and the cache of
     /// earlier ones) hold.
     pub(crate) fn pending_bytes(&self) -> usize {
@@ -379,7 +384,7 @@ impl StateManager {
         self.open
             .iter()
             .flat_map(HashMap::values)
-            .any(|state| !state.transactions.iter().all(Transaction::is_empty))
+            .any(PartitionState::has_updates)
     }
 
     /// About how much memory the checkpoint's updates (and the cache of

@@ -1,0 +1,212 @@
+//! Exactly once (`ProcessingGuarantee::ExactlyOnce`): each checkpoint is one
+//! Kafka transaction. On librdkafka's mock cluster, which runs the
+//! transaction protocol: a refused record aborts the checkpoint, its state
+//! is taken back and its messages are processed again, once; a second
+//! producer with the same `transactional.id` fences the first. On the test
+//! broker: a broker without the transaction API stops the application
+//! with an error that says so.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{app_at, committed_offset, kafka_app, kafka_broker, read_topic, unique};
+use kstreams::{Error, ErrorAction, ProcessingGuarantee, Topic, Until};
+use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+type Mock = MockCluster<'static, rdkafka::producer::DefaultProducerContext>;
+
+const EXACTLY_ONCE: ProcessingGuarantee = ProcessingGuarantee::ExactlyOnce;
+
+/// A mock cluster with the input (holding `numbers`, all of key `k`), the
+/// output and the changelog of the default store (it has no CreateTopics).
+fn cluster(group: &str, input: &Topic<i64>, output: &Topic<i64>, numbers: &[i64]) -> Mock {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(input.name(), 1, 1).unwrap();
+    mock.create_topic(output.name(), 1, 1).unwrap();
+    let changelog = format!("changelog__{group}--{}--default", input.name());
+    mock.create_topic(&changelog, 1, 1).unwrap();
+    let feeder = app_at(&mock.bootstrap_servers(), group).build().unwrap();
+    let producer = feeder.producer().unwrap();
+    for n in numbers {
+        producer.send(input, Some(&b"k".to_vec()), n).unwrap();
+    }
+    producer.flush().unwrap();
+    mock
+}
+
+/// The running total per key of `input`, to `output`.
+fn running_total(app: &kstreams::Application, input: &Topic<i64>, output: &Topic<i64>) {
+    app.dataframe(input)
+        .apply_stateful(|n, state| {
+            let total = state.get::<i64>("total")?.unwrap_or(0) + n;
+            state.set("total", &total)?;
+            Ok(total)
+        })
+        .to_topic(output);
+}
+
+/// The values of `topic`, in order (every record the mock holds: it does
+/// not filter aborted transactions).
+fn values(mock: &Mock, topic: &str, count: usize) -> Vec<i64> {
+    read_topic(
+        &mock.bootstrap_servers(),
+        topic,
+        count,
+        Duration::from_secs(10),
+    )
+    .into_iter()
+    .map(|(_, value)| serde_json::from_slice(&value).unwrap())
+    .collect()
+}
+
+#[test]
+fn a_refused_output_aborts_the_checkpoint_and_its_messages_are_processed_again_once() {
+    let group = unique("eos-abort");
+    let input = Topic::<i64>::new(unique("eos-abort-in"));
+    let output = Topic::<i64>::new(unique("eos-abort-out"));
+    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
+
+    let app = app_at(&mock.bootstrap_servers(), &group)
+        .processing_guarantee(EXACTLY_ONCE)
+        // Skip, under exactly once: abort and process the messages again.
+        .on_producer_error(|_| ErrorAction::Skip)
+        .build()
+        .unwrap();
+    running_total(&app, &input, &output);
+    // The first produce request fails for good: the checkpoint's
+    // transaction must be aborted.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    app.run_until(Until::idle(Duration::from_secs(8)).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+
+    // The refused outputs never landed; the retried ones start from the
+    // state of the last commit (none), not from the aborted totals.
+    assert_eq!(values(&mock, output.name(), 3), [1, 3, 6]);
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        Some(3)
+    );
+    // And the state kept is the retried one: one more message adds to 6.
+    let app = app_at(&mock.bootstrap_servers(), &group)
+        .processing_guarantee(EXACTLY_ONCE)
+        .build()
+        .unwrap();
+    running_total(&app, &input, &output);
+    let producer = app.producer().unwrap();
+    producer.send(&input, Some(&b"k".to_vec()), &4).unwrap();
+    producer.flush().unwrap();
+    app.run_until(Until::messages(1).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(values(&mock, output.name(), 4), [1, 3, 6, 10]);
+}
+
+/// Runs the running total on `mock` exactly once, with `builder`'s
+/// settings, while the broker answers requests of `api` with `errors`;
+/// returns the error the run stopped with, after checking that it
+/// committed nothing.
+fn run_failing(
+    (mock, group, input): (&Mock, &str, &Topic<i64>),
+    builder: kstreams::ApplicationBuilder,
+    api: RDKafkaApiKey,
+    errors: &[RDKafkaRespErr],
+) -> Error {
+    let output = Topic::<i64>::new(format!("{}-out", input.name()));
+    mock.create_topic(output.name(), 1, 1).unwrap();
+    let app = builder.processing_guarantee(EXACTLY_ONCE).build().unwrap();
+    running_total(&app, input, &output);
+    mock.request_errors(api, errors);
+    let error = app
+        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .unwrap_err();
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), group, input.name(), 0),
+        None
+    );
+    error
+}
+
+#[test]
+fn a_refused_output_stops_the_app_without_a_callback_and_commits_nothing() {
+    let group = unique("eos-stop");
+    let input = Topic::<i64>::new(unique("eos-stop-in"));
+    let output = Topic::<i64>::new(unique("eos-stop-unused"));
+    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
+    let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 8];
+    let builder = app_at(&mock.bootstrap_servers(), &group);
+    let error = run_failing(
+        (&mock, &group, &input),
+        builder,
+        RDKafkaApiKey::Produce,
+        &refused,
+    );
+    assert!(
+        matches!(error, Error::Produce { .. }),
+        "expected a produce error, got {error:?}"
+    );
+}
+
+/// librdkafka's mock cluster gives a second producer of one
+/// `transactional.id` a new producer id instead of fencing the first, so
+/// the broker's answer to a fenced producer is injected.
+#[test]
+fn a_fenced_producer_stops_the_app_with_an_error_that_says_so() {
+    let group = unique("eos-fenced");
+    let input = Topic::<i64>::new(unique("eos-fenced-in"));
+    let output = Topic::<i64>::new(unique("eos-fenced-unused"));
+    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
+    let id = unique("eos-fenced-id");
+    let fenced = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED];
+    let builder =
+        app_at(&mock.bootstrap_servers(), &group).producer_config("transactional.id", &id);
+    match run_failing(
+        (&mock, &group, &input),
+        builder,
+        RDKafkaApiKey::EndTxn,
+        &fenced,
+    ) {
+        Error::ProducerFenced { transactional_id } => assert_eq!(transactional_id, id),
+        other => panic!("expected the app to be fenced, got {other}"),
+    }
+}
+
+/// tansu 0.6 answers the other transaction requests but has no EndTxn: the
+/// first checkpoint cannot commit, and the application says why. (On a
+/// broker with transactions, the run commits instead.)
+#[test]
+fn a_broker_without_transactions_stops_the_app_with_an_error_that_says_so() {
+    let group = unique("eos-broker");
+    let input = Topic::<i64>::new(unique("eos-broker-in"));
+    let output = Topic::<i64>::new(unique("eos-broker-out"));
+    let app = kafka_app(&group)
+        .processing_guarantee(EXACTLY_ONCE)
+        .build()
+        .unwrap();
+    running_total(&app, &input, &output);
+    let producer = app.producer().unwrap();
+    for n in [1, 2, 3] {
+        producer.send(&input, Some(&b"k".to_vec()), &n).unwrap();
+    }
+    producer.flush().unwrap();
+    match app.run_until(Until::messages(3).or_timeout(Duration::from_secs(120))) {
+        Err(Error::Transaction {
+            operation, source, ..
+        }) => {
+            assert_eq!(operation, "commit");
+            assert!(source.to_string().contains("EndTxn"), "{source}");
+            assert_eq!(
+                committed_offset(&kafka_broker(), &group, input.name(), 0),
+                None
+            );
+        }
+        Ok(_) => assert_eq!(
+            committed_offset(&kafka_broker(), &group, input.name(), 0),
+            Some(3)
+        ),
+        Err(other) => panic!("expected a transaction error, got {other}"),
+    }
+}
