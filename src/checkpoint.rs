@@ -22,6 +22,11 @@ use crate::state::{StateManager, COMMIT_METADATA};
 /// broker, short enough that an outage does not freeze the loop.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Exactly once: how many checkpoints in a row may be aborted for a
+/// refused output the producer error callback skips, before the refusal
+/// stops the application (a record the broker refuses every time).
+const MAX_ABORTS_IN_A_ROW: u32 = 3;
+
 /// What a commit attempt did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -56,6 +61,8 @@ pub(crate) struct Checkpoint {
     /// cluster does not, and then gets them committed after each
     /// transaction too).
     keeps_transaction_offsets: Option<bool>,
+    /// Exactly once: checkpoints aborted since the last commit.
+    aborts_in_a_row: u32,
     schedule: CheckpointSchedule,
     /// Set once a failed output stopped the application: from then on
     /// nothing may be committed, or offsets would skip the lost output.
@@ -69,6 +76,7 @@ impl Checkpoint {
             offsets: HashMap::default(),
             first: exactly_once.then(HashMap::default),
             keeps_transaction_offsets: None,
+            aborts_in_a_row: 0,
             schedule: CheckpointSchedule::new(config),
             poisoned: false,
         }
@@ -131,8 +139,20 @@ impl Checkpoint {
     ) -> Result<Outcome> {
         log::warn!("aborting the checkpoint's transaction: {cause}");
         self.schedule.deferred();
+        self.aborts_in_a_row += 1;
         let stop = match cause {
             Error::ChangelogProduce { .. } => Err(cause),
+            // Refused each time it is processed again: skipping cannot
+            // get past it.
+            Error::Produce { .. } | Error::Send { .. }
+                if self.aborts_in_a_row >= MAX_ABORTS_IN_A_ROW =>
+            {
+                log::error!(
+                    "{MAX_ABORTS_IN_A_ROW} checkpoints in a row were aborted: stopping on the \
+                     last refusal"
+                );
+                Err(cause)
+            }
             Error::Produce { .. } | Error::Send { .. } => policy.producer(cause),
             _ => Ok(()),
         };
@@ -192,7 +212,7 @@ impl Checkpoint {
         if self.poisoned {
             return Ok(Outcome::Deferred);
         }
-        if self.offsets.is_empty() && !stores.has_updates() {
+        if self.offsets.is_empty() && !stores.has_updates() && !producer.has_open_transaction() {
             self.schedule.checkpointed();
             return Ok(Outcome::Empty);
         }
@@ -330,11 +350,11 @@ impl Checkpoint {
         // Step 5.
         self.write_state(producer, stores)?;
         if offsets.count() > 0 && !self.broker_keeps_transaction_offsets(consumer, &offsets) {
-            consumer
-                .commit(&offsets, CommitMode::Sync)
-                .map_err(|source| Error::Commit {
-                    source: source.into(),
-                })?;
+            // The transaction committed: a failure here costs at most a
+            // replay of what it holds, as at least once.
+            if let Err(error) = consumer.commit(&offsets, CommitMode::Sync) {
+                log::warn!("offsets of the committed transaction not committed again: {error}");
+            }
         }
         self.committed(stores);
         Ok(Outcome::Committed)
@@ -407,6 +427,7 @@ impl Checkpoint {
         if let Some(first) = &mut self.first {
             first.clear();
         }
+        self.aborts_in_a_row = 0;
         self.schedule.checkpointed();
     }
 

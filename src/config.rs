@@ -327,7 +327,12 @@ impl ApplicationBuilder {
     /// of one instance (a restarted instance fences its predecessor and
     /// aborts what it left open), distinct between instances (each has a
     /// state directory of its own). Set `transactional.id` with
-    /// [`producer_config`](Self::producer_config) to choose it yourself.
+    /// [`producer_config`](Self::producer_config) to choose it yourself: it
+    /// must be unique per instance and stable across its restarts.
+    /// `transaction.timeout.ms` defaults to the broker availability timeout
+    /// plus the commit interval (at least 60 s, at most 15 min): a
+    /// transaction the broker times out fences its producer for good.
+    /// Exactly once needs changelog topics.
     /// Inputs and changelogs are then read with
     /// `isolation.level=read_committed`.
     ///
@@ -414,6 +419,18 @@ fn validate(config: &Config) -> Result<()> {
     };
     if config.consumer_group.trim().is_empty() {
         return invalid("consumer_group", "must not be empty");
+    }
+    if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce
+        && !config.use_changelog_topics
+    {
+        // RocksDB is written after the transaction commits; a crash in
+        // between is caught up from the changelog, and without one the
+        // committed checkpoint's state would be lost.
+        return invalid(
+            "use_changelog_topics",
+            "exactly once needs changelog topics (state written after each transaction \
+             commits is caught up from them after a crash)",
+        );
     }
     if let BrokerChoice::Address(address) = &config.broker {
         if address.trim().is_empty() {

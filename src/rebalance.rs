@@ -109,6 +109,12 @@ impl LoopState {
         Ok(outcome)
     }
 
+    /// Exactly once: aborts the open transaction and rewinds (below).
+    fn abort_and_rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) -> Result<()> {
+        self.producer.abort_transaction()?;
+        self.rewind(consumer)
+    }
+
     /// After an aborted transaction, takes every partition with work since
     /// the last commit back to it: a stateful one drops its updates and
     /// goes through recovery again, as if just assigned (its stores hold
@@ -359,7 +365,8 @@ impl ConsumerContext for RebalanceContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let committed = if consumer.assignment_lost() {
+                let lost = consumer.assignment_lost();
+                let committed = if lost {
                     log::warn!(
                         "partitions lost (session expired or max.poll.interval.ms exceeded): {}; \
                          dropping what was processed since the last checkpoint without writing \
@@ -377,7 +384,14 @@ impl ConsumerContext for RebalanceContext {
                 let everything = consumer
                     .assignment()
                     .is_ok_and(|assignment| assignment.count() <= partitions.count());
-                if !committed && everything {
+                if !committed && !lost && state.producer.is_transactional() {
+                    // Exactly once, the open transaction holds records of
+                    // the revoked partitions: it goes, and the partitions
+                    // that stay go back to their last commit.
+                    if let Err(error) = state.abort_and_rewind(consumer) {
+                        state.failure.get_or_insert(error);
+                    }
+                } else if !committed && (everything || lost) {
                     state.producer.purge();
                 }
                 state.release(partitions);

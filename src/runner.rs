@@ -505,7 +505,13 @@ impl PollLoop<'_> {
         for_each_ticking(self, |poll_loop, partition| {
             poll_loop.tick(Tick::Act, partition)?;
             Ok(())
-        })
+        })?;
+        // Exactly once, what the windows emitted is visible only once
+        // committed; on an idle stream no message would get it there.
+        if self.producer.has_open_transaction() {
+            self.checkpoint(consumer)?;
+        }
+        Ok(())
     }
 
     /// Runs `tick` on one partition and sends what it emits; its writes
@@ -567,7 +573,18 @@ impl PollLoop<'_> {
             return Err(error);
         }
         let started = Instant::now();
-        while self.checkpoint(consumer)? == Outcome::Deferred {
+        loop {
+            match self.checkpoint(consumer)? {
+                Outcome::Deferred => {}
+                Outcome::Aborted => {
+                    log::warn!(
+                        "the last checkpoint's transaction was aborted; its messages will be \
+                         processed again on restart"
+                    );
+                    break;
+                }
+                Outcome::Committed | Outcome::Empty | Outcome::Lost => break,
+            }
             if started.elapsed() > FINAL_CHECKPOINT_PATIENCE {
                 log::warn!(
                     "could not commit the last checkpoint within {FINAL_CHECKPOINT_PATIENCE:?}; \

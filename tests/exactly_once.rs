@@ -107,8 +107,8 @@ fn a_refused_output_aborts_the_checkpoint_and_its_messages_are_processed_again_o
 
 /// Runs the running total on `mock` exactly once, with `builder`'s
 /// settings, while the broker answers requests of `api` with `errors`;
-/// returns the error the run stopped with, after checking that it
-/// committed nothing.
+/// returns the error the run stopped with (it must stop, as the input
+/// holds 3 messages only), after checking that it committed nothing.
 fn run_failing(
     (mock, group, input): (&Mock, &str, &Topic<i64>),
     builder: kstreams::ApplicationBuilder,
@@ -121,7 +121,7 @@ fn run_failing(
     running_total(&app, input, &output);
     mock.request_errors(api, errors);
     let error = app
-        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .run_until(Until::messages(1_000).or_timeout(Duration::from_secs(60)))
         .unwrap_err();
     assert_eq!(
         committed_offset(&mock.bootstrap_servers(), group, input.name(), 0),
@@ -209,4 +209,62 @@ fn a_broker_without_transactions_stops_the_app_with_an_error_that_says_so() {
         ),
         Err(other) => panic!("expected a transaction error, got {other}"),
     }
+}
+
+/// Skip cannot get past a record the broker refuses every time: the app
+/// stops (after three aborted checkpoints in a row at the latest) instead
+/// of processing the same messages forever.
+#[test]
+fn a_record_refused_every_time_stops_the_app_even_when_skipped() {
+    let group = unique("eos-again");
+    let input = Topic::<i64>::new(unique("eos-again-in"));
+    let output = Topic::<i64>::new(unique("eos-again-unused"));
+    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
+    let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 64];
+    let builder =
+        app_at(&mock.bootstrap_servers(), &group).on_producer_error(|_| ErrorAction::Skip);
+    let error = run_failing(
+        (&mock, &group, &input),
+        builder,
+        RDKafkaApiKey::Produce,
+        &refused,
+    );
+    // The changelog record of a retried checkpoint may be the one refused.
+    assert!(
+        matches!(
+            error,
+            Error::Produce { .. } | Error::ChangelogProduce { .. }
+        ),
+        "expected a produce error, got {error:?}"
+    );
+}
+
+#[test]
+fn exactly_once_without_changelogs_is_refused() {
+    let built = kstreams::Application::builder()
+        .use_embedded_broker()
+        .processing_guarantee(EXACTLY_ONCE)
+        .use_changelog_topics(false)
+        .build();
+    match built {
+        Err(Error::Config { key, .. }) => assert_eq!(key, "use_changelog_topics"),
+        Err(other) => panic!("expected a config error, got {other}"),
+        Ok(_) => panic!("exactly once without changelogs was accepted"),
+    }
+}
+
+/// A `transactional.id` in `producer_config` is for the application's
+/// transactions: the public producer (never transactional) still sends.
+#[test]
+fn a_transactional_id_setting_leaves_the_public_producer_working() {
+    let app = kstreams::Application::builder()
+        .use_embedded_broker()
+        .processing_guarantee(EXACTLY_ONCE)
+        .producer_config("transactional.id", unique("eos-public"))
+        .build()
+        .unwrap();
+    let topic = Topic::<i64>::new(unique("eos-public-out"));
+    let producer = app.producer().unwrap();
+    producer.send(&topic, None, &1).unwrap();
+    producer.flush().unwrap();
 }

@@ -36,12 +36,12 @@ fn last_per_key(rows: Vec<Value>) -> BTreeMap<String, (u64, f64)> {
         .collect()
 }
 
-/// A repartition record's value: its envelope (a flags byte, bit 1 for a
+/// A repartition record's value: its envelope (a flags byte: 0xa0, bit 1 for a
 /// stamp; no timestamp; the stamp of source `partition` and `offset`, the
 /// `index`th of its message: offset, index, partition, big-endian), then
 /// `row` as JSON.
 fn enveloped(row: Value, stamp: Option<(i32, i64, u32)>) -> Vec<u8> {
-    let mut bytes = vec![if stamp.is_some() { 2 } else { 0 }];
+    let mut bytes = vec![if stamp.is_some() { 0xa2 } else { 0xa0 }];
     bytes.extend_from_slice(&0i64.to_be_bytes());
     let (partition, offset, index) = stamp.unwrap_or_default();
     bytes.extend_from_slice(&offset.to_be_bytes());

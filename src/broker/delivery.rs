@@ -201,6 +201,11 @@ impl OutputProducer {
                  with a broker, and recovery restore an older state"
             );
         }
+        if config.processing_guarantee != ProcessingGuarantee::ExactlyOnce {
+            // A producer with a transactional.id that never initialises
+            // its transactions refuses every record.
+            client.remove("transactional.id");
+        }
         if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
             let transactions = Transactions::configure(&mut client, config);
             let plain = Lane::create(&client)?;
@@ -391,6 +396,14 @@ impl OutputProducer {
     /// Whether checkpoints are transactions (exactly once).
     pub(crate) fn is_transactional(&self) -> bool {
         self.transactions.is_some()
+    }
+
+    /// Exactly once: whether a transaction is open (records or offsets
+    /// wait for its commit).
+    pub(crate) fn has_open_transaction(&self) -> bool {
+        self.transactions
+            .as_ref()
+            .is_some_and(Transactions::is_open)
     }
 
     /// Exactly once: begins the checkpoint's transaction unless it is open.

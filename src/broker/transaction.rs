@@ -61,6 +61,14 @@ impl Transactions {
             .set("transactional.id", &id)
             .set("enable.idempotence", "true")
             .set("acks", "all");
+        // A transaction the broker times out fences its producer for good:
+        // it must outlast a broker outage the application rides out, and
+        // a checkpoint interval (unless the user chose).
+        if client.get("transaction.timeout.ms").is_none() {
+            let outlast = config.broker_availability_timeout + config.commit_interval;
+            let millis = outlast.as_millis().clamp(60_000, 900_000);
+            client.set("transaction.timeout.ms", millis.to_string());
+        }
         Transactions {
             id,
             open: AtomicBool::new(false),

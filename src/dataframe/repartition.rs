@@ -90,7 +90,7 @@ impl SourceStamp {
 }
 
 /// The envelope that leads a repartition record's value: a flags byte
-/// (bit 0: a timestamp, bit 1: a stamp), the source message's timestamp
+/// (high nibble [`ENVELOPE_MAGIC`]; bit 0: a timestamp, bit 1: a stamp), the source message's timestamp
 /// (8 bytes, big-endian; the record itself is timestamped when produced,
 /// so that the topic's retention counts from then, not from an event time
 /// that may be long past), the stamp (16 bytes, as
@@ -99,13 +99,17 @@ impl SourceStamp {
 /// fetch holds its storage, group coordinator included, meanwhile.
 pub(crate) const ENVELOPE_LEN: usize = 1 + 8 + STAMP_LEN;
 
+/// The high nibble of an envelope's flags byte: a value that does not
+/// start with it is not a repartition record of this format.
+const ENVELOPE_MAGIC: u8 = 0xa0;
+
 /// Appends the envelope of a record with `timestamp` and `stamp` to `out`.
 pub(crate) fn write_envelope(
     out: &mut Vec<u8>,
     timestamp: Option<i64>,
     stamp: Option<SourceStamp>,
 ) {
-    let flags = u8::from(timestamp.is_some()) | (u8::from(stamp.is_some()) << 1);
+    let flags = ENVELOPE_MAGIC | u8::from(timestamp.is_some()) | (u8::from(stamp.is_some()) << 1);
     out.push(flags);
     out.extend_from_slice(&timestamp.unwrap_or(0).to_be_bytes());
     match stamp {
@@ -119,7 +123,7 @@ pub(crate) fn write_envelope(
 pub(crate) fn read_envelope(
     bytes: &[u8],
 ) -> anyhow::Result<(Option<i64>, Option<SourceStamp>, &[u8])> {
-    if bytes.len() < ENVELOPE_LEN || bytes[0] > 3 {
+    if bytes.len() < ENVELOPE_LEN || bytes[0] & 0xf0 != ENVELOPE_MAGIC || bytes[0] & 0x0c != 0 {
         bail!(
             "the value has no repartition envelope ({} bytes)",
             bytes.len()

@@ -397,8 +397,12 @@ impl<V, A: Aggregator<V>, R> WindowStep<V, A, R> {
                     return Ok(false);
                 }
                 store.set_time(&PARTITION, advanced);
-                if undo.is_none() {
-                    self.before_idle.push((partition, time));
+                // Act or Undo follows every round of Idle ticks: an entry
+                // found now is of a round whose partition was released
+                // before (an aborted checkpoint's rewind), and stale.
+                match undo {
+                    Some(at) => self.before_idle[at].1 = time,
+                    None => self.before_idle.push((partition, time)),
                 }
                 Ok(true)
             }
