@@ -1012,8 +1012,12 @@ fn stored_keys(topic: &str) -> Vec<Vec<u8>> {
             }
             continue;
         }
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
+        // Another test's driver, on another thread, may delete its
+        // directory meanwhile.
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.flatten().map(|entry| entry.path()) {
             if path.is_dir() {
                 dirs.push(path);
             }

@@ -7,7 +7,7 @@
 //!     [--runs 3] [--quix PYTHON] \
 //!     [--recovery-keys 500000] [--broker-recovery-keys 2500] \
 //!     [--memory-keys 10000000] [--assign-partitions 64] [--assign-rtt-ms 50] \
-//!     [--workloads driver,e2e,recovery,memory,assign]
+//!     [--workloads driver,e2e,recovery,memory,assign,guarantee]
 //! ```
 //!
 //! Without `--broker` only the test-driver, memory and embedded-broker
@@ -21,11 +21,14 @@
 //! `--broker-recovery-keys` on the broker (tansu serves records with
 //! headers slowly: see BENCHMARKS.md). The assignment workload (see
 //! `assign.rs`) times a stateful app's start on a mock cluster with a
-//! delay on every request, against a plain consumer.
+//! delay on every request, against a plain consumer. The guarantee
+//! workload (see `guarantee.rs`) runs `count_per_key`'s pipeline on the
+//! embedded broker at least once and exactly once, alternating.
 
 mod assign;
 mod driver;
 mod e2e;
+mod guarantee;
 mod measure;
 mod memory;
 mod recovery;
@@ -86,7 +89,8 @@ usage: bench [--broker HOST:PORT] [--messages N] [--driver-messages N] [--keys N
              [--runs N] [--quix PYTHON] [--quix-twin count|window|group_by]
              [--recovery-keys N] [--broker-recovery-keys N]
              [--memory-keys N] [--assign-partitions N] [--assign-rtt-ms N]
-             [--closing-keys N,N,..] [--workloads driver,windows,e2e,recovery,memory,assign]
+             [--closing-keys N,N,..]
+             [--workloads driver,windows,e2e,recovery,memory,assign,guarantee]
 Without --broker only the workloads that need no network run. See BENCHMARKS.md.";
 
 fn flags() -> anyhow::Result<Flags> {
@@ -104,9 +108,17 @@ fn flags() -> anyhow::Result<Flags> {
         assign_rtt_ms: 50,
         quix_twin: "count".into(),
         closing_keys: vec![10_000, 100_000, 1_000_000],
-        workloads: ["driver", "windows", "e2e", "recovery", "memory", "assign"]
-            .map(String::from)
-            .to_vec(),
+        workloads: [
+            "driver",
+            "windows",
+            "e2e",
+            "recovery",
+            "memory",
+            "assign",
+            "guarantee",
+        ]
+        .map(String::from)
+        .to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -270,6 +282,24 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    if flags.runs("guarantee") {
+        use kstreams::ProcessingGuarantee::{AtLeastOnce, ExactlyOnce};
+        for run in 1..=flags.runs {
+            eprintln!("== guarantee run {run} of {}", flags.runs);
+            // Alternating which goes first: the machine drifts.
+            let order = match run % 2 {
+                1 => [AtLeastOnce, ExactlyOnce],
+                _ => [ExactlyOnce, AtLeastOnce],
+            };
+            for guarantee in order {
+                let name = match guarantee {
+                    AtLeastOnce => "embedded count: at least once",
+                    ExactlyOnce => "embedded count: exactly once",
+                };
+                results.add(name, guarantee::run(guarantee, &flags)?);
+            }
+        }
+    }
     if flags.runs("assign") {
         let rtt = std::time::Duration::from_millis(flags.assign_rtt_ms);
         for run in 1..=flags.runs {
@@ -374,6 +404,16 @@ fn report(results: &BTreeMap<&str, Vec<Measure>>, flags: &Flags) {
     }
     if let Some(r) = ratio("e2e kstreams stateful", "e2e quix stateful", rate) {
         println!("stateful throughput vs Quix Streams: {r:.1}x");
+    }
+    let (exactly, least) = (
+        "embedded count: exactly once",
+        "embedded count: at least once",
+    );
+    if let Some(r) = ratio(exactly, least, rate) {
+        println!("exactly once throughput vs at least once: {r:.2}x (target >= 0.9x)");
+    }
+    if let Some(r) = ratio(exactly, least, cpu) {
+        println!("exactly once CPU per message vs at least once: {r:.2}x");
     }
     for broker in ["embedded", "broker"] {
         let (kstreams, plain) = (
