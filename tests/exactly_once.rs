@@ -268,3 +268,80 @@ fn a_transactional_id_setting_leaves_the_public_producer_working() {
     producer.send(&topic, None, &1).unwrap();
     producer.flush().unwrap();
 }
+
+/// A slow broker is normal: an EndTxn answered after 15 s makes
+/// `commit_transaction` time out (its step timeout is 10 s), and the commit
+/// is called again until it succeeds, never aborted (Quix Streams aborts
+/// there, and librdkafka refuses: "Conflicting commit_transaction API call
+/// is already in progress"). The outputs are there once: an abort and a
+/// retry would have written them twice (the mock keeps aborted records).
+#[test]
+fn a_slow_commit_is_called_again_until_it_succeeds() {
+    use rdkafka::bindings as rdsys;
+    use rdkafka::producer::{BaseProducer, Producer};
+
+    // A mock cluster whose native handle the test keeps, to delay one
+    // answer (rust-rdkafka's MockCluster does not offer it).
+    let holder: BaseProducer = rdkafka::ClientConfig::new()
+        .set("test.mock.num.brokers", "1")
+        .create()
+        .unwrap();
+    // SAFETY: the mock cluster lives as long as `holder`, which outlives
+    // every use below; the strings are NUL-terminated.
+    let (mock, bootstrap) = unsafe {
+        let mock = rdsys::rd_kafka_handle_mock_cluster(holder.client().native_ptr());
+        assert!(!mock.is_null());
+        let servers = std::ffi::CStr::from_ptr(rdsys::rd_kafka_mock_cluster_bootstraps(mock));
+        (mock, servers.to_string_lossy().into_owned())
+    };
+    let group = unique("eos-slow");
+    let input = Topic::<i64>::new(unique("eos-slow-in"));
+    let output = Topic::<i64>::new(unique("eos-slow-out"));
+    let changelog = format!("changelog__{group}--{}--default", input.name());
+    for topic in [input.name(), output.name(), changelog.as_str()] {
+        let name = std::ffi::CString::new(topic).unwrap();
+        // SAFETY: as above.
+        let created = unsafe { rdsys::rd_kafka_mock_topic_create(mock, name.as_ptr(), 1, 1) };
+        assert_eq!(
+            created,
+            rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        );
+    }
+    let feeder = app_at(&bootstrap, &group).build().unwrap();
+    let producer = feeder.producer().unwrap();
+    for n in [1, 2, 3] {
+        producer.send(&input, Some(&b"k".to_vec()), &n).unwrap();
+    }
+    producer.flush().unwrap();
+    // SAFETY: as above; the variadic arguments are (error, round-trip
+    // time in ms) pairs, `cnt` of them.
+    unsafe {
+        rdsys::rd_kafka_mock_broker_push_request_error_rtts(
+            mock,
+            1,
+            rdkafka::types::RDKafkaApiKey::EndTxn as i16,
+            1,
+            rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR,
+            15_000i32,
+        );
+    }
+
+    let app = app_at(&bootstrap, &group)
+        .processing_guarantee(EXACTLY_ONCE)
+        .build()
+        .unwrap();
+    running_total(&app, &input, &output);
+    app.run_until(Until::messages(3).or_timeout(Duration::from_secs(120)))
+        .unwrap();
+    let outputs = read_topic(&bootstrap, output.name(), 6, Duration::from_secs(10));
+    let values: Vec<i64> = outputs
+        .iter()
+        .map(|(_, value)| serde_json::from_slice(value).unwrap())
+        .collect();
+    assert_eq!(values, [1, 3, 6]);
+    assert_eq!(
+        committed_offset(&bootstrap, &group, input.name(), 0),
+        Some(3)
+    );
+    drop(holder);
+}
