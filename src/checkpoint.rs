@@ -86,8 +86,12 @@ impl Checkpoint {
     pub(crate) fn store_offset(&mut self, origin: &Origin) {
         let next = origin.offset + 1;
         let key = (origin.topic.clone(), origin.partition);
-        if let Some(first) = &mut self.first {
-            first.entry(key.clone()).or_insert(origin.offset);
+        if let Some(first) = self
+            .first
+            .as_mut()
+            .filter(|first| !first.contains_key(&key))
+        {
+            first.insert(key.clone(), origin.offset);
         }
         // Offsets of a partition only grow while we own it; a smaller one
         // means the partition was re-read from an older commit, and the

@@ -105,26 +105,30 @@ fn a_refused_output_aborts_the_checkpoint_and_its_messages_are_processed_again_o
     assert_eq!(values(&mock, output.name(), 4), [1, 3, 6, 10]);
 }
 
-/// Runs the running total on `mock` exactly once, with `builder`'s
-/// settings, while the broker answers requests of `api` with `errors`;
-/// returns the error the run stopped with (it must stop, as the input
-/// holds 3 messages only), after checking that it committed nothing.
+/// Runs the running total exactly once over three messages on a fresh
+/// mock cluster (names from `prefix`), with the settings `configure` adds,
+/// while the broker answers requests of `api` with `errors`; returns the
+/// error the run stopped with (it must stop), after checking that it
+/// committed nothing.
 fn run_failing(
-    (mock, group, input): (&Mock, &str, &Topic<i64>),
-    builder: kstreams::ApplicationBuilder,
+    prefix: &str,
+    configure: impl FnOnce(kstreams::ApplicationBuilder) -> kstreams::ApplicationBuilder,
     api: RDKafkaApiKey,
     errors: &[RDKafkaRespErr],
 ) -> Error {
-    let output = Topic::<i64>::new(format!("{}-out", input.name()));
-    mock.create_topic(output.name(), 1, 1).unwrap();
+    let group = unique(prefix);
+    let input = Topic::<i64>::new(unique(&format!("{prefix}-in")));
+    let output = Topic::<i64>::new(unique(&format!("{prefix}-out")));
+    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
+    let builder = configure(app_at(&mock.bootstrap_servers(), &group));
     let app = builder.processing_guarantee(EXACTLY_ONCE).build().unwrap();
-    running_total(&app, input, &output);
+    running_total(&app, &input, &output);
     mock.request_errors(api, errors);
     let error = app
         .run_until(Until::messages(1_000).or_timeout(Duration::from_secs(60)))
         .unwrap_err();
     assert_eq!(
-        committed_offset(&mock.bootstrap_servers(), group, input.name(), 0),
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
         None
     );
     error
@@ -132,18 +136,8 @@ fn run_failing(
 
 #[test]
 fn a_refused_output_stops_the_app_without_a_callback_and_commits_nothing() {
-    let group = unique("eos-stop");
-    let input = Topic::<i64>::new(unique("eos-stop-in"));
-    let output = Topic::<i64>::new(unique("eos-stop-unused"));
-    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
     let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 8];
-    let builder = app_at(&mock.bootstrap_servers(), &group);
-    let error = run_failing(
-        (&mock, &group, &input),
-        builder,
-        RDKafkaApiKey::Produce,
-        &refused,
-    );
+    let error = run_failing("eos-stop", |app| app, RDKafkaApiKey::Produce, &refused);
     assert!(
         matches!(error, Error::Produce { .. }),
         "expected a produce error, got {error:?}"
@@ -155,20 +149,10 @@ fn a_refused_output_stops_the_app_without_a_callback_and_commits_nothing() {
 /// the broker's answer to a fenced producer is injected.
 #[test]
 fn a_fenced_producer_stops_the_app_with_an_error_that_says_so() {
-    let group = unique("eos-fenced");
-    let input = Topic::<i64>::new(unique("eos-fenced-in"));
-    let output = Topic::<i64>::new(unique("eos-fenced-unused"));
-    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
     let id = unique("eos-fenced-id");
     let fenced = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED];
-    let builder =
-        app_at(&mock.bootstrap_servers(), &group).producer_config("transactional.id", &id);
-    match run_failing(
-        (&mock, &group, &input),
-        builder,
-        RDKafkaApiKey::EndTxn,
-        &fenced,
-    ) {
+    let with_id = |app: kstreams::ApplicationBuilder| app.producer_config("transactional.id", &id);
+    match run_failing("eos-fenced", with_id, RDKafkaApiKey::EndTxn, &fenced) {
         Error::ProducerFenced { transactional_id } => assert_eq!(transactional_id, id),
         other => panic!("expected the app to be fenced, got {other}"),
     }
@@ -216,19 +200,9 @@ fn a_broker_without_transactions_stops_the_app_with_an_error_that_says_so() {
 /// of processing the same messages forever.
 #[test]
 fn a_record_refused_every_time_stops_the_app_even_when_skipped() {
-    let group = unique("eos-again");
-    let input = Topic::<i64>::new(unique("eos-again-in"));
-    let output = Topic::<i64>::new(unique("eos-again-unused"));
-    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
     let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 64];
-    let builder =
-        app_at(&mock.bootstrap_servers(), &group).on_producer_error(|_| ErrorAction::Skip);
-    let error = run_failing(
-        (&mock, &group, &input),
-        builder,
-        RDKafkaApiKey::Produce,
-        &refused,
-    );
+    let skip = |app: kstreams::ApplicationBuilder| app.on_producer_error(|_| ErrorAction::Skip);
+    let error = run_failing("eos-again", skip, RDKafkaApiKey::Produce, &refused);
     // The changelog record of a retried checkpoint may be the one refused.
     assert!(
         matches!(

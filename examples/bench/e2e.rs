@@ -3,8 +3,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use kstreams::{Application, OffsetReset, Topic};
@@ -15,7 +13,7 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
-use crate::measure::{cpu_seconds, run_child, sibling_example, Measure, Who};
+use crate::measure::{cpu_seconds, run_child, sibling_example, FirstMessageClock, Measure, Who};
 use crate::{fresh, progress, purchase, Flags};
 
 /// Produces the purchases into a fresh topic with two partitions.
@@ -153,18 +151,11 @@ pub fn e2e_stateless(broker: &str, input: &str, flags: &Flags) -> anyhow::Result
         .build()?;
     let purchases = app.topic::<Value>(input);
     let big = app.topic::<Value>(fresh("stateless-out"));
-    let first = Arc::new(OnceLock::new());
-    let seen = Arc::new(AtomicU64::new(0));
-    let (first_seen, counter, stop, limit) = (
-        Arc::clone(&first),
-        Arc::clone(&seen),
-        app.stop_handle(),
-        flags.messages,
-    );
+    let clock = FirstMessageClock::default();
+    let (ticks, stop, limit) = (clock.clone(), app.stop_handle(), flags.messages);
     app.dataframe(&purchases)
         .update(move |_: &mut Value| {
-            first_seen.get_or_init(|| (Instant::now(), cpu_seconds(Who::Process)));
-            if counter.fetch_add(1, Ordering::Relaxed) + 1 == limit {
+            if ticks.tick() == limit {
                 stop.stop();
             }
         })
@@ -172,14 +163,7 @@ pub fn e2e_stateless(broker: &str, input: &str, flags: &Flags) -> anyhow::Result
         .apply(|p: Value| json!({"user": p["user"], "amount": p["amount"], "big": true}))
         .to_topic(&big);
     app.run()?;
-    let (started, cpu) = *first
-        .get()
-        .ok_or_else(|| anyhow::anyhow!("nothing consumed"))?;
-    Ok(Measure {
-        messages: seen.load(Ordering::Relaxed),
-        seconds: started.elapsed().as_secs_f64(),
-        cpu: Some(cpu_seconds(Who::Process) - cpu),
-    })
+    clock.measure()
 }
 
 /// kstreams, stateful: the `count_per_key` example as a child process; CPU

@@ -4,15 +4,11 @@
 //! from the first message to the last; CPU is the whole process's, the
 //! in-process broker's included (the same for both).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
-
 use kstreams::codec::Bytes;
 use kstreams::{Application, OffsetReset, ProcessingGuarantee, Topic, Until};
 
 use crate::count::{count_and_sum, Purchase, Totals};
-use crate::measure::{cpu_seconds, Measure, Who};
+use crate::measure::{FirstMessageClock, Measure};
 use crate::{fresh, purchase, Flags};
 
 /// Input partitions, as in the end-to-end workloads.
@@ -41,24 +37,15 @@ pub fn run(guarantee: ProcessingGuarantee, flags: &Flags) -> anyhow::Result<Meas
     }
     producer.flush()?;
 
-    let first = Arc::new(OnceLock::new());
-    let seen = Arc::new(AtomicU64::new(0));
-    let (first_seen, counter) = (Arc::clone(&first), Arc::clone(&seen));
+    let clock = FirstMessageClock::default();
+    let ticks = clock.clone();
     let totals = app.topic::<Totals>(fresh("guarantee-out"));
     app.dataframe(&app.topic::<Purchase>(&name))
         .apply_stateful(move |purchase, state| {
-            first_seen.get_or_init(|| (Instant::now(), cpu_seconds(Who::Process)));
-            counter.fetch_add(1, Ordering::Relaxed);
+            ticks.tick();
             count_and_sum(purchase, state)
         })
         .to_topic(&totals);
     app.run_until(Until::messages(flags.messages))?;
-    let (started, cpu) = *first
-        .get()
-        .ok_or_else(|| anyhow::anyhow!("nothing consumed"))?;
-    Ok(Measure {
-        messages: seen.load(Ordering::Relaxed),
-        seconds: started.elapsed().as_secs_f64(),
-        cpu: Some(cpu_seconds(Who::Process) - cpu),
-    })
+    clock.measure()
 }

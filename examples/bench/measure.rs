@@ -18,6 +18,38 @@ pub struct Measure {
     pub cpu: Option<f64>,
 }
 
+/// Measures an in-process run from its first message: clone it into the
+/// pipeline, call [`tick`](Self::tick) for each message, then
+/// [`measure`](Self::measure) after the run.
+#[derive(Clone, Default)]
+pub struct FirstMessageClock {
+    /// When the first message came, and the process's CPU seconds then.
+    first: std::sync::Arc<std::sync::OnceLock<(Instant, f64)>>,
+    seen: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FirstMessageClock {
+    /// Counts a message; returns how many were seen, this one included.
+    pub fn tick(&self) -> u64 {
+        self.first
+            .get_or_init(|| (Instant::now(), cpu_seconds(Who::Process)));
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    }
+
+    /// The messages seen, the time and the process's CPU since the first.
+    pub fn measure(&self) -> anyhow::Result<Measure> {
+        let (started, cpu) = *self
+            .first
+            .get()
+            .ok_or_else(|| anyhow::anyhow!("nothing consumed"))?;
+        Ok(Measure {
+            messages: self.seen.load(std::sync::atomic::Ordering::Relaxed),
+            seconds: started.elapsed().as_secs_f64(),
+            cpu: Some(cpu_seconds(Who::Process) - cpu),
+        })
+    }
+}
+
 impl Measure {
     pub fn rate(&self) -> f64 {
         self.messages as f64 / self.seconds

@@ -80,11 +80,10 @@ impl Transactions {
     /// Registers the producer with the transaction coordinator: fences an
     /// older producer of the same id and aborts what it left open.
     pub(crate) fn init(&self, producer: &BaseProducer<DeliveryContext>) -> Result<()> {
-        self.retry("init", || producer.init_transactions(STEP_TIMEOUT))
-            .and_then(|ended| match ended {
-                Ended::Committed => Ok(()),
-                Ended::MustAbort(source) => Err(self.failed("init", source)),
-            })
+        match self.retry("init", || producer.init_transactions(STEP_TIMEOUT))? {
+            None => Ok(()),
+            Some(source) => Err(self.failed("init", source)),
+        }
     }
 
     /// Begins a transaction unless one is open: before the first record or
@@ -126,17 +125,20 @@ impl Transactions {
             let sent = self.retry("send offsets to", || {
                 producer.send_offsets_to_transaction(offsets, group, STEP_TIMEOUT)
             })?;
-            if let Ended::MustAbort(source) = sent {
+            if let Some(source) = sent {
                 return Ok(Ended::MustAbort(source));
             }
         }
-        let ended = self
+        let committed = self
             .retry("commit", || producer.commit_transaction(STEP_TIMEOUT))
             .inspect_err(|_| self.unended.store(true, Ordering::Release))?;
-        if let Ended::Committed = ended {
-            self.open.store(false, Ordering::Release);
+        match committed {
+            None => {
+                self.open.store(false, Ordering::Release);
+                Ok(Ended::Committed)
+            }
+            Some(source) => Ok(Ended::MustAbort(source)),
         }
-        Ok(ended)
     }
 
     /// Aborts the open transaction, if any: the broker drops its records
@@ -153,26 +155,27 @@ impl Transactions {
             return Ok(());
         }
         match self.retry("abort", || producer.abort_transaction(STEP_TIMEOUT))? {
-            Ended::Committed => {
+            None => {
                 self.open.store(false, Ordering::Release);
                 Ok(())
             }
-            Ended::MustAbort(source) => Err(self.failed("abort", source)),
+            Some(source) => Err(self.failed("abort", source)),
         }
     }
 
-    /// Calls `step` until it succeeds, says the transaction must be
-    /// aborted, or fails for good; a step that timed out is called again.
+    /// Calls `step` until it succeeds (`None`), says the transaction must
+    /// be aborted (`Some` of why), or fails for good; a step that timed out
+    /// is called again.
     fn retry(
         &self,
         operation: &'static str,
         mut step: impl FnMut() -> rdkafka::error::KafkaResult<()>,
-    ) -> Result<Ended> {
+    ) -> Result<Option<KafkaError>> {
         let started = Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
             let source = match step() {
-                Ok(()) => return Ok(Ended::Committed),
+                Ok(()) => return Ok(None),
                 Err(source) => source,
             };
             match classify(&source) {
@@ -190,7 +193,7 @@ impl Transactions {
                         unavailable_for: started.elapsed(),
                     })
                 }
-                Step::Abort => return Ok(Ended::MustAbort(source)),
+                Step::Abort => return Ok(Some(source)),
                 Step::Fenced => {
                     return Err(Error::ProducerFenced {
                         transactional_id: self.id.clone(),
