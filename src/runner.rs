@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::ClientConfig;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::broker::{
     cached_high_watermark, ensure_topics, partition_counts, read_headers, Broker, Origin,
@@ -477,9 +477,10 @@ impl PollLoop<'_> {
         }
         let mut wrote = false;
         let mut open = HashSet::new();
+        let positions = consumer.position().ok();
         for_each_ticking(self, |poll_loop, partition| {
             let key = (partition.topic.clone(), partition.partition);
-            let caught_up = is_caught_up(consumer, &key, partition.state);
+            let caught_up = is_caught_up(consumer, positions.as_ref(), &key, partition.state);
             let since = poll_loop
                 .idle
                 .last_message
@@ -671,13 +672,23 @@ struct Ticking<'a> {
 }
 
 /// Whether partition `key` is processed up to the high watermark the
-/// consumer last saw (librdkafka's cached figure: no request).
+/// consumer last saw (librdkafka's cached figure: no request). The
+/// consumer's position counts too: it moves past the commit markers of a
+/// transactional input, which no message processed ever reaches (the last
+/// record of a committed transaction is its marker).
 fn is_caught_up(
     consumer: &BaseConsumer<RebalanceContext>,
+    positions: Option<&TopicPartitionList>,
     (topic, partition): &(Arc<str>, i32),
     state: &PartitionState,
 ) -> bool {
-    let Some(next) = state.next_offset() else {
+    let position = positions
+        .and_then(|positions| positions.find_partition(topic, *partition))
+        .and_then(|position| match position.offset() {
+            Offset::Offset(offset) => Some(offset),
+            _ => None,
+        });
+    let Some(next) = state.next_offset().max(position) else {
         return false;
     };
     cached_high_watermark(consumer, topic, *partition).is_some_and(|high| next >= high)

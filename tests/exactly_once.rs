@@ -300,13 +300,35 @@ fn a_slow_commit_is_called_again_until_it_succeeds() {
         );
     }
 
+    let state_dir = tempfile::tempdir().unwrap();
     let app = app_at(&bootstrap, &group)
+        .state_dir(state_dir.path())
         .processing_guarantee(EXACTLY_ONCE)
         .build()
         .unwrap();
     running_total(&app, &input, &output);
-    app.run_until(Until::messages(3).or_timeout(Duration::from_secs(120)))
-        .unwrap();
+    let store = state_dir.path().join(&group).join(input.name()).join("0");
+    std::thread::scope(|scope| {
+        let run =
+            scope.spawn(|| app.run_until(Until::messages(3).or_timeout(Duration::from_secs(120))));
+        // The outputs are in the transaction (the mock shows them before
+        // its commit); while the commit is pending, the store holds nothing.
+        let outputs = read_topic(&bootstrap, output.name(), 3, Duration::from_secs(10));
+        assert_eq!(outputs.len(), 3, "the checkpoint's outputs were produced");
+        // Well inside the 15 s the commit takes.
+        std::thread::sleep(Duration::from_secs(2));
+        assert_eq!(
+            stored_entries(&store),
+            0,
+            "RocksDB written before the commit"
+        );
+        assert_eq!(committed_offset(&bootstrap, &group, input.name(), 0), None);
+        run.join().unwrap().unwrap();
+    });
+    assert!(
+        stored_entries(&store) > 0,
+        "RocksDB written after the commit"
+    );
     let outputs = read_topic(&bootstrap, output.name(), 6, Duration::from_secs(10));
     let values: Vec<i64> = outputs
         .iter()
@@ -318,4 +340,83 @@ fn a_slow_commit_is_called_again_until_it_succeeds() {
         Some(3)
     );
     drop(holder);
+}
+
+/// How many entries the RocksDB store at `path` holds, read from a
+/// read-only instance beside the application's.
+fn stored_entries(path: &std::path::Path) -> usize {
+    let options = rocksdb::Options::default();
+    let families = rocksdb::DB::list_cf(&options, path).unwrap();
+    let db = rocksdb::DB::open_cf_for_read_only(&options, path, &families, false).unwrap();
+    families
+        .iter()
+        .map(|family| {
+            let handle = db.cf_handle(family).unwrap();
+            db.iterator_cf(handle, rocksdb::IteratorMode::Start).count()
+        })
+        .sum()
+}
+
+/// The mock cluster, like tansu 0.6, hands aborted transactions' records
+/// to read-committed consumers (its fetch answers no aborted transactions).
+/// Recovery must still never restore them: an aborted checkpoint's
+/// changelog records are stamped with input the group never committed.
+#[test]
+fn recovery_never_restores_an_aborted_checkpoints_changelog_records() {
+    let group = unique("eos-recover");
+    let input = Topic::<i64>::new(unique("eos-recover-in"));
+    let output = Topic::<i64>::new(unique("eos-recover-out"));
+    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
+    let app_in = |dir: &tempfile::TempDir| {
+        let app = app_at(&mock.bootstrap_servers(), &group)
+            .state_dir(dir.path())
+            .processing_guarantee(EXACTLY_ONCE)
+            .build()
+            .unwrap();
+        running_total(&app, &input, &output);
+        app
+    };
+    let (first_dir, fresh_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    app_in(&first_dir)
+        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+
+    // The checkpoint of one more message (total 16) is aborted by the
+    // broker at its commit, and the run ends there.
+    let aborted = app_in(&first_dir);
+    let producer = aborted.producer().unwrap();
+    producer.send(&input, Some(&b"k".to_vec()), &10).unwrap();
+    producer.flush().unwrap();
+    let not_enough_replicas = RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+    mock.request_errors(RDKafkaApiKey::EndTxn, &[not_enough_replicas]);
+    aborted
+        .run_until(Until::messages(1).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    mock.clear_request_errors(RDKafkaApiKey::EndTxn);
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        Some(3)
+    );
+    let changelog = format!("changelog__{group}--{}--default", input.name());
+    let records = read_topic(
+        &mock.bootstrap_servers(),
+        &changelog,
+        100,
+        Duration::from_secs(5),
+    );
+    let last = records.last().map(|(_, value)| value.as_slice());
+    assert!(
+        last.is_some_and(|value| value.ends_with(b"16")),
+        "the aborted total is in the changelog: {records:?}"
+    );
+
+    // An instance on an empty state directory recovers 6, not 16.
+    app_in(&fresh_dir)
+        .run_until(Until::messages(1).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(values(&mock, output.name(), 5).last(), Some(&16));
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        Some(4)
+    );
 }
