@@ -19,7 +19,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use serde_json::{json, Value};
 
 use super::tansu::{self, free_port, Tansu};
-use super::{app_at, committed_offset, kafka_broker, read_topic, unique};
+use super::{app_at, committed_offset, example_binary, kafka_broker, read_topic, unique};
 
 /// Per message key: how many messages, and the sum of their amounts.
 pub type Counts = BTreeMap<String, (u64, u64)>;
@@ -309,16 +309,6 @@ impl Job {
         }
         last
     }
-}
-
-/// An example binary, built by `cargo test` beside the test binaries.
-fn example_binary(example: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps");
-    profile.join("examples").join(example)
 }
 
 /// A running instance; killed when dropped, so a failing test leaves no

@@ -8,6 +8,7 @@ pub mod mock;
 pub mod tansu;
 pub mod window_totals;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -138,4 +139,14 @@ pub fn set_or_delete(
     }
     let key = String::from_utf8_lossy(state.message_key()).into_owned();
     Ok(serde_json::json!({"key": key, "v": state.get::<serde_json::Value>("v")?}))
+}
+
+/// An example binary, built by `cargo test` beside the test binaries.
+pub fn example_binary(example: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps");
+    profile.join("examples").join(example)
 }
