@@ -157,7 +157,7 @@ impl Checkpoint {
                 );
                 Err(cause)
             }
-            Error::Produce { .. } | Error::Send { .. } => policy.producer(cause),
+            Error::Produce { .. } | Error::Send { .. } => policy.producer_in_transaction(cause),
             _ => Ok(()),
         };
         if let Err(error) = producer.abort_transaction().and(stop) {
@@ -230,7 +230,9 @@ impl Checkpoint {
                 self.schedule.pending()
             );
             if let Err(error) = producer.abort_transaction() {
-                log::warn!("aborting the transaction of lost partitions failed: {error}");
+                // Its state unknown, no later transaction may commit.
+                self.poison();
+                return Err(error);
             }
             return Ok(Outcome::Lost);
         }

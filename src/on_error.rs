@@ -67,6 +67,16 @@ impl ErrorPolicy {
     }
 }
 
+impl ErrorPolicy {
+    /// Exactly once: what to do with a record refused inside a
+    /// transaction, which is aborted either way. Skip means: process the
+    /// checkpoint's messages again, repartition records included (the
+    /// abort leaves no gap behind).
+    pub(crate) fn producer_in_transaction(&self, error: Error) -> Result<(), Error> {
+        decide(self.producer.as_ref(), error)
+    }
+}
+
 fn decide(callback: Option<&ErrorCallback>, error: Error) -> Result<(), Error> {
     match callback.map_or(ErrorAction::Stop, |callback| callback(&error)) {
         ErrorAction::Skip => {

@@ -62,6 +62,16 @@ pub(crate) struct LoopState {
 }
 
 impl LoopState {
+    /// The partitions recovered but still paused until the consumer
+    /// accepts the seek to where they resume: their messages since that
+    /// offset are not processed yet.
+    pub(crate) fn seeking(&self) -> Vec<(Arc<str>, i32)> {
+        self.seeking
+            .iter()
+            .map(|(topic, partition, _, _)| (topic.clone(), *partition))
+            .collect()
+    }
+
     pub(crate) fn new(
         checkpoint: Checkpoint,
         producer: Arc<OutputProducer>,
@@ -392,7 +402,9 @@ impl ConsumerContext for RebalanceContext {
                         state.failure.get_or_insert(error);
                     }
                 } else if !committed && (everything || lost) {
-                    state.producer.purge();
+                    if let Err(error) = state.producer.purge() {
+                        state.failure.get_or_insert(error);
+                    }
                 }
                 state.release(partitions);
                 let unassigned = if cooperative {

@@ -688,19 +688,29 @@ fn is_caught_up(
             Offset::Offset(offset) => Some(offset),
             _ => None,
         });
-    let Some(next) = state.next_offset().max(position) else {
-        return false;
-    };
-    cached_high_watermark(consumer, topic, *partition).is_some_and(|high| next >= high)
+    let high = cached_high_watermark(consumer, topic, *partition);
+    reached(state.next_offset(), position, high)
 }
 
-/// Runs `each` on every open partition of a topic with a ticking step.
+/// Whether a partition processed up to `next` (exclusive), whose consumer
+/// `position` is where its next message comes from, has reached `high`.
+fn reached(next: Option<i64>, position: Option<i64>, high: Option<i64>) -> bool {
+    match (next.max(position), high) {
+        (Some(next), Some(high)) => next >= high,
+        _ => false,
+    }
+}
+
+/// Runs `each` on every open partition of a topic with a ticking step,
+/// except those waiting for the seek to where they resume.
 fn for_each_ticking(
     poll_loop: &mut PollLoop<'_>,
     mut each: impl FnMut(&mut PollLoop<'_>, Ticking<'_>) -> Result<()>,
 ) -> Result<()> {
     let state = poll_loop.state.clone();
     let mut guard = state.lock();
+    // Not before it resumes where its processing continues.
+    let seeking = guard.seeking();
     let LoopState {
         stores,
         policy,
@@ -708,7 +718,8 @@ fn for_each_ticking(
         ..
     } = &mut *guard;
     for (topic, partition, state) in stores.partitions_mut() {
-        if poll_loop.pipeline.ticks(topic) {
+        let paused = seeking.iter().any(|(t, p)| t == topic && *p == partition);
+        if poll_loop.pipeline.ticks(topic) && !paused {
             let ticking = Ticking {
                 topic,
                 partition,
@@ -771,5 +782,28 @@ impl Availability {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reached;
+
+    #[test]
+    fn a_partition_is_caught_up_at_the_high_watermark() {
+        assert!(reached(Some(10), None, Some(10)));
+        assert!(!reached(Some(9), None, Some(10)));
+        assert!(!reached(Some(10), None, None), "no high watermark yet");
+        assert!(!reached(None, None, Some(0)), "nothing known of it");
+    }
+
+    /// The last record of a committed transaction is its commit marker:
+    /// no message processed reaches the high watermark, the consumer's
+    /// position (past the marker) does.
+    #[test]
+    fn the_position_past_a_commit_marker_counts() {
+        assert!(reached(Some(9), Some(10), Some(10)));
+        assert!(reached(None, Some(10), Some(10)));
+        assert!(!reached(Some(9), Some(9), Some(10)), "an open transaction");
     }
 }

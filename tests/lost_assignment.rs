@@ -18,6 +18,7 @@ use common::mock::{app_with, count, create_topics, feed, pairs, run, Mock};
 use common::unique;
 use kstreams::{ProcessingGuarantee, State, Until};
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use serde_json::Value;
 
 /// Polls `done` until it holds, for at most a minute.
@@ -100,11 +101,17 @@ fn blocked_instance_writes_nothing(guarantee: ProcessingGuarantee) {
         assert_eq!(counts.last(), Some(&("k".to_string(), 5)));
         drop(owner);
 
-        // The zombie wakes up: its checkpoint must write nothing.
+        // The zombie wakes up: its checkpoint must write nothing. Exactly
+        // once, its transaction must be aborted, not committed: the mock
+        // cluster keeps aborted records, so a commit's first step, adding
+        // the offsets to the transaction, is made to fail the run.
+        let refused = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED; 8];
+        mock.request_errors(RDKafkaApiKey::AddOffsetsToTxn, &refused);
         release.store(true, Ordering::SeqCst);
         zombie_run.join().unwrap().unwrap();
     });
     drop(zombie);
+    mock.clear_request_errors(RDKafkaApiKey::AddOffsetsToTxn);
 
     // A third instance on an empty state directory recovers the new
     // owner's count, not the zombie's 3.

@@ -283,7 +283,20 @@ impl OutputProducer {
             Some(ordered) if is_repartition_topic(output.topic) => ordered,
             _ => &self.plain,
         };
-        self.send_record(lane, record)
+        match self.send_record(lane, record) {
+            // Exactly once, a record the transaction cannot take (once one
+            // is refused, librdkafka refuses the rest of the transaction)
+            // fails the transaction: the checkpoint aborts it, and the
+            // producer error callback decides then.
+            Err(refused)
+                if self.is_transactional()
+                    && !matches!(refused, Error::BrokerUnavailable { .. }) =>
+            {
+                self.plain.context().failures.lock().push(refused);
+                Ok(())
+            }
+            sent => sent,
+        }
     }
 
     /// Sends a record of `store`'s changelog `topic` (`value` `None`: a
@@ -455,15 +468,18 @@ impl OutputProducer {
     /// ordered lane's gapless guarantee for good, and the steps after a
     /// `group_by` skip copies of what the new owners produce. Exactly
     /// once, the open transaction is aborted instead.
-    pub(crate) fn purge(&self) {
+    ///
+    /// # Errors
+    ///
+    /// Exactly once, the abort's error: the transaction's state is then
+    /// unknown, and nothing more may be committed.
+    pub(crate) fn purge(&self) -> Result<()> {
         if self.is_transactional() {
-            if let Err(error) = self.abort_transaction() {
-                log::warn!("aborting the transaction of lost partitions failed: {error}");
-            }
-            return;
+            return self.abort_transaction();
         }
         purge(&self.plain);
         self.forget_reports();
+        Ok(())
     }
 }
 
