@@ -15,13 +15,15 @@ use crate::count::{Purchase, Totals};
 use crate::measure::{cpu_seconds, Measure, Who};
 use crate::{progress, purchase, Flags};
 
-/// The stateless workload's filter.
-fn is_big(purchase: &Value) -> bool {
+/// The stateless workload's filter (also the stateless ceiling's and the
+/// end-to-end pipeline's).
+pub fn is_big(purchase: &Value) -> bool {
     purchase["amount"].as_u64().unwrap_or(0) >= 50
 }
 
-/// The stateless workload's apply.
-fn summary(purchase: Value) -> Value {
+/// The stateless workload's apply (also the stateless ceiling's and the
+/// end-to-end pipeline's).
+pub fn summary(purchase: Value) -> Value {
     json!({"user": purchase["user"], "amount": purchase["amount"], "big": true})
 }
 
@@ -91,6 +93,54 @@ pub fn driver_stateful(flags: &Flags) -> anyhow::Result<Measure> {
     let dir = tempfile::tempdir()?;
     let (app, purchases) = stateful_count_app(dir.path())?;
     run_driver(&app, &purchases, "driver stateful", flags)
+}
+
+/// The stateful workload with `--driver-many-keys` message keys (1 000 000
+/// by default), so that its state outgrows the transaction's cache and the
+/// state reads go to RocksDB. Before the clock starts every key gets its
+/// state (one message each, untimed, through the same driver): every timed
+/// message then updates a key that has state, as in the 10 000-key run.
+pub fn driver_stateful_many_keys(name: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    let dir = tempfile::tempdir()?;
+    let (app, purchases) = stateful_count_app(dir.path())?;
+    let inputs = every_key(flags.driver_many_keys);
+    let mut driver = TestDriver::new(&app)?;
+    let started = Instant::now();
+    for (done, (key, value)) in (1_u64..).zip(&inputs) {
+        driver.push_bytes(&purchases, Some(key.as_bytes()), Some(value))?;
+        if done.is_multiple_of(10_000) {
+            driver.take_outputs();
+        }
+    }
+    driver.take_outputs();
+    eprintln!(
+        "  {name}: state of {} keys written in {:.1} s (untimed)",
+        inputs.len(),
+        started.elapsed().as_secs_f64()
+    );
+    timed_pushes(&mut driver, &purchases, name, &inputs, flags)
+}
+
+/// The baseline of [`driver_stateful_many_keys`]: the same closures in a
+/// plain loop as [`closures_stateful`], on the same keys, with every key's
+/// state in the `HashMap` before the clock starts.
+pub fn closures_stateful_many_keys(name: &str, flags: &Flags) -> anyhow::Result<Measure> {
+    let inputs = every_key(flags.driver_many_keys);
+    let mut state: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    let mut output = Vec::new();
+    let mut count = |key: &[u8], value: &[u8]| {
+        let purchase: Purchase = serde_json::from_slice(value)?;
+        count_in_map(&mut state, key, purchase.amount, &mut output)
+    };
+    for (key, value) in &inputs {
+        count(key.as_bytes(), value)?;
+    }
+    timed_closures(name, &inputs, flags, count)
+}
+
+/// One purchase of each of `keys` keys, encoded.
+fn every_key(keys: u64) -> Vec<(String, Vec<u8>)> {
+    (0..keys).map(|i| purchase(i, keys)).collect()
 }
 
 /// The `count_per_key` pipeline on the embedded broker, with its state in
@@ -192,6 +242,17 @@ pub fn push_through_driver<V>(
     flags: &Flags,
 ) -> anyhow::Result<Measure> {
     let mut driver = TestDriver::new(app)?;
+    timed_pushes(&mut driver, topic, name, inputs, flags)
+}
+
+/// [`push_through_driver`] on a driver given.
+fn timed_pushes<V>(
+    driver: &mut TestDriver<'_>,
+    topic: &Topic<V>,
+    name: &str,
+    inputs: &[(String, Vec<u8>)],
+    flags: &Flags,
+) -> anyhow::Result<Measure> {
     let cpu = cpu_seconds(Who::Process);
     let started = Instant::now();
     for done in 1..=flags.driver_messages {
@@ -282,9 +343,18 @@ fn count_in_map(
 fn run_closures(
     name: &str,
     flags: &Flags,
+    closures: impl FnMut(&[u8], &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<Measure> {
+    timed_closures(name, &inputs(flags), flags, closures)
+}
+
+/// Runs `closures` on `--driver-messages` of `inputs`, in turn.
+fn timed_closures(
+    name: &str,
+    inputs: &[(String, Vec<u8>)],
+    flags: &Flags,
     mut closures: impl FnMut(&[u8], &[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Measure> {
-    let inputs = inputs(flags);
     let cpu = cpu_seconds(Who::Process);
     let started = Instant::now();
     for done in 1..=flags.driver_messages {

@@ -1,19 +1,18 @@
-//! Workloads 1 and 2 end to end against a broker, beside the plain rdkafka
-//! ceiling and Quix Streams on the same input.
+//! Workloads 1 and 2 end to end against a broker, beside Quix Streams on
+//! the same input (their plain rdkafka ceilings are in `ceiling.rs`).
 
-use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use kstreams::{Application, OffsetReset, Topic};
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::ToBytes;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use serde_json::{json, Value};
+use rdkafka::ClientConfig;
+use serde_json::Value;
 
-use crate::measure::{cpu_seconds, run_child, sibling_example, FirstMessageClock, Measure, Who};
+use crate::driver::{is_big, summary};
+use crate::measure::{run_child, sibling_example, FirstMessageClock, Measure};
 use crate::{fresh, progress, purchase, Flags};
 
 /// Produces the purchases into a fresh topic with two partitions.
@@ -58,66 +57,6 @@ pub fn produce_input(broker: &str, flags: &Flags) -> anyhow::Result<String> {
     Ok(name)
 }
 
-/// The ceiling: a plain rdkafka loop that consumes the input and produces
-/// every payload to an output topic, with no state and no framework.
-pub fn ceiling(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
-    let output = fresh("ceiling-out");
-    // The output topic exists before the clock starts (librdkafka would
-    // wait for it to appear otherwise): created with a marker record.
-    let marker = Topic::<Value>::new(&output).partitions(2);
-    let app = Application::builder().broker_address(broker).build()?;
-    let kstreams_producer = app.producer()?;
-    kstreams_producer.send(&marker, None, &json!({"marker": true}))?;
-    kstreams_producer.flush()?;
-    // Assigned, not subscribed: no group join to wait for.
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("group.id", fresh("ceiling"))
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..2 {
-        assignment.add_partition_offset(input, partition, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("linger.ms", "5")
-        .create()?;
-    let mut done = 0;
-    let mut first = None;
-    let mut cpu = 0.0;
-    let mut last_message = Instant::now();
-    while done < flags.messages {
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            anyhow::ensure!(
-                last_message.elapsed() < Duration::from_secs(60),
-                "ceiling: no message for 60 s after {done}"
-            );
-            continue;
-        };
-        last_message = Instant::now();
-        let message = message?;
-        if first.is_none() {
-            first = Some(Instant::now());
-            cpu = cpu_seconds(Who::Process);
-        }
-        let mut record = BaseRecord::to(&output).payload(message.payload().unwrap_or_default());
-        if let Some(key) = message.key() {
-            record = record.key(key);
-        }
-        send(&producer, record)?;
-        done += 1;
-    }
-    producer.flush(Duration::from_secs(60))?;
-    let first = first.unwrap_or_else(Instant::now);
-    Ok(Measure {
-        messages: done,
-        seconds: first.elapsed().as_secs_f64(),
-        cpu: Some(cpu_seconds(Who::Process) - cpu),
-    })
-}
-
 /// Sends `record`, waiting while the producer's queue is full.
 pub fn send<K, P>(
     producer: &ThreadedProducer<DefaultProducerContext>,
@@ -139,7 +78,8 @@ where
     }
 }
 
-/// kstreams, stateless: JSON filter + apply + to_topic, end to end.
+/// kstreams, stateless: JSON filter + apply + to_topic, end to end (its
+/// baseline: `ceiling::filter`, the same closures in a plain loop).
 pub fn e2e_stateless(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measure> {
     let app = Application::builder()
         .broker_address(broker)
@@ -159,8 +99,8 @@ pub fn e2e_stateless(broker: &str, input: &str, flags: &Flags) -> anyhow::Result
                 stop.stop();
             }
         })
-        .filter(|p: &Value| p["amount"].as_u64().unwrap_or(0) >= 50)
-        .apply(|p: Value| json!({"user": p["user"], "amount": p["amount"], "big": true}))
+        .filter(is_big)
+        .apply(summary)
         .to_topic(&big);
     app.run()?;
     clock.measure()
@@ -272,9 +212,9 @@ pub fn quix(
     flags: &Flags,
 ) -> anyhow::Result<Measure> {
     let state_dir = tempfile::tempdir()?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/bench")
-        .join(script);
+    // Checked before the runs (`quix::python`), which skips Quix Streams
+    // when the script is missing.
+    let script = crate::quix::shared_script(script);
     anyhow::ensure!(
         script.exists(),
         "{} is missing: the Quix Streams twins of the workloads live in ../shared/bench",

@@ -2,9 +2,11 @@
 //! each, `count` and `total`, as the count pipeline keeps them) is written
 //! straight into a changelog topic, and a fresh instance with an empty
 //! `state_dir` rebuilds it before it processes one new message per
-//! partition. Baselines: a plain consume of the same changelog, and Quix
-//! Streams recovering the same state from its own changelog
-//! (`benches/quix_seed_changelog.py` writes it as Quix would).
+//! partition. Baselines: a plain consume of the same changelog (the
+//! fastest rdkafka offers: batch consume with the reader's settings, see
+//! `plain_consume.rs`), and Quix Streams recovering the same state from
+//! its own changelog (`benches/quix_seed_changelog.py` writes it as Quix
+//! would).
 //!
 //! Per input partition p the input holds a "history" message at offset 0,
 //! already counted in the seeded state, and a new one at offset 1; the
@@ -25,8 +27,8 @@ use serde_json::{json, Value};
 
 use crate::count::{count_and_sum, Purchase, Totals};
 use crate::e2e::send;
-use crate::fresh;
 use crate::measure::{cpu_seconds, print_thread_cpu, thread_cpu, Measure, ThreadCpu, Who};
+use crate::{fresh, plain_consume, quix};
 
 /// Partitions of input and changelog on a broker, as in the other
 /// workloads; on the embedded broker more, because librdkafka's mock
@@ -139,52 +141,6 @@ fn seed_changelog(
         started.elapsed().as_secs_f64()
     );
     Ok(name)
-}
-
-/// The baseline: a plain consumer reads the whole changelog, with the
-/// fetch setting kstreams' own consumers use (librdkafka's default backs
-/// off for a second whenever its queue is full, which makes the figure
-/// swing between runs), and the topic's metadata fetched before it assigns.
-fn plain_consume(
-    broker: &str,
-    changelog: &str,
-    records: u64,
-    partitions: i32,
-) -> anyhow::Result<Measure> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("group.id", fresh("plain-consume"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.queue.backoff.ms", "10")
-        .create()?;
-    // From explicit offsets, as kstreams' reader (which knows them from the
-    // watermarks it asks for before its recovery starts).
-    let mut assignment = TopicPartitionList::new();
-    for partition in 0..partitions {
-        let (low, _) = consumer.fetch_watermarks(changelog, partition, Duration::from_secs(30))?;
-        assignment.add_partition_offset(changelog, partition, Offset::Offset(low))?;
-    }
-    let (started, cpu, threads) = (Instant::now(), cpu_seconds(Who::Process), thread_cpu());
-    // Asked up front, as kstreams' reader does: librdkafka otherwise looks up
-    // the leaders of a topic it has no metadata for on a 1 s timer.
-    consumer.fetch_metadata(Some(changelog), Duration::from_secs(30))?;
-    consumer.assign(&assignment)?;
-    let mut done = 0;
-    while done < records {
-        match consumer.poll(Duration::from_secs(30)) {
-            Some(message) => {
-                message?;
-                done += 1;
-            }
-            None => anyhow::bail!("plain consume: no record for 30 s after {done}"),
-        }
-    }
-    print_thread_cpu("plain consume:", (&threads, &thread_cpu()), records);
-    Ok(Measure {
-        messages: done,
-        seconds: started.elapsed().as_secs_f64(),
-        cpu: Some(cpu_seconds(Who::Process) - cpu),
-    })
 }
 
 /// Timestamps of kstreams' recovery log lines, caught by [`RecoveryLog`].
@@ -334,7 +290,7 @@ pub fn run(
     let input = fresh("recovery-in");
     seed_input(&app, &input, partitions)?;
     let changelog = seed_changelog(&app, &input, keys, partitions)?;
-    let plain = || plain_consume(app.bootstrap_servers(), &changelog, records, partitions);
+    let plain = || plain_consume::run(app.bootstrap_servers(), &changelog, records, partitions);
     let (plain, kstreams) = if run % 2 == 1 {
         let plain = plain()?;
         (plain, kstreams_recovers(&app, &input, records, partitions)?)
@@ -362,10 +318,9 @@ fn quix_recovers(
     keys: u64,
     partitions: i32,
 ) -> anyhow::Result<Measure> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (group, input) = (fresh("quix-recovery"), fresh("quix-recovery-in"));
     let seeded = Command::new(python)
-        .arg(manifest.join("benches/quix_seed_changelog.py"))
+        .arg(quix::seed_script())
         .args(["--broker", broker, "--group", &group, "--input", &input])
         .args(["--partitions", &partitions.to_string()])
         .args(["--keys", &keys.to_string()])
@@ -374,7 +329,7 @@ fn quix_recovers(
     anyhow::ensure!(seeded.success(), "seeding the Quix changelog failed");
     let state_dir = tempfile::tempdir()?;
     let output = Command::new(python)
-        .arg(manifest.join("../shared/bench/quix_count_per_key.py"))
+        .arg(quix::shared_script("quix_count_per_key.py"))
         .args(["--broker", broker, "--group", &group, "--input", &input])
         .args(["--output", &fresh("quix-recovery-out")])
         .arg("--state-dir")
