@@ -14,7 +14,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::broker::{
     cached_high_watermark, ensure_topics, partition_counts, read_headers, Broker, Origin,
-    OutputProducer,
+    OutputProducer, EMBEDDED_FETCH_WAIT_MS,
 };
 use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::{Config, ProcessingGuarantee};
@@ -247,6 +247,9 @@ const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 fn consumer_client(broker: &Broker, config: &Config) -> ClientConfig {
     let mut client = broker.client_config(&[]);
     client.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+    if broker.is_embedded() {
+        client.set("fetch.wait.max.ms", EMBEDDED_FETCH_WAIT_MS);
+    }
     for (key, value) in &config.consumer_config {
         client.set(key, value);
     }
@@ -283,12 +286,22 @@ fn create_changelog_reader(broker: &Broker, config: &Config) -> Result<BaseConsu
     })
 }
 
+/// Kilobytes of payloads the main consumer prefetches at most
+/// (`queued.max.messages.kbytes`) unless the user sets it: librdkafka's
+/// 64 MiB (each message's own bookkeeping besides) would be as much again
+/// as RocksDB's whole default budget. Small messages stop at 100 000 first
+/// (`queued.min.messages`).
+const MAIN_QUEUE_KBYTES: &str = "16384";
+
 fn create_consumer(
     broker: &Broker,
     config: &Config,
     state: Arc<Mutex<LoopState>>,
 ) -> Result<BaseConsumer<RebalanceContext>> {
     let mut client = consumer_client(broker, config);
+    if client.get("queued.max.messages.kbytes").is_none() {
+        client.set("queued.max.messages.kbytes", MAIN_QUEUE_KBYTES);
+    }
     client
         .set("group.id", &config.consumer_group)
         .set(

@@ -1,22 +1,18 @@
-//! The requests the dev broker answers itself or looks into, in the
-//! versions it advertises: CreateTopics (0-4) and DescribeConfigs (0-2),
-//! which the mock cluster lacks; Metadata (0-8), whose auto-creation it
-//! does with its own partition count; ApiVersions, whose answer it extends.
+//! The requests the dev broker answers itself, in the versions it
+//! advertises: CreateTopics (0-4) and DescribeConfigs (0-2), which the mock
+//! cluster lacks.
 
 use anyhow::{bail, Result};
 
 use crate::topics::{Topics, INVALID_REQUEST, NONE, UNKNOWN_TOPIC_OR_PARTITION};
 use crate::wire::{Reader, Writer};
 
-pub const METADATA: i16 = 3;
-pub const API_VERSIONS: i16 = 18;
 pub const CREATE_TOPICS: i16 = 19;
 pub const DESCRIBE_CONFIGS: i16 = 32;
 
-/// The highest version of each API the dev broker answers or parses.
-const METADATA_MAX: i16 = 8;
-const CREATE_TOPICS_MAX: i16 = 4;
-const DESCRIBE_CONFIGS_MAX: i16 = 2;
+/// The highest version of each API the dev broker answers.
+pub const CREATE_TOPICS_MAX: i16 = 4;
+pub const DESCRIBE_CONFIGS_MAX: i16 = 2;
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
@@ -161,86 +157,4 @@ fn describe_configs(topics: &Topics, version: i16, body: &mut Reader<'_>) -> Res
         }
     }
     Ok(answer.bytes)
-}
-
-/// The topics a Metadata request would have the broker auto-create: the
-/// named ones, when the request allows it (always before version 4).
-pub fn auto_created_topics(version: i16, body: &mut Reader<'_>) -> Result<Vec<String>> {
-    if version > METADATA_MAX {
-        bail!("Metadata version {version} was not advertised");
-    }
-    let names = match body.array_len()? {
-        Some(count) => (0..count)
-            .map(|_| body.string())
-            .collect::<Result<Vec<_>>>()?,
-        None => return Ok(Vec::new()),
-    };
-    let allowed = version < 4 || body.bool()?;
-    Ok(if allowed { names } else { Vec::new() })
-}
-
-/// The mock cluster's answer to ApiVersions (versions 0-2: the ones it
-/// speaks), with CreateTopics and DescribeConfigs added and Metadata
-/// capped at the versions the dev broker parses. An error answer is left
-/// as it is.
-pub fn extend_api_versions(body: &[u8]) -> Result<Vec<u8>> {
-    let mut reader = Reader::new(body);
-    let error = reader.i16()?;
-    if error != NONE {
-        return Ok(body.to_vec());
-    }
-    let mut apis = Vec::new();
-    for _ in 0..reader.array_len()?.unwrap_or(0) {
-        let (key, min, max) = (reader.i16()?, reader.i16()?, reader.i16()?);
-        let max = if key == METADATA {
-            max.min(METADATA_MAX)
-        } else {
-            max
-        };
-        apis.push((key, min, max));
-    }
-    for (key, max) in [
-        (CREATE_TOPICS, CREATE_TOPICS_MAX),
-        (DESCRIBE_CONFIGS, DESCRIBE_CONFIGS_MAX),
-    ] {
-        apis.retain(|(known, _, _)| *known != key);
-        apis.push((key, 0, max));
-    }
-    let mut answer = Writer::default();
-    answer.i16(error).array_len(apis.len());
-    for (key, min, max) in apis {
-        answer.i16(key).i16(min).i16(max);
-    }
-    // The throttle time (version 1 and later).
-    answer.bytes.extend_from_slice(reader.rest());
-    Ok(answer.bytes)
-}
-
-/// The mock cluster's answer to Metadata (version 1-8), naming its broker
-/// as the controller: it names broker 0, which does not exist, and admin
-/// clients then wait for a controller forever.
-pub fn name_controller(version: i16, body: &mut [u8]) -> Result<()> {
-    if version < 1 {
-        return Ok(());
-    }
-    let mut reader = Reader::new(body);
-    if version >= 3 {
-        reader.i32()?; // throttle time
-    }
-    let mut first_broker = None;
-    for _ in 0..reader.array_len()?.unwrap_or(0) {
-        let node_id = reader.i32()?;
-        first_broker.get_or_insert(node_id);
-        reader.string()?; // host
-        reader.i32()?; // port
-        reader.nullable_string()?; // rack
-    }
-    if version >= 2 {
-        reader.nullable_string()?; // cluster id
-    }
-    let at = body.len() - reader.rest().len();
-    if let (Some(broker), Some(controller)) = (first_broker, body.get_mut(at..at + 4)) {
-        controller.copy_from_slice(&broker.to_be_bytes());
-    }
-    Ok(())
 }

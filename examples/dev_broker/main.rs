@@ -12,12 +12,16 @@
 //! a partition count (or auto-created) `--partitions` partitions (default
 //! 1). It runs transactions, idempotent producers and consumer groups as
 //! the mock does: transaction markers are not written, aborted records are
-//! not filtered, and offsets committed in a transaction are not kept.
+//! not filtered, offsets committed in a transaction are not kept, and each
+//! partition keeps its newest 5 MB (or 100 000 batches) only. A fetch
+//! waits at most 20 ms for records (the mock answers an empty fetch after
+//! its whole wait even when records arrive meanwhile).
 //!
 //! Flags: `--host H` (default 127.0.0.1) and `--port P` (default 9092; 0
 //! picks a free one) to listen on; `--partitions N`.
 
 mod admin_api;
+mod mend;
 mod proxy;
 mod topics;
 mod wire;

@@ -6,20 +6,32 @@ use std::io::BufReader;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
+
+/// An answer slower than this is logged (at debug level).
+const SLOW_ANSWER: Duration = Duration::from_secs(1);
 
 use anyhow::{Context, Result};
 use crossbeam_channel::{unbounded, Receiver};
 
-use crate::admin_api::{self, API_VERSIONS, METADATA};
+use crate::admin_api;
+use crate::mend::{self, API_VERSIONS, FETCH, METADATA};
 use crate::topics::Topics;
 use crate::wire::{read_frame, write_frame, Reader, RequestHeader};
 
 /// The answer owed to a request, in request order.
 enum Owed {
     /// The mock cluster answers; some answers are mended.
-    Upstream(Mend),
+    Upstream(Mend, Asked),
     /// The dev broker answered: this frame.
     Local(Vec<u8>),
+}
+
+/// A request passed to the mock cluster: what and when, to log a slow
+/// answer.
+struct Asked {
+    api_key: i16,
+    at: Instant,
 }
 
 /// What the dev broker changes in an answer of the mock cluster.
@@ -46,9 +58,10 @@ pub fn serve(client: TcpStream, upstream: SocketAddr, topics: Arc<Topics>) -> Re
     };
     let (mut requests, mut to_mock) = (BufReader::new(client.try_clone()?), mock.try_clone()?);
     let served = (|| -> Result<()> {
-        while let Some(request) = read_frame(&mut requests)? {
+        while let Some(mut request) = read_frame(&mut requests)? {
             let mut reader = Reader::new(&request);
             let header = RequestHeader::read(&mut reader)?;
+            let body = request.len() - reader.rest().len();
             if admin_api::answers(header.api_key) {
                 let body =
                     admin_api::answer(&topics, header.api_key, header.api_version, &mut reader)?;
@@ -59,15 +72,23 @@ pub fn serve(client: TcpStream, upstream: SocketAddr, topics: Arc<Topics>) -> Re
             }
             let mend = match header.api_key {
                 METADATA => {
-                    for topic in admin_api::auto_created_topics(header.api_version, &mut reader)? {
+                    for topic in mend::auto_created_topics(header.api_version, &mut reader)? {
                         topics.auto_create(&topic);
                     }
                     Mend::Metadata(header.api_version)
                 }
                 API_VERSIONS => Mend::ApiVersions,
+                FETCH => {
+                    mend::cap_fetch_wait(header.api_version, &mut request, body)?;
+                    Mend::Nothing
+                }
                 _ => Mend::Nothing,
             };
-            owed.send(Owed::Upstream(mend))?;
+            let asked = Asked {
+                api_key: header.api_key,
+                at: Instant::now(),
+            };
+            owed.send(Owed::Upstream(mend, asked))?;
             write_frame(&mut to_mock, &request)?;
         }
         Ok(())
@@ -87,21 +108,24 @@ fn answer(mock: TcpStream, client: TcpStream, owed: Receiver<Owed>) {
         for owed in owed {
             let frame = match owed {
                 Owed::Local(frame) => frame,
-                Owed::Upstream(mend) => {
+                Owed::Upstream(mend, asked) => {
                     let mut frame =
                         read_frame(&mut from_mock)?.context("the mock cluster closed")?;
+                    let waited = asked.at.elapsed();
+                    if waited > SLOW_ANSWER {
+                        log::debug!("API {} answered after {waited:?}", asked.api_key);
+                    }
                     // After the correlation id (a version 0 response header).
-                    let Some(body) = frame.get_mut(4..) else {
-                        continue;
-                    };
-                    match mend {
-                        Mend::Nothing => {}
-                        Mend::ApiVersions => {
-                            let extended = admin_api::extend_api_versions(body)?;
-                            frame.truncate(4);
-                            frame.extend(extended);
+                    if let Some(body) = frame.get_mut(4..) {
+                        match mend {
+                            Mend::Nothing => {}
+                            Mend::ApiVersions => {
+                                let extended = mend::extend_api_versions(body)?;
+                                frame.truncate(4);
+                                frame.extend(extended);
+                            }
+                            Mend::Metadata(version) => mend::name_controller(version, body)?,
                         }
-                        Mend::Metadata(version) => admin_api::name_controller(version, body)?,
                     }
                     frame
                 }

@@ -10,6 +10,13 @@ use rdkafka::mocking::MockCluster;
 
 use crate::error::{Error, Result};
 
+/// How long a consumer's fetch may wait on the embedded broker. The mock
+/// cluster answers a fetch that found nothing after its whole wait (500 ms
+/// by default), even when records arrive meanwhile: a consumer right
+/// behind a producer (a `group_by`'s repartition topic) would see them in
+/// bursts half a second apart.
+pub(crate) const FETCH_WAIT_MS: &str = "20";
+
 enum Request {
     CreateTopic {
         name: String,

@@ -21,7 +21,7 @@ use crate::error::Result;
 pub(crate) use admin::{ensure_topics, partition_counts};
 pub(crate) use batch_consumer::{BatchConsumer, Fetched, FetchedRecord};
 pub(crate) use delivery::{Origin, OutputProducer};
-pub(crate) use embedded::EmbeddedBroker;
+pub(crate) use embedded::{EmbeddedBroker, FETCH_WAIT_MS as EMBEDDED_FETCH_WAIT_MS};
 pub(crate) use headers::read_headers;
 pub(crate) use offsets::{cached_high_watermark, committed_offsets};
 pub(crate) use transaction::Ended;
@@ -40,6 +40,11 @@ impl Broker {
             },
             BrokerChoice::Embedded => Broker::Embedded(EmbeddedBroker::start()?),
         })
+    }
+
+    /// Whether this is the embedded broker.
+    pub(crate) fn is_embedded(&self) -> bool {
+        matches!(self, Broker::Embedded(_))
     }
 
     pub(crate) fn bootstrap_servers(&self) -> &str {
