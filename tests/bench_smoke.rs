@@ -1,6 +1,6 @@
 //! The bench binary starts and finishes on a tiny input: the test-driver,
 //! memory and assignment workloads alone, and the end-to-end and recovery
-//! workloads against the test broker.
+//! workloads against the test broker and on a dev broker it starts itself.
 //! (The benchmarks themselves are run by hand: see BENCHMARKS.md.)
 
 mod common;
@@ -33,6 +33,8 @@ fn driver_workloads_finish_on_a_tiny_input() {
     let table = run_bench(&[
         "--driver-messages",
         "2000",
+        "--driver-many-keys",
+        "2000",
         "--runs",
         "1",
         "--workloads",
@@ -50,7 +52,7 @@ fn driver_workloads_finish_on_a_tiny_input() {
     assert!(table.contains("| driver stateful |"), "{table}");
     assert!(table.contains("| closures alone stateful |"), "{table}");
     assert!(
-        table.contains("driver stateful vs its closures alone"),
+        table.contains("| driver stateful ÷ its closures alone"),
         "{table}"
     );
     assert!(table.contains("memory: 2000 keys of state"), "{table}");
@@ -88,24 +90,69 @@ fn end_to_end_workloads_finish_on_a_tiny_input() {
         "e2e kstreams stateless",
         "e2e kstreams stateful",
         "e2e kstreams window",
-        "recovery embedded: plain consume",
-        "recovery embedded: kstreams",
-        "recovery broker: plain consume",
-        "recovery broker: kstreams",
+        "recovery plain consume",
+        "recovery kstreams",
     ] {
         assert!(table.contains(&format!("| {workload} |")), "{table}");
     }
-    assert!(table.contains("stateful throughput vs ceiling"), "{table}");
+    for heading in [
+        "#### Medians, embedded broker (commit ",
+        "#### Medians, broker (commit ",
+        "#### Stateful end to end, broker: kstreams beside the rdkafka ceiling",
+    ] {
+        assert!(table.contains(heading), "{table}");
+    }
     assert!(
-        table.contains("recovery rate vs plain consume (broker)"),
+        table.contains("| broker: kstreams stateful ÷ ceiling, msg/s (per run) |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("| broker: recovery, kstreams ÷ plain consume, records/s (per run) |"),
         "{table}"
     );
 }
 
 #[test]
+fn broker_workloads_run_on_a_dev_broker_the_bench_starts() {
+    let table = run_bench(&[
+        "--dev-broker",
+        "--messages",
+        "2000",
+        "--runs",
+        "2",
+        "--workloads",
+        "e2e,recovery",
+        "--recovery-keys",
+        "1000",
+        "--dev-broker-recovery-keys",
+        "1000",
+    ]);
+    assert!(table.starts_with("kstreams bench: commit "), "{table}");
+    for heading in [
+        "#### Stateful end to end, dev broker: kstreams beside the rdkafka ceiling",
+        "#### Stateless end to end, dev broker: kstreams beside the rdkafka ceiling",
+        "#### Recovery, dev broker: run by run",
+        "#### Medians, dev broker (commit ",
+    ] {
+        assert!(table.contains(heading), "{table}");
+    }
+    // Both orders of a pair ran: the baseline first, then kstreams.
+    assert!(table.contains("| 2 (kstreams first) |"), "{table}");
+    assert!(table.contains("| median (lowest-highest) |"), "{table}");
+}
+
+#[test]
 fn help_names_every_flag() {
     let usage = run_bench(&["--help"]);
-    for flag in ["--broker", "--messages", "--runs", "--quix", "--workloads"] {
+    for flag in [
+        "--dev-broker",
+        "--tansu",
+        "--broker",
+        "--messages",
+        "--runs",
+        "--quix",
+        "--workloads",
+    ] {
         assert!(usage.contains(flag), "{usage}");
     }
 }

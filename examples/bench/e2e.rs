@@ -165,8 +165,16 @@ pub fn quix_window(
     input: &str,
     flags: &Flags,
 ) -> anyhow::Result<Measure> {
+    let closed = closed_windows(flags.messages, flags.keys);
+    anyhow::ensure!(
+        closed > 0,
+        "{} purchases of {} keys close no window: the Quix Streams window twin would never \
+         end (give more --messages)",
+        flags.messages,
+        flags.keys
+    );
     let twin = Flags {
-        messages: closed_windows(flags.messages, flags.keys),
+        messages: closed,
         ..flags.clone()
     };
     let mut measure = quix(python, "quix_window.py", broker, input, &[], &twin)?;

@@ -2,44 +2,69 @@
 //! See BENCHMARKS.md for the workloads, the targets and the last figures.
 //!
 //! ```text
-//! cargo run --release --example bench -- [--broker 127.0.0.1:9092] \
+//! cargo run --release --example bench -- [--dev-broker] \
+//!     [--tansu 127.0.0.1:9092] [--broker HOST:PORT [--broker-name NAME]] \
 //!     [--messages 300000] [--driver-messages 1000000] [--keys 10000] \
 //!     [--driver-many-keys 1000000] \
 //!     [--runs 3] [--quix PYTHON] \
-//!     [--recovery-keys 500000] [--broker-recovery-keys 2500] \
-//!     [--memory-keys 10000000] [--assign-partitions 64] [--assign-rtt-ms 50] \
+//!     [--recovery-keys 500000] [--dev-broker-recovery-keys 1000000] \
+//!     [--broker-recovery-keys 2500] \
+//!     [--memory-keys 10000000] [--memory-partitions 8] \
+//!     [--assign-partitions 64] [--assign-rtt-ms 50] \
 //!     [--workloads driver,e2e,recovery,memory,assign,guarantee]
 //! ```
 //!
-//! Without `--broker` only the test-driver, memory and embedded-broker
-//! recovery workloads run (no network). With it, the input is produced once into a fresh topic (two
-//! partitions) and every end-to-end workload reads it with a fresh consumer
-//! group: the plain rdkafka ceiling, kstreams stateless, kstreams stateful
-//! (the `count_per_key` example as a child process) and, with `--quix` (a
-//! Python that has quixstreams), Quix Streams on the same input. The
+//! It prints the commit and date first (`provenance.rs`), and ends with
+//! Markdown tables headed with both (`report.rs`). Without a broker only
+//! the test-driver, memory and embedded-broker recovery workloads run (no
+//! network). The broker workloads (end to end, recovery) run on each
+//! broker given (`brokers.rs`, `broker_runs.rs`), every figure named after
+//! it: `--dev-broker` has the bench start the dev broker
+//! (`examples/dev_broker`, librdkafka's mock cluster on a TCP port, built
+//! beside the bench), and `--tansu HOST:PORT` a tansu there, a fresh one
+//! for each workload (tansu 0.6 stalls after a Quix Streams run);
+//! `--broker HOST:PORT` is a broker of yours, the same for all
+//! (`--broker-name` names it in the figures). Any of them may be given
+//! together. The input is produced into a fresh topic (two partitions;
+//! once for all on `--broker`) and every end-to-end workload reads it
+//! with a fresh consumer group: the plain rdkafka ceilings, kstreams
+//! stateless, kstreams stateful (the `count_per_key` example as a child
+//! process) and, with `--quix` (a Python that has quixstreams), Quix
+//! Streams on the same input, each comparison a pair measured side by
+//! side in each run (`paired.rs`; `--runs`, default 5 end to end and 3
+//! elsewhere). The
 //! ceilings are in `ceiling.rs`; `quix.rs` checks that the Quix Streams
 //! workloads can run (else they are skipped, saying why). The stateful
 //! test-driver workload also runs at `--driver-many-keys` keys, beside its
 //! closures alone at as many. The recovery workload seeds a changelog and
 //! times its rebuild (see `recovery.rs`; its plain consume baseline is in
-//! `plain_consume.rs`): `--recovery-keys` on the embedded broker, and
-//! `--broker-recovery-keys` on the broker (tansu serves records with
-//! headers slowly: see BENCHMARKS.md). The assignment workload (see
-//! `assign.rs`) times a stateful app's start on a mock cluster with a
-//! delay on every request, against a plain consumer. The guarantee
+//! `plain_consume.rs`): `--recovery-keys` on the embedded broker,
+//! `--dev-broker-recovery-keys` on the dev broker (with Quix Streams),
+//! and `--broker-recovery-keys` on tansu and `--broker` (by default few:
+//! tansu serves records with headers slowly, see BENCHMARKS.md). The
+//! assignment workload (see `assign.rs`) times a stateful app's start on
+//! a mock cluster with a delay on every request, against a plain
+//! consumer. The guarantee
 //! workload (see `guarantee.rs`) runs `count_per_key`'s pipeline on the
 //! embedded broker at least once and exactly once, alternating.
 
 mod assign;
+mod broker_runs;
+mod brokers;
 mod ceiling;
+mod dev_broker;
 mod driver;
 mod e2e;
 mod guarantee;
 mod measure;
 mod memory;
+mod paired;
 mod plain_consume;
+mod provenance;
 mod quix;
 mod recovery;
+mod report;
+mod tansu;
 mod windows;
 
 #[path = "../common/count.rs"]
@@ -47,7 +72,6 @@ mod count;
 #[path = "../common/window.rs"]
 mod window;
 
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use serde_json::json;
@@ -57,14 +81,18 @@ use driver::{
     closures_stateless_typed, driver_group_by, driver_stateful, driver_stateful_many_keys,
     driver_stateless, driver_stateless_typed,
 };
-use e2e::{
-    e2e_group_by, e2e_stateful, e2e_stateless, e2e_window, produce_input, quix, quix_window,
-};
-use measure::Measure;
+use report::Results;
 
 #[derive(Clone)]
 pub struct Flags {
+    /// Whether the broker workloads also run on a dev broker that the
+    /// bench starts (`--dev-broker`).
+    pub dev_broker: bool,
+    /// Where the bench starts a fresh tansu for each workload (`--tansu`).
+    pub tansu: Option<String>,
     pub broker: Option<String>,
+    /// What the figures measured on `--broker` are named after.
+    pub broker_name: String,
     pub messages: u64,
     /// Messages of each test-driver run (no broker: many more are cheap).
     pub driver_messages: u64,
@@ -73,19 +101,28 @@ pub struct Flags {
     /// outgrows the in-memory cache (0: not run).
     pub driver_many_keys: u64,
     pub runs: usize,
+    /// End-to-end runs, each a pair of kstreams and each baseline: `--runs`
+    /// if given, else 5 (the Quix Streams comparison needs at least 5).
+    pub e2e_runs: usize,
     /// A Python with quixstreams; `None` when not given, or when
     /// [`quix::python`] found it or the Quix scripts missing (the Quix
     /// workloads are then skipped).
     pub quix: Option<String>,
     pub recovery_keys: u64,
+    pub dev_broker_recovery_keys: u64,
     pub broker_recovery_keys: u64,
     pub memory_keys: u64,
+    /// Partitions of the memory workload's input topic.
+    pub memory_partitions: i32,
     pub assign_partitions: i32,
     pub assign_rtt_ms: u64,
     /// Which Quix Streams twin the end-to-end workload runs: `count`
     /// (`quix_count_per_key.py`), `group_by` (the same with `--group-by
     /// user`) or `window` (`quix_window.py`).
     pub quix_twin: String,
+    /// End to end, only the Quix Streams twin and its kstreams partner run
+    /// (`--quix-only`; `benches/run` compares the other twins so).
+    pub quix_only: bool,
     /// The key counts of the closing-cost workload.
     pub closing_keys: Vec<u64>,
     pub workloads: Vec<String>,
@@ -99,14 +136,21 @@ impl Flags {
 
 /// What `--help` prints.
 const USAGE: &str = "\
-usage: bench [--broker HOST:PORT] [--messages N] [--driver-messages N] [--keys N]
+usage: bench [--dev-broker] [--tansu HOST:PORT] [--broker HOST:PORT [--broker-name NAME]]
+             [--messages N] [--driver-messages N] [--keys N]
              [--driver-many-keys N]
-             [--runs N] [--quix PYTHON] [--quix-twin count|window|group_by]
-             [--recovery-keys N] [--broker-recovery-keys N]
-             [--memory-keys N] [--assign-partitions N] [--assign-rtt-ms N]
+             [--runs N] [--quix PYTHON] [--quix-twin count|window|group_by] [--quix-only]
+             [--recovery-keys N] [--dev-broker-recovery-keys N] [--broker-recovery-keys N]
+             [--memory-keys N] [--memory-partitions N]
+             [--assign-partitions N] [--assign-rtt-ms N]
              [--closing-keys N,N,..]
              [--workloads driver,windows,e2e,recovery,memory,assign,guarantee]
-Without --broker only the workloads that need no network run. --driver-many-keys
+Without --dev-broker, --tansu or --broker only the workloads that need no network
+run; the broker workloads run on each broker given. --dev-broker and --tansu start
+a fresh broker (dev_broker beside the bench, tansu from PATH) for each workload.
+--runs: default 5 end to end (pairs of kstreams and each baseline), 3 elsewhere.
+--quix-only: end to end, only the Quix Streams twin and its kstreams partner.
+--driver-many-keys
 (default 1000000, 0 to skip) is the key count of the second stateful driver workload.
 --quix needs a Python with quixstreams and the scripts in ../shared/bench:
     python3 -m venv .venv-quix && .venv-quix/bin/pip install quixstreams
@@ -115,19 +159,26 @@ See BENCHMARKS.md.";
 
 fn flags() -> anyhow::Result<Flags> {
     let mut flags = Flags {
+        dev_broker: false,
+        tansu: None,
         broker: None,
+        broker_name: "broker".into(),
         messages: 300_000,
         driver_messages: 1_000_000,
         keys: 10_000,
         driver_many_keys: 1_000_000,
         runs: 3,
+        e2e_runs: 5,
         quix: None,
         recovery_keys: 500_000,
+        dev_broker_recovery_keys: 1_000_000,
         broker_recovery_keys: 2_500,
         memory_keys: 10_000_000,
+        memory_partitions: 8,
         assign_partitions: 64,
         assign_rtt_ms: 50,
         quix_twin: "count".into(),
+        quix_only: false,
         closing_keys: vec![10_000, 100_000, 1_000_000],
         workloads: [
             "driver",
@@ -150,23 +201,38 @@ fn flags() -> anyhow::Result<Flags> {
             }
             // `cargo bench` passes this to every bench target.
             "--bench" => continue,
+            "--dev-broker" => {
+                flags.dev_broker = true;
+                continue;
+            }
+            "--quix-only" => {
+                flags.quix_only = true;
+                continue;
+            }
             _ => {}
         }
         let Some(value) = args.next() else {
             anyhow::bail!("{flag} needs a value\n{USAGE}");
         };
         match flag.as_str() {
+            "--tansu" => flags.tansu = Some(value),
             "--broker" => flags.broker = Some(value),
+            "--broker-name" => flags.broker_name = value,
             "--messages" => flags.messages = value.parse()?,
             "--driver-messages" => flags.driver_messages = value.parse()?,
             "--keys" => flags.keys = value.parse()?,
             "--driver-many-keys" => flags.driver_many_keys = value.parse()?,
-            "--runs" => flags.runs = value.parse()?,
+            "--runs" => {
+                flags.runs = value.parse()?;
+                flags.e2e_runs = flags.runs;
+            }
             "--quix" => flags.quix = Some(value),
             "--quix-twin" => flags.quix_twin = value,
             "--recovery-keys" => flags.recovery_keys = value.parse()?,
+            "--dev-broker-recovery-keys" => flags.dev_broker_recovery_keys = value.parse()?,
             "--broker-recovery-keys" => flags.broker_recovery_keys = value.parse()?,
             "--memory-keys" => flags.memory_keys = value.parse()?,
+            "--memory-partitions" => flags.memory_partitions = value.parse()?,
             "--assign-partitions" => flags.assign_partitions = value.parse()?,
             "--assign-rtt-ms" => flags.assign_rtt_ms = value.parse()?,
             "--closing-keys" => {
@@ -194,13 +260,9 @@ pub fn purchase(i: u64, keys: u64) -> (String, Vec<u8>) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    if let [_, flag, keys] = args.as_slice() {
-        if flag == memory::CHILD_FLAG {
-            return memory::child(keys.parse()?);
-        }
-    }
     let mut flags = flags()?;
+    // Every figure below is of this commit, on this day.
+    println!("kstreams bench: {}", provenance::label());
     flags.quix = quix::python(&flags);
     recovery::install_logger();
     let mut results = Results::default();
@@ -253,62 +315,23 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(broker) = &flags.broker {
-        if flags.runs("e2e") {
-            let input = produce_input(broker, &flags)?;
-            for run in 1..=flags.runs {
-                eprintln!("== end-to-end run {run} of {}", flags.runs);
-                let copy_all = ceiling::copy_all(broker, &input, &flags)?;
-                results.add("e2e rdkafka ceiling", copy_all);
-                let filter = ceiling::filter(broker, &input, &flags)?;
-                results.add("e2e rdkafka ceiling stateless", filter);
-                results.add(
-                    "e2e kstreams stateless",
-                    e2e_stateless(broker, &input, &flags)?,
-                );
-                results.add(
-                    "e2e kstreams stateful",
-                    e2e_stateful(broker, &input, &flags)?,
-                );
-                results.add("e2e kstreams window", e2e_window(broker, &input, &flags)?);
-                let grouped = e2e_group_by(broker, &input, &flags)?;
-                results.add("e2e kstreams group_by", grouped);
-                // One Quix Streams twin a run: on tansu 0.6 a Quix Streams
-                // run that follows another on one broker stalls.
-                match (&flags.quix, flags.quix_twin.as_str()) {
-                    (Some(python), "window") => {
-                        let measure = quix_window(python, broker, &input, &flags)?;
-                        results.add("e2e quix window", measure);
-                    }
-                    (Some(python), "group_by") => {
-                        let script = "quix_count_per_key.py";
-                        let args = ["--group-by", "user"];
-                        let measure = quix(python, script, broker, &input, &args, &flags)?;
-                        results.add("e2e quix group_by", measure);
-                    }
-                    (Some(python), _) => {
-                        let script = "quix_count_per_key.py";
-                        let measure = quix(python, script, broker, &input, &[], &flags)?;
-                        results.add("e2e quix stateful", measure);
-                    }
-                    (None, _) => {}
-                }
+    if flags.runs("e2e") {
+        for broker in brokers::networked(&flags) {
+            // A broker that fails (tansu may stall) stops its own runs
+            // only; what it measured before stays in the report.
+            if let Err(error) = broker_runs::e2e(&broker, &flags, &mut results) {
+                eprintln!("end to end, {}: stopped: {error:#}", broker.label());
             }
         }
     }
     if flags.runs("recovery") {
+        let brokers = brokers::for_recovery(&flags);
+        broker_runs::say_recovery_sizes(&brokers, &flags);
         for run in 1..=flags.runs {
-            eprintln!("== recovery run {run} of {}", flags.runs);
-            let measured = recovery::run(None, flags.recovery_keys, None, run)?;
-            results.add("recovery embedded: plain consume", measured.plain);
-            results.add("recovery embedded: kstreams", measured.kstreams);
-            if let Some(broker) = &flags.broker {
-                let keys = flags.broker_recovery_keys;
-                let measured = recovery::run(Some(broker), keys, flags.quix.as_deref(), run)?;
-                results.add("recovery broker: plain consume", measured.plain);
-                results.add("recovery broker: kstreams", measured.kstreams);
-                if let Some(quix) = measured.quix {
-                    results.add("recovery broker: quix", quix);
+            for broker in &brokers {
+                if let Err(error) = broker_runs::recovery(run, broker, &flags, &mut results) {
+                    let label = broker.label();
+                    eprintln!("recovery, {label}: run {run} failed: {error:#}");
                 }
             }
         }
@@ -340,30 +363,25 @@ fn main() -> anyhow::Result<()> {
             results.add("assign: kstreams", measured.kstreams);
         }
     }
-    report(&results.runs, &flags);
+    report::report(&results, &flags);
     if flags.runs("memory") {
-        eprintln!("== memory: {} keys", flags.memory_keys);
-        let memory = memory::run(flags.memory_keys)?;
+        let (keys, partitions) = (flags.memory_keys, flags.memory_partitions);
+        eprintln!("== memory: count_per_key, {keys} keys, {partitions} partitions");
+        let memory = memory::run(keys, partitions)?;
         println!(
-            "memory: {} keys of state in {:.1} s, peak RSS {:.0} MB (target <= 200 MB)",
-            memory.keys, memory.seconds, memory.peak_rss_mb
+            "memory: {} keys of state, {} partitions, count_per_key on a dev broker: \
+             peak RSS {:.0} MB (target <= 300 MB); {} messages in {:.1} s = {:.0} msg/s, \
+             {:.2} µs CPU/msg",
+            memory.keys,
+            memory.partitions,
+            memory.peak_rss_mb,
+            memory.messages,
+            memory.seconds,
+            memory.rate(),
+            memory.cpu * 1e6 / memory.messages as f64
         );
     }
     Ok(())
-}
-
-/// Every measured run, per workload.
-#[derive(Default)]
-struct Results {
-    runs: BTreeMap<String, Vec<Measure>>,
-}
-
-impl Results {
-    fn add(&mut self, workload: &str, measure: Measure) {
-        summary(workload, &measure);
-        let runs = self.runs.entry(workload.to_string()).or_default();
-        runs.push(measure);
-    }
 }
 
 /// The names of the stateful test-driver workload at `keys` keys and of
@@ -378,141 +396,6 @@ fn many_keys_names(keys: u64) -> (String, String) {
         format!("driver stateful {keys} keys"),
         format!("closures alone stateful {keys} keys"),
     )
-}
-
-fn summary(name: &str, measure: &Measure) {
-    let cpu = measure
-        .cpu_per_message_us()
-        .map_or(String::new(), |us| format!(", {us:.2} µs CPU/msg"));
-    eprintln!(
-        "{name}: {} messages in {:.2} s = {:.0} msg/s{cpu}",
-        measure.messages,
-        measure.seconds,
-        measure.rate()
-    );
-}
-
-/// Medians of the runs, and the ratios the targets are stated in.
-fn report(results: &BTreeMap<String, Vec<Measure>>, flags: &Flags) {
-    let median = |name: &str| -> Option<Measure> {
-        let mut runs = results.get(name)?.clone();
-        runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
-        Some(runs[runs.len() / 2])
-    };
-    println!("| workload | msg/s (median) | CPU µs/msg |");
-    println!("|---|---:|---:|");
-    for name in results.keys() {
-        if let Some(measure) = median(name) {
-            let cpu = measure
-                .cpu_per_message_us()
-                .map_or("-".to_string(), |us| format!("{us:.2}"));
-            println!("| {name} | {:.0} | {cpu} |", measure.rate());
-        }
-    }
-    let ratio = |a: &str, b: &str, of: fn(&Measure) -> Option<f64>| {
-        let (a, b) = (median(a)?, median(b)?);
-        Some(of(&a)? / of(&b)?)
-    };
-    let rate = |m: &Measure| Some(m.rate());
-    let cpu = |m: &Measure| m.cpu_per_message_us();
-    let many_keys_driver = many_keys_names(flags.driver_many_keys).0;
-    let many_keys = many_keys_driver.trim_start_matches("driver ");
-    let kinds = [
-        "stateless",
-        "stateless typed",
-        "stateful",
-        many_keys,
-        "window tumbling",
-        "window hopping",
-        "window session",
-        "window count",
-        "group_by",
-    ];
-    for kind in kinds {
-        let (driver, alone) = (format!("driver {kind}"), format!("closures alone {kind}"));
-        if let Some(r) = ratio(&driver, &alone, rate) {
-            println!("driver {kind} vs its closures alone: {r:.2}x");
-        }
-    }
-    if let Some(measure) = median(&many_keys_driver) {
-        println!(
-            "{many_keys_driver}: {:.0} msg/s (target at 1M keys: >= 700 000 msg/s)",
-            measure.rate()
-        );
-    }
-    if let Some(r) = ratio("e2e kstreams stateful", "e2e rdkafka ceiling", rate) {
-        println!(
-            "stateful throughput vs ceiling (every message produced by both): {r:.2}x \
-             (target >= 0.8x)"
-        );
-    }
-    let stateless_ceiling = "e2e rdkafka ceiling stateless";
-    if let Some(r) = ratio("e2e kstreams stateless", stateless_ceiling, rate) {
-        println!(
-            "stateless throughput vs its ceiling (both decode, filter, produce half): {r:.2}x"
-        );
-    }
-    if let Some(r) = ratio("e2e kstreams stateless", stateless_ceiling, cpu) {
-        println!("stateless CPU per message vs its ceiling: {r:.2}x");
-    }
-    if let Some(r) = ratio("e2e quix window", "e2e kstreams window", cpu) {
-        println!("window: Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)");
-    }
-    if let Some(r) = ratio("e2e quix group_by", "e2e kstreams group_by", cpu) {
-        println!(
-            "group_by: Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)"
-        );
-    }
-    if let Some(r) = ratio("e2e quix stateful", "e2e kstreams stateful", cpu) {
-        println!("Quix CPU per message / kstreams CPU per message: {r:.1} (target >= 25)");
-    }
-    if let Some(r) = ratio("e2e kstreams stateful", "e2e quix stateful", rate) {
-        println!("stateful throughput vs Quix Streams: {r:.1}x");
-    }
-    let (exactly, least) = (
-        "embedded count: exactly once",
-        "embedded count: at least once",
-    );
-    if let Some(r) = ratio(exactly, least, rate) {
-        println!("exactly once throughput vs at least once: {r:.2}x (target >= 0.9x)");
-    }
-    if let Some(r) = ratio(exactly, least, cpu) {
-        println!("exactly once CPU per message vs at least once: {r:.2}x");
-    }
-    for broker in ["embedded", "broker"] {
-        let (kstreams, plain) = (
-            format!("recovery {broker}: kstreams"),
-            format!("recovery {broker}: plain consume"),
-        );
-        if let Some(r) = ratio(&kstreams, &plain, rate) {
-            println!("recovery rate vs plain consume ({broker}): {r:.2}x (target >= 0.8x)");
-        }
-    }
-    let seconds = |m: &Measure| Some(m.seconds);
-    if let Some(r) = ratio(
-        "recovery broker: quix",
-        "recovery broker: kstreams",
-        seconds,
-    ) {
-        println!("Quix recovery time / kstreams recovery time: {r:.1} (target >= 10)");
-    }
-    if let (Some(kstreams), Some(plain)) =
-        (median("assign: kstreams"), median("assign: plain consumer"))
-    {
-        let more = kstreams.seconds - plain.seconds;
-        let round_trips = match flags.assign_rtt_ms {
-            0 => String::new(),
-            rtt => format!(
-                " (as long as {:.1} round trips)",
-                more * 1000.0 / rtt as f64
-            ),
-        };
-        println!(
-            "assignment of {} partitions with 2 stores at {} ms a request: kstreams {:.2} s, \
-             plain consumer {:.2} s: {more:.2} s more{round_trips}",
-            flags.assign_partitions, flags.assign_rtt_ms, kstreams.seconds, plain.seconds,
-        );
-    }
 }
 
 /// Progress on long runs: a line every million messages.

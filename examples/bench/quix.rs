@@ -37,8 +37,10 @@ pub fn seed_script() -> PathBuf {
 pub fn python(flags: &Flags) -> Option<String> {
     let e2e = flags.runs("e2e");
     let recovery = flags.runs("recovery");
-    if flags.broker.is_none() || !(e2e || recovery) {
-        // Quix Streams runs on a broker only (it cannot use the embedded one).
+    let networked = flags.dev_broker || flags.tansu.is_some() || flags.broker.is_some();
+    if !networked || !(e2e || recovery) {
+        // Quix Streams runs on a broker on the network only (it cannot use
+        // the embedded one, which lives in this process).
         return None;
     }
     let Some(python) = &flags.quix else {

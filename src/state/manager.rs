@@ -8,7 +8,7 @@ use std::sync::Arc;
 use foldhash::HashMap;
 
 use super::changelog::{changelog_name, Stamp};
-use super::options::RocksDbOptions;
+use super::options::{RocksDbOptions, StoreOptions};
 use super::rocksdb::{destroy, Absorbed, PartitionStore};
 use super::transaction::Transaction;
 use super::window_index::WindowIndex;
@@ -157,13 +157,15 @@ struct TopicStores {
 }
 
 /// Where and how partition stores open: the group's state directory, the
-/// stores of each stateful input topic and RocksDB's settings. Cheap to
-/// clone: the poll loop and the recovery thread each hold one.
+/// stores of each stateful input topic and RocksDB's settings, with the
+/// block cache and write buffer manager that every partition shares.
+/// Cheap to clone: the poll loop and the recovery thread each hold one,
+/// and share that memory.
 #[derive(Clone)]
 pub(crate) struct StoreLayout {
     root: PathBuf,
     topics: Arc<[TopicStores]>,
-    options: RocksDbOptions,
+    options: StoreOptions,
 }
 
 impl StoreLayout {
@@ -193,7 +195,7 @@ impl StoreLayout {
         StoreLayout {
             root,
             topics,
-            options,
+            options: StoreOptions::new(options),
         }
     }
 
@@ -486,6 +488,50 @@ mod tests {
         };
         assert_eq!(state.stamp(), Some(between));
         assert!(between.is_before(8));
+    }
+
+    #[test]
+    fn every_partition_shares_one_block_cache_and_one_write_buffer_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = [(Arc::from("in"), vec!["default".to_string()])];
+        let options = RocksDbOptions::default()
+            .block_cache_size(48 << 20)
+            .total_write_buffer_size(16 << 20);
+        let layout = StoreLayout::new(dir.path().into(), &stores, None, options);
+        let mut manager = StateManager::new(layout.clone());
+        manager.open("in", 0).unwrap();
+        manager.open("in", 1).unwrap();
+        let cache_of = |manager: &mut StateManager, partition| {
+            manager
+                .get_mut("in", partition)
+                .unwrap()
+                .store
+                .block_cache(0)
+        };
+        // Writes 2 MiB into a partition's memtable.
+        let write = |manager: &mut StateManager, partition| {
+            let state = manager.get_mut("in", partition).unwrap();
+            for key in 0..64_u8 {
+                state.transactions[0].put(vec![key], vec![key; 32 << 10]);
+            }
+            state.absorb(0);
+            state.write_checkpoint(&[], false).unwrap();
+        };
+        let (capacity, before) = cache_of(&mut manager, 1);
+        assert_eq!(capacity, 48 << 20, "one cache of the whole budget");
+        assert_eq!(cache_of(&mut manager, 0).0, 48 << 20);
+        let memtables = layout.options.write_buffer_usage();
+        write(&mut manager, 0);
+        // Partition 0's memtable is charged to the write buffer manager and,
+        // through it, to the block cache that partition 1 reads through.
+        let after_0 = layout.options.write_buffer_usage();
+        assert!(after_0 >= memtables + (2 << 20), "{memtables} -> {after_0}");
+        let (_, after) = cache_of(&mut manager, 1);
+        assert!(after >= before + (2 << 20), "{before} -> {after}");
+        // And partition 1's to the same manager.
+        write(&mut manager, 1);
+        let after_1 = layout.options.write_buffer_usage();
+        assert!(after_1 >= after_0 + (2 << 20), "{after_0} -> {after_1}");
     }
 
     #[test]

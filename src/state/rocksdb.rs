@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, ReadOptions, WriteBatch, DB};
 
-use super::options::RocksDbOptions;
+use super::options::StoreOptions;
 use super::recovery::ChangelogBatch;
 use super::transaction::Transaction;
 use crate::error::{Error, Result};
@@ -45,8 +45,10 @@ pub(crate) struct PartitionStore {
 
 impl PartitionStore {
     /// Opens (or creates) the database at `path` with one column family per
-    /// store. Waits up to 10 s for another process holding it to let go.
-    pub(crate) fn open(path: &Path, stores: &[String], options: &RocksDbOptions) -> Result<Self> {
+    /// store, sharing the block cache and the write buffer manager of
+    /// `options` with every other database opened with them. Waits up to
+    /// 10 s for another process holding it to let go.
+    pub(crate) fn open(path: &Path, stores: &[String], options: &StoreOptions) -> Result<Self> {
         let failed = |operation, source| Error::Store {
             path: path.to_path_buf(),
             operation,
@@ -56,8 +58,7 @@ impl PartitionStore {
             path: path.to_path_buf(),
             source,
         })?;
-        let cache = options.block_cache();
-        let mut db_options = options.to_rocksdb(&cache);
+        let mut db_options = options.to_rocksdb();
         db_options.create_if_missing(true);
         db_options.create_missing_column_families(true);
         let names: Vec<&str> = stores.iter().map(String::as_str).chain([META]).collect();
@@ -65,7 +66,7 @@ impl PartitionStore {
         let db = loop {
             let families = names
                 .iter()
-                .map(|name| ColumnFamilyDescriptor::new(*name, options.to_rocksdb(&cache)));
+                .map(|name| ColumnFamilyDescriptor::new(*name, options.to_rocksdb()));
             match DB::open_cf_descriptors(&db_options, path, families) {
                 Ok(db) => break db,
                 Err(error) if is_lock_error(&error, path) => {
@@ -209,6 +210,23 @@ impl PartitionStore {
         }
     }
 
+    /// The capacity and the usage of the block cache of store number
+    /// `store`, as RocksDB reports them.
+    #[cfg(test)]
+    pub(crate) fn block_cache(&self, store: usize) -> (u64, u64) {
+        let family = self.family(&self.stores[store]);
+        let property = |name| {
+            self.db
+                .property_int_value_cf(family, name)
+                .unwrap()
+                .unwrap()
+        };
+        (
+            property("rocksdb.block-cache-capacity"),
+            property("rocksdb.block-cache-usage"),
+        )
+    }
+
     fn write(&self, batch: WriteBatch) -> Result<()> {
         self.db
             .write(batch)
@@ -300,7 +318,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store =
-                PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default()).unwrap();
+                PartitionStore::open(dir.path(), &stores(), &StoreOptions::default()).unwrap();
             let mut tx = Transaction::default();
             tx.put(b"k".to_vec(), b"v".to_vec());
             tx.keep_message();
@@ -315,8 +333,7 @@ mod tests {
                 .write_checkpoint(&[tx, other], &[Some(7), None], Some(absorbed))
                 .unwrap();
         }
-        let store =
-            PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default()).unwrap();
+        let store = PartitionStore::open(dir.path(), &stores(), &StoreOptions::default()).unwrap();
         assert_eq!(
             store.read(0, b"k", |v| v.map(<[u8]>::to_vec)).unwrap(),
             Some(b"v".to_vec())
@@ -339,9 +356,8 @@ mod tests {
     #[test]
     fn second_opener_gets_a_locked_error() {
         let dir = tempfile::tempdir().unwrap();
-        let _first =
-            PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default()).unwrap();
-        let second = PartitionStore::open(dir.path(), &stores(), &RocksDbOptions::default());
+        let _first = PartitionStore::open(dir.path(), &stores(), &StoreOptions::default()).unwrap();
+        let second = PartitionStore::open(dir.path(), &stores(), &StoreOptions::default());
         assert!(
             matches!(second, Err(Error::StoreLocked { .. })),
             "{:?}",
@@ -354,10 +370,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // A topic named "blocklist": the path contains "lock".
         let path = dir.path().join("blocklist").join("0");
-        drop(PartitionStore::open(&path, &stores(), &RocksDbOptions::default()).unwrap());
+        drop(PartitionStore::open(&path, &stores(), &StoreOptions::default()).unwrap());
         std::fs::write(path.join("CURRENT"), "damaged").unwrap();
         let started = Instant::now();
-        let reopened = PartitionStore::open(&path, &stores(), &RocksDbOptions::default());
+        let reopened = PartitionStore::open(&path, &stores(), &StoreOptions::default());
         assert!(
             matches!(
                 reopened,

@@ -171,13 +171,13 @@ impl ChangelogWrite {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::RocksDbOptions;
+    use crate::state::options::StoreOptions;
 
     #[test]
     fn a_batch_of_a_recovery_whose_earlier_batch_failed_is_not_written() {
         let dir = tempfile::tempdir().unwrap();
         let stores = ["totals".to_string()];
-        let store = PartitionStore::open(dir.path(), &stores, &RocksDbOptions::default()).unwrap();
+        let store = PartitionStore::open(dir.path(), &stores, &StoreOptions::default()).unwrap();
         let store = Arc::new(store);
         let batch = |key: &[u8], failed: &Arc<AtomicBool>| {
             let mut records = ChangelogBatch::default();
