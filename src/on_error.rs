@@ -65,9 +65,7 @@ impl ErrorPolicy {
         }
         decide(self.producer.as_ref(), error)
     }
-}
 
-impl ErrorPolicy {
     /// Exactly once: what to do with a record refused inside a
     /// transaction, which is aborted either way. Skip means: process the
     /// checkpoint's messages again, repartition records included (the

@@ -149,29 +149,23 @@ fn a_kstreams_application_counts_on_it_and_recovers_its_state_from_the_changelog
             .to_topic(&output);
         app
     };
+    // Sends `numbers` and counts them in an app on `dir`; returns its counts.
+    let count = |dir: &tempfile::TempDir, numbers: &[i64]| -> Vec<i64> {
+        let app = counting(dir);
+        let producer = app.producer().unwrap();
+        for n in numbers {
+            producer.send(&input, Some(&b"k".to_vec()), n).unwrap();
+        }
+        producer.flush().unwrap();
+        let messages = Until::messages(numbers.len() as u64);
+        app.run_until(messages.or_timeout(Duration::from_secs(60)))
+            .unwrap()
+            .values(&output)
+            .unwrap()
+    };
     let (first, fresh) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let app = counting(&first);
-    let producer = app.producer().unwrap();
-    for n in 0..3 {
-        producer.send(&input, Some(&b"k".to_vec()), &n).unwrap();
-    }
-    producer.flush().unwrap();
-    let counts = app
-        .run_until(Until::messages(3).or_timeout(Duration::from_secs(60)))
-        .unwrap()
-        .values(&output)
-        .unwrap();
-    assert_eq!(counts, [1, 2, 3]);
-
-    let app = counting(&fresh);
-    let producer = app.producer().unwrap();
-    producer.send(&input, Some(&b"k".to_vec()), &3).unwrap();
-    producer.flush().unwrap();
-    let counts = app
-        .run_until(Until::messages(1).or_timeout(Duration::from_secs(60)))
-        .unwrap()
-        .values(&output)
-        .unwrap();
+    assert_eq!(count(&first, &[0, 1, 2]), [1, 2, 3]);
+    let counts = count(&fresh, &[3]);
     assert_eq!(counts, [4], "recovered 3 from the changelog");
     let changelog = format!("changelog__{group}--{}--default", input.name());
     assert_eq!(

@@ -5,11 +5,10 @@
 //! clients and not the broker; and, in a process of its own, its CPU is
 //! in neither kstreams' figure nor its baseline's.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use crate::measure::sibling_example;
+use crate::measure::{read_back, sibling_example};
 
 /// A running dev broker.
 pub struct DevBroker {
@@ -45,7 +44,7 @@ impl DevBroker {
         anyhow::ensure!(
             !broker.address.is_empty(),
             "the dev broker did not start: {line:?}\n{}",
-            read(&mut stderr)?
+            read_back(&mut stderr)?
         );
         Ok(broker)
     }
@@ -56,11 +55,4 @@ impl Drop for DevBroker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn read(file: &mut File) -> anyhow::Result<String> {
-    let mut text = String::new();
-    file.rewind()?;
-    file.read_to_string(&mut text)?;
-    Ok(text)
 }

@@ -88,13 +88,7 @@ pub fn run_child(mut command: Command, prefix: &str, timeout: Duration) -> anyho
         thread::sleep(Duration::from_millis(100));
     };
     let cpu = cpu_seconds(Who::Children) - cpu;
-    let read = |file: &mut File| -> anyhow::Result<String> {
-        let mut text = String::new();
-        file.rewind()?;
-        file.read_to_string(&mut text)?;
-        Ok(text)
-    };
-    let (stdout, stderr) = (read(&mut stdout_file)?, read(&mut stderr_file)?);
+    let (stdout, stderr) = (read_back(&mut stdout_file)?, read_back(&mut stderr_file)?);
     let Some(status) = status else {
         anyhow::bail!("{command:?} did not finish within {timeout:?}:\n{stdout}\n{stderr}");
     };
@@ -117,6 +111,15 @@ pub fn run_child(mut command: Command, prefix: &str, timeout: Duration) -> anyho
         seconds,
         cpu: Some(cpu),
     })
+}
+
+/// What a child wrote to `file` (its stdout or stderr, a temporary
+/// file), read from the start.
+pub fn read_back(file: &mut File) -> anyhow::Result<String> {
+    let mut text = String::new();
+    file.rewind()?;
+    file.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 /// An example built beside this one (same profile).

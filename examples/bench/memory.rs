@@ -18,8 +18,6 @@
 //! larger than librdkafka's consumer prefetches (`queued.min.messages`,
 //! 100 000 messages), so that its queue fills as on a real broker.
 
-use std::fs::File;
-use std::io::{Read, Seek};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
@@ -33,7 +31,7 @@ use serde_json::Value;
 
 use crate::dev_broker::DevBroker;
 use crate::e2e::send;
-use crate::measure::{cpu_seconds, sibling_example, Who};
+use crate::measure::{cpu_seconds, read_back, sibling_example, Who};
 use crate::{fresh, purchase};
 
 /// How many messages a partition of the input may be ahead of what
@@ -97,13 +95,7 @@ pub fn run(keys: u64, partitions: i32) -> anyhow::Result<Memory> {
         let _ = child.wait();
     }
     let cpu = cpu_seconds(Who::Children) - cpu;
-    let read = |file: &mut File| -> anyhow::Result<String> {
-        let mut text = String::new();
-        file.rewind()?;
-        file.read_to_string(&mut text)?;
-        Ok(text)
-    };
-    let (stdout, stderr) = (read(&mut stdout_file)?, read(&mut stderr_file)?);
+    let (stdout, stderr) = (read_back(&mut stdout_file)?, read_back(&mut stderr_file)?);
     let (status, peak_kb) = match watched {
         Ok(watched) => watched,
         Err(error) => anyhow::bail!("{command:?}: {error:#}\n{stdout}\n{stderr}"),

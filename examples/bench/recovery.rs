@@ -14,7 +14,6 @@
 //! committed input and is applied, and the new message must come out with
 //! count 2: the bench checks it.
 
-use std::io::{Read, Seek};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -29,7 +28,9 @@ use serde_json::{json, Value};
 use crate::brokers::Broker;
 use crate::count::{count_and_sum, Purchase, Totals};
 use crate::e2e::send;
-use crate::measure::{cpu_seconds, print_thread_cpu, thread_cpu, Measure, ThreadCpu, Who};
+use crate::measure::{
+    cpu_seconds, print_thread_cpu, read_back, thread_cpu, Measure, ThreadCpu, Who,
+};
 use crate::{fresh, plain_consume, quix};
 
 /// Partitions of input and changelog on a broker, as in the other
@@ -426,9 +427,7 @@ fn stderr_within(mut command: Command, timeout: Duration) -> anyhow::Result<Stri
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let mut stderr = String::new();
-    stderr_file.rewind()?;
-    stderr_file.read_to_string(&mut stderr)?;
+    let stderr = read_back(&mut stderr_file)?;
     match status {
         None => anyhow::bail!("{command:?} did not finish within {timeout:?}:\n{stderr}"),
         Some(status) if !status.success() => {
