@@ -14,7 +14,8 @@
 
 use crate::brokers::{Broker, Running};
 use crate::e2e::{
-    e2e_group_by, e2e_stateful, e2e_stateless, e2e_window, produce_input, quix, quix_window,
+    e2e_group_by, e2e_stateful, e2e_stateless, e2e_window, input_partitions, produce_input, quix,
+    quix_window,
 };
 use crate::measure::Measure;
 use crate::paired::Pair;
@@ -106,6 +107,7 @@ pub fn e2e(broker: &Broker, flags: &Flags, results: &mut Results) -> anyhow::Res
     let label = broker.label();
     let mut shared: Option<(Running, String)> = None;
     let twin = flags.quix_twin.as_str();
+    let partitions = input_partitions(broker, flags.messages);
     let (script, args): (&str, &[&str]) = match twin {
         "window" => ("quix_window.py", &[]),
         "group_by" => ("quix_count_per_key.py", &["--group-by", "user"]),
@@ -124,7 +126,7 @@ pub fn e2e(broker: &Broker, flags: &Flags, results: &mut Results) -> anyhow::Res
                     .address
                     .clone()
                     .ok_or_else(|| anyhow::anyhow!("end to end needs a broker on the network"))?;
-                shared = Some((running, produce_input(&address, flags)?));
+                shared = Some((running, produce_input(&address, partitions, flags)?));
             }
             let Some((running, input)) = &shared else {
                 unreachable!("started above");
@@ -167,7 +169,7 @@ pub fn e2e(broker: &Broker, flags: &Flags, results: &mut Results) -> anyhow::Res
             else {
                 continue;
             };
-            let about = about(comparison, twin, flags);
+            let about = about(comparison, twin, partitions, flags);
             let pair = Pair {
                 run,
                 kstreams: kstreams_measure,
@@ -181,9 +183,9 @@ pub fn e2e(broker: &Broker, flags: &Flags, results: &mut Results) -> anyhow::Res
 }
 
 /// What an end-to-end comparison ran, and how its CPU is counted.
-fn about(comparison: Comparison, twin: &str, flags: &Flags) -> String {
+fn about(comparison: Comparison, twin: &str, partitions: i32, flags: &Flags) -> String {
     let input = format!(
-        "{} purchases of {} keys, 2 partitions, a fresh consumer group each",
+        "{} purchases of {} keys, {partitions} partitions, a fresh consumer group each",
         thousands(flags.messages as f64),
         thousands(flags.keys as f64)
     );

@@ -11,20 +11,41 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
+use crate::brokers::Broker;
 use crate::driver::{is_big, summary};
 use crate::measure::{run_child, sibling_example, FirstMessageClock, Measure};
 use crate::{fresh, progress, purchase, Flags};
 
-/// Produces the purchases into a fresh topic with two partitions.
-pub fn produce_input(broker: &str, flags: &Flags) -> anyhow::Result<String> {
+/// Input records a partition of the dev broker holds at most: librdkafka's
+/// mock cluster keeps only the newest 5 MB of a partition and drops older
+/// record batches without a word, which would leave every workload waiting
+/// for purchases that are gone. A purchase takes about 90 bytes, a
+/// `group_by`'s repartition record (same partitions) about 115, so 20 000
+/// of either stay under half the 5 MB.
+const MOCK_RECORDS_PER_PARTITION: u64 = 20_000;
+
+/// The input's partitions on `broker`: two, or on the dev broker as many as
+/// keep `messages` purchases under its per-partition limit.
+pub fn input_partitions(broker: &Broker, messages: u64) -> i32 {
+    match broker {
+        Broker::Dev => {
+            let needed = messages.div_ceil(MOCK_RECORDS_PER_PARTITION);
+            2.max(i32::try_from(needed).unwrap_or(i32::MAX))
+        }
+        _ => 2,
+    }
+}
+
+/// Produces the purchases into a fresh topic with `partitions` partitions.
+pub fn produce_input(broker: &str, partitions: i32, flags: &Flags) -> anyhow::Result<String> {
     let name = fresh("purchases");
-    // The first purchase goes through kstreams, which creates the topic
-    // with two partitions; the rest through a plain rdkafka producer.
+    // The first purchase goes through kstreams, which creates the topic;
+    // the rest through a plain rdkafka producer.
     let app = Application::builder().broker_address(broker).build()?;
     // Explicit configs: tansu reports only configs set at creation, and
     // Quix Streams needs `retention.ms` (as in produce_purchases.py).
     let topic = Topic::<Value>::new(&name)
-        .partitions(2)
+        .partitions(partitions)
         .config("retention.ms", "-1")
         .config("retention.bytes", "-1")
         .config("cleanup.policy", "delete");
