@@ -45,24 +45,25 @@ pub fn filter(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measur
 /// Consumes `--messages` of `input` and produces what `work` makes of
 /// them, timed from the first message to the last output's delivery.
 fn run(broker: &str, input: &str, flags: &Flags, work: Work) -> anyhow::Result<Measure> {
-    let output = fresh("ceiling-out");
-    // The output topic exists before the clock starts (librdkafka would
-    // wait for it to appear otherwise): created with a marker record.
-    let marker = Topic::<Value>::new(&output).partitions(2);
-    let app = Application::builder().broker_address(broker).build()?;
-    let kstreams_producer = app.producer()?;
-    kstreams_producer.send(&marker, None, &json!({"marker": true}))?;
-    kstreams_producer.flush()?;
     // Assigned, not subscribed: no group join to wait for.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("group.id", fresh("ceiling"))
         .set("enable.auto.commit", "false")
         .create()?;
+    let partitions = partition_count(&consumer, input)?;
     let mut assignment = TopicPartitionList::new();
-    for partition in 0..2 {
+    for partition in 0..partitions {
         assignment.add_partition_offset(input, partition, Offset::Beginning)?;
     }
+    let output = fresh("ceiling-out");
+    // The output topic exists before the clock starts (librdkafka would
+    // wait for it to appear otherwise): created with a marker record.
+    let marker = Topic::<Value>::new(&output).partitions(partitions);
+    let app = Application::builder().broker_address(broker).build()?;
+    let kstreams_producer = app.producer()?;
+    kstreams_producer.send(&marker, None, &json!({"marker": true}))?;
+    kstreams_producer.flush()?;
     consumer.assign(&assignment)?;
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker)
@@ -115,4 +116,18 @@ fn run(broker: &str, input: &str, flags: &Flags, work: Work) -> anyhow::Result<M
         seconds: first.elapsed().as_secs_f64(),
         cpu: Some(cpu_seconds(Who::Process) - cpu),
     })
+}
+
+/// How many partitions `topic` has, from the broker's metadata.
+fn partition_count(consumer: &BaseConsumer, topic: &str) -> anyhow::Result<i32> {
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |topic| topic.partitions().len());
+    anyhow::ensure!(
+        partitions > 0,
+        "ceiling: input topic {topic} has no partitions"
+    );
+    Ok(i32::try_from(partitions)?)
 }
