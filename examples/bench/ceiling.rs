@@ -14,13 +14,15 @@ use std::time::{Duration, Instant};
 
 use kstreams::{Application, Topic};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaMessage;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::driver::{is_big, summary};
-use crate::e2e::send;
 use crate::measure::{cpu_seconds, Measure, Who};
+use crate::plain_consume::{BatchReader, FETCH_QUEUE_BACKOFF_MS};
 use crate::{fresh, Flags};
 
 /// What a ceiling does with a message's payload.
@@ -44,12 +46,20 @@ pub fn filter(broker: &str, input: &str, flags: &Flags) -> anyhow::Result<Measur
 
 /// Consumes `--messages` of `input` and produces what `work` makes of
 /// them, timed from the first message to the last output's delivery.
+///
+/// The fastest plain loop rdkafka offers, as kstreams' own poll loop is
+/// built: librdkafka's batch consume (`plain_consume::BatchReader`) with
+/// kstreams' `fetch.queue.backoff.ms`, a `BaseProducer` whose delivery
+/// reports are served in the loop (no polling thread), and an end that
+/// waits for the last delivery and no longer (rust-rdkafka's `flush`
+/// polls in windows of 100 ms).
 fn run(broker: &str, input: &str, flags: &Flags, work: Work) -> anyhow::Result<Measure> {
     // Assigned, not subscribed: no group join to wait for.
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("group.id", fresh("ceiling"))
         .set("enable.auto.commit", "false")
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
         .create()?;
     let partitions = partition_count(&consumer, input)?;
     let mut assignment = TopicPartitionList::new();
@@ -57,65 +67,121 @@ fn run(broker: &str, input: &str, flags: &Flags, work: Work) -> anyhow::Result<M
         assignment.add_partition_offset(input, partition, Offset::Beginning)?;
     }
     let output = fresh("ceiling-out");
-    // The output topic exists before the clock starts (librdkafka would
-    // wait for it to appear otherwise): created with a marker record.
-    let marker = Topic::<Value>::new(&output).partitions(partitions);
-    let app = Application::builder().broker_address(broker).build()?;
-    let kstreams_producer = app.producer()?;
-    kstreams_producer.send(&marker, None, &json!({"marker": true}))?;
-    kstreams_producer.flush()?;
-    consumer.assign(&assignment)?;
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    create_output(broker, &output, partitions)?;
+    let reader = BatchReader::new(consumer)?;
+    reader.consumer.assign(&assignment)?;
+    let producer: BaseProducer = ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("linger.ms", "5")
         .create()?;
-    let mut done = 0;
-    let mut first = None;
-    let mut cpu = 0.0;
+    let (mut done, mut first, mut cpu) = (0, None, 0.0);
     let mut last_message = Instant::now();
     // The encoded output of `Work::Filter`, reused from message to message.
     let mut encoded = Vec::new();
-    while done < flags.messages {
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            anyhow::ensure!(
-                last_message.elapsed() < Duration::from_secs(60),
-                "ceiling: no message for 60 s after {done}"
-            );
-            continue;
-        };
-        last_message = Instant::now();
-        let message = message?;
-        if first.is_none() {
-            first = Some(Instant::now());
-            cpu = cpu_seconds(Who::Process);
-        }
-        done += 1;
-        let payload = message.payload().unwrap_or_default();
-        let payload = match work {
-            Work::CopyAll => payload,
-            Work::Filter => {
-                let purchase: Value = serde_json::from_slice(payload)?;
-                if !is_big(&purchase) {
-                    continue;
-                }
-                encoded.clear();
-                serde_json::to_writer(&mut encoded, &summary(purchase))?;
-                encoded.as_slice()
+    let mut failed = None;
+    while done < flags.messages && failed.is_none() {
+        let taken = reader.read(Duration::from_millis(100), |message| {
+            if done >= flags.messages || failed.is_some() {
+                return;
             }
-        };
-        let mut record = BaseRecord::to(&output).payload(payload);
-        if let Some(key) = message.key() {
-            record = record.key(key);
+            if first.is_none() {
+                first = Some(Instant::now());
+                cpu = cpu_seconds(Who::Process);
+            }
+            done += 1;
+            if let Err(error) = copy(&producer, &output, message, work, &mut encoded) {
+                failed = Some(error);
+            }
+        });
+        if taken > 0 {
+            last_message = Instant::now();
         }
-        send(&producer, record)?;
+        anyhow::ensure!(
+            last_message.elapsed() < Duration::from_secs(60),
+            "ceiling: no message for 60 s after {done}"
+        );
     }
-    producer.flush(Duration::from_secs(60))?;
+    if let Some(error) = failed {
+        return Err(error);
+    }
+    // Sends what lingers at once, then serves deliveries until none is due.
+    let _ = producer.flush(Duration::ZERO);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while producer.in_flight_count() > 0 {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "ceiling: outputs undelivered for 60 s"
+        );
+        producer.poll(Duration::from_millis(1));
+    }
     let first = first.unwrap_or_else(Instant::now);
     Ok(Measure {
         messages: done,
         seconds: first.elapsed().as_secs_f64(),
         cpu: Some(cpu_seconds(Who::Process) - cpu),
     })
+}
+
+/// Does `work` on `message` and produces the result to `output`, serving
+/// a delivery report if one is waiting.
+fn copy(
+    producer: &BaseProducer,
+    output: &str,
+    message: &RDKafkaMessage,
+    work: Work,
+    encoded: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    let payload = bytes(message.payload.cast(), message.len);
+    let payload = match work {
+        Work::CopyAll => payload,
+        Work::Filter => {
+            let purchase: Value = serde_json::from_slice(payload)?;
+            if !is_big(&purchase) {
+                return Ok(());
+            }
+            encoded.clear();
+            serde_json::to_writer(&mut *encoded, &summary(purchase))?;
+            encoded.as_slice()
+        }
+    };
+    let mut record = BaseRecord::<[u8], [u8]>::to(output).payload(payload);
+    if !message.key.is_null() {
+        record = record.key(bytes(message.key.cast(), message.key_len));
+    }
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), again)) => {
+                record = again;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((error, _)) => return Err(error.into()),
+        }
+    }
+    producer.poll(Duration::ZERO);
+    Ok(())
+}
+
+/// The `len` bytes at `data` (none when it is null).
+fn bytes<'a>(data: *const u8, len: usize) -> &'a [u8] {
+    if data.is_null() {
+        return &[];
+    }
+    // SAFETY: librdkafka's message holds `len` bytes at `data` for as long
+    // as the message, which outlives the borrow (the caller's callback).
+    unsafe { std::slice::from_raw_parts(data, len) }
+}
+
+/// Creates `output` with `partitions` partitions, through kstreams and a
+/// marker record, before the clock starts (librdkafka would wait for it
+/// to appear otherwise); nothing of kstreams stays alive afterwards.
+fn create_output(broker: &str, output: &str, partitions: i32) -> anyhow::Result<()> {
+    let marker = Topic::<Value>::new(output).partitions(partitions);
+    let app = Application::builder().broker_address(broker).build()?;
+    let kstreams_producer = app.producer()?;
+    kstreams_producer.send(&marker, None, &json!({"marker": true}))?;
+    kstreams_producer.flush()?;
+    Ok(())
 }
 
 /// How many partitions `topic` has, from the broker's metadata.

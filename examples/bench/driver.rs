@@ -118,7 +118,7 @@ pub fn driver_stateful_many_keys(name: &str, flags: &Flags) -> anyhow::Result<Me
         inputs.len(),
         started.elapsed().as_secs_f64()
     );
-    timed_pushes(&mut driver, &purchases, name, &inputs, flags)
+    timed_pushes(&mut driver, &purchases, name, &shuffled(&inputs), flags)
 }
 
 /// The baseline of [`driver_stateful_many_keys`]: the same closures in a
@@ -135,12 +135,29 @@ pub fn closures_stateful_many_keys(name: &str, flags: &Flags) -> anyhow::Result<
     for (key, value) in &inputs {
         count(key.as_bytes(), value)?;
     }
-    timed_closures(name, &inputs, flags, count)
+    timed_closures(name, &shuffled(&inputs), flags, count)
 }
 
 /// One purchase of each of `keys` keys, encoded.
 fn every_key(keys: u64) -> Vec<(String, Vec<u8>)> {
     (0..keys).map(|i| purchase(i, keys)).collect()
+}
+
+/// `inputs` in a fixed order unrelated to the one their state was written
+/// in: the timed pass then reads keys scattered over the store, not the
+/// neighbours of the last one (a multiplicative stride by a prime, which
+/// visits every index once).
+fn shuffled(inputs: &[(String, Vec<u8>)]) -> Vec<(String, Vec<u8>)> {
+    const STRIDE: u64 = 2_654_435_761;
+    let count = inputs.len() as u64;
+    let stride = if count.is_multiple_of(STRIDE) {
+        1
+    } else {
+        STRIDE
+    };
+    (0..count)
+        .map(|i| inputs[(u128::from(i) * u128::from(stride) % u128::from(count)) as usize].clone())
+        .collect()
 }
 
 /// The `count_per_key` pipeline on the embedded broker, with its state in

@@ -33,7 +33,7 @@ const FETCH_WAIT_MS: &str = "20";
 /// kstreams' consumers' `fetch.queue.backoff.ms` (src/runner.rs,
 /// `FETCH_QUEUE_BACKOFF_MS`): librdkafka's default backs off for a
 /// second whenever its queue is full, which makes the figure swing.
-const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// How long one read waits for a message (kstreams' reader: the same).
 const READ_TIMEOUT: Duration = Duration::from_millis(100);
 /// How long the broker may stay silent before the baseline gives up.
@@ -122,20 +122,21 @@ impl Drop for Queue {
     }
 }
 
-/// A consumer whose fetched messages are taken a batch at a time.
-struct BatchReader {
+/// A consumer whose fetched messages are taken a batch at a time (also the
+/// end-to-end ceilings' consumer).
+pub struct BatchReader {
     /// The consumer's queue of fetched messages.
     messages: Queue,
     /// The consumer's log lines: batch consume would print those on the
     /// consumer queue to stderr.
     logs: Queue,
     /// Declared last: the queue handles above drop first.
-    consumer: BaseConsumer,
+    pub consumer: BaseConsumer,
 }
 
 impl BatchReader {
     /// Takes over `consumer` (with a `group.id`, nothing assigned yet).
-    fn new(consumer: BaseConsumer) -> anyhow::Result<Self> {
+    pub fn new(consumer: BaseConsumer) -> anyhow::Result<Self> {
         let client = consumer.client().native_ptr();
         // SAFETY: the client lives as long as `consumer`, which the new
         // value owns and drops after both queue handles.
@@ -166,7 +167,7 @@ impl BatchReader {
     /// Hands every message fetched so far (up to a batch) to `each`,
     /// waiting up to `timeout` for the first when there is none, as
     /// kstreams' reader does; returns how many there were.
-    fn read(&self, timeout: Duration, mut each: impl FnMut(&RDKafkaMessage)) -> usize {
+    pub fn read(&self, timeout: Duration, mut each: impl FnMut(&RDKafkaMessage)) -> usize {
         let mut batch = [ptr::null_mut::<RDKafkaMessage>(); BATCH];
         let mut taken = self.take(&mut batch, Duration::ZERO);
         if taken == 0 {
