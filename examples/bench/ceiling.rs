@@ -112,7 +112,7 @@ fn run(broker: &str, input: &str, flags: &Flags, work: Work) -> anyhow::Result<M
             Instant::now() < deadline,
             "ceiling: outputs undelivered for 60 s"
         );
-        producer.poll(Duration::from_millis(1));
+        wait_for_deliveries(&producer);
     }
     let first = first.unwrap_or_else(Instant::now);
     Ok(Measure {
@@ -153,13 +153,25 @@ fn copy(
             Ok(()) => break,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), again)) => {
                 record = again;
-                producer.poll(Duration::from_millis(1));
+                wait_for_deliveries(producer);
             }
             Err((error, _)) => return Err(error.into()),
         }
     }
     producer.poll(Duration::ZERO);
     Ok(())
+}
+
+/// Serves the delivery reports that came, then sleeps a millisecond.
+/// Not `poll` with a timeout: rust-rdkafka cuts a poll's wait to whole
+/// milliseconds, so its last millisecond is a busy loop (on tansu, whose
+/// acknowledgements take a quarter of a second and more, that spin was
+/// most of the ceiling's CPU).
+fn wait_for_deliveries(producer: &BaseProducer) {
+    for _ in 0..64 {
+        producer.poll(Duration::ZERO);
+    }
+    std::thread::sleep(Duration::from_millis(1));
 }
 
 /// The `len` bytes at `data` (none when it is null).
