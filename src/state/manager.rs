@@ -535,6 +535,22 @@ mod tests {
     }
 
     #[test]
+    fn empty_memtables_take_little_of_the_write_buffer_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let stores = [(Arc::from("in"), vec!["default".to_string()])];
+        let layout = StoreLayout::new(dir.path().into(), &stores, None, RocksDbOptions::default());
+        let mut manager = StateManager::new(layout.clone());
+        for partition in 0..32 {
+            manager.open("in", partition).unwrap();
+        }
+        // Each database has its store's column family and kstreams' own:
+        // 64 memtables. With RocksDB's 1 MiB arena blocks they took 64 MiB,
+        // twice the default budget, before holding any data.
+        let usage = layout.options.write_buffer_usage();
+        assert!(usage <= 16 << 20, "32 empty partitions hold {usage} bytes");
+    }
+
+    #[test]
     fn changelog_names_come_with_the_stores() {
         let dir = tempfile::tempdir().unwrap();
         let layout = layout(dir.path());

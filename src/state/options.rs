@@ -27,7 +27,9 @@ pub enum Compression {
 /// 64 MiB LRU block cache shared by every partition's database, of which
 /// the memtables (write buffers) of all partitions and stores take at most
 /// 32 MiB (a RocksDB `WriteBufferManager` charged to that cache). For N
-/// partitions that is about 64 MiB in all, not N times something; beyond
+/// partitions that is about 64 MiB in all, not N times something (each
+/// memtable's bloom filter, about 170 KB with 8 MiB write buffers, counts
+/// in that budget even while the memtable is empty); beyond
 /// it, each database keeps a little of its own (open data files, its log),
 /// and pinned blocks (below) and memtables being flushed may exceed the
 /// cache for a while. (Each partition used to have its own 16 MiB cache
@@ -41,11 +43,14 @@ pub enum Compression {
 /// Besides RocksDB, a running application holds the state updates of the
 /// running checkpoint (up to
 /// [`commit_state_bytes`](crate::ApplicationBuilder::commit_state_bytes),
-/// 32 MiB) and librdkafka's queues: the main consumer prefetches up to
-/// 100 000 messages or 16 MiB of payloads, whichever comes first
+/// 32 MiB) and librdkafka's queues: the main consumer stops fetching once
+/// 100 000 messages or 16 MiB of payloads wait, whichever comes first
 /// (`queued.min.messages`, `queued.max.messages.kbytes`: kstreams lowers
 /// the latter from librdkafka's 64 MiB; set either with
-/// [`consumer_config`](crate::ApplicationBuilder::consumer_config)).
+/// [`consumer_config`](crate::ApplicationBuilder::consumer_config));
+/// librdkafka checks that before it sends a fetch, so one fetch a broker
+/// (up to `fetch.max.bytes`) can come on top. The changelog reader of a
+/// recovery keeps librdkafka's 64 MiB.
 /// Measured with the defaults, the `count_per_key` example over 10 million
 /// keys peaks at 200-210 MB of resident memory with 8 partitions, and
 /// 255-265 MB with 32.
@@ -142,6 +147,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// The memtables' arena block size (RocksDB's default: 1/8 of the write
+/// buffer).
+const ARENA_BLOCK_SIZE: usize = 64 << 10;
+
 impl StoreOptions {
     pub(crate) fn new(options: RocksDbOptions) -> Self {
         let cache = Cache::new_lru_cache(options.block_cache_size);
@@ -184,6 +193,12 @@ impl StoreOptions {
         // window, a new message key) skips its search.
         options.set_memtable_whole_key_filtering(true);
         options.set_memtable_prefix_bloom_ratio(0.02);
+        // Small arena blocks: the memtable's bloom (2 % of the write buffer)
+        // is then allocated at its size, not in a block of 1/8 of the write
+        // buffer (1 MiB): with RocksDB's default every empty memtable cost
+        // that 1 MiB of the shared budget, so 16 partitions with one store
+        // filled the 32 MiB before holding any data.
+        options.set_arena_block_size(ARENA_BLOCK_SIZE);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&self.cache);
         // A read of a key that was never written (every new message key)
