@@ -53,7 +53,7 @@ pub enum Compression {
 /// recovery keeps librdkafka's 64 MiB.
 /// Measured with the defaults, the `count_per_key` example over 10 million
 /// keys peaks at 200-210 MB of resident memory with 8 partitions, and
-/// 255-265 MB with 32.
+/// about 220 MB with 32.
 ///
 /// # Examples
 ///
