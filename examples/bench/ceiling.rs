@@ -12,7 +12,7 @@
 
 use std::time::{Duration, Instant};
 
-use kstreams::{Application, Topic};
+use kstreams::Topic;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -21,6 +21,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
 
 use crate::driver::{is_big, summary};
+use crate::e2e::create_with_record;
 use crate::measure::{cpu_seconds, Measure, Who};
 use crate::plain_consume::{BatchReader, FETCH_QUEUE_BACKOFF_MS};
 use crate::{fresh, Flags};
@@ -67,7 +68,10 @@ fn run(broker: &str, input: &str, flags: &Flags, work: Work) -> anyhow::Result<M
         assignment.add_partition_offset(input, partition, Offset::Beginning)?;
     }
     let output = fresh("ceiling-out");
-    create_output(broker, &output, partitions)?;
+    // The output topic exists before the clock starts (librdkafka would
+    // wait for it to appear otherwise): created with a marker record.
+    let marker = Topic::<Value>::new(&output).partitions(partitions);
+    create_with_record(broker, &marker, None, &json!({"marker": true}))?;
     let reader = BatchReader::new(consumer)?;
     reader.consumer.assign(&assignment)?;
     let producer: BaseProducer = ClientConfig::new()
@@ -182,18 +186,6 @@ fn bytes<'a>(data: *const u8, len: usize) -> &'a [u8] {
     // SAFETY: librdkafka's message holds `len` bytes at `data` for as long
     // as the message, which outlives the borrow (the caller's callback).
     unsafe { std::slice::from_raw_parts(data, len) }
-}
-
-/// Creates `output` with `partitions` partitions, through kstreams and a
-/// marker record, before the clock starts (librdkafka would wait for it
-/// to appear otherwise); nothing of kstreams stays alive afterwards.
-fn create_output(broker: &str, output: &str, partitions: i32) -> anyhow::Result<()> {
-    let marker = Topic::<Value>::new(output).partitions(partitions);
-    let app = Application::builder().broker_address(broker).build()?;
-    let kstreams_producer = app.producer()?;
-    kstreams_producer.send(&marker, None, &json!({"marker": true}))?;
-    kstreams_producer.flush()?;
-    Ok(())
 }
 
 /// How many partitions `topic` has, from the broker's metadata.

@@ -41,7 +41,6 @@ pub fn produce_input(broker: &str, partitions: i32, flags: &Flags) -> anyhow::Re
     let name = fresh("purchases");
     // The first purchase goes through kstreams, which creates the topic;
     // the rest through a plain rdkafka producer.
-    let app = Application::builder().broker_address(broker).build()?;
     // Explicit configs: tansu reports only configs set at creation, and
     // Quix Streams needs `retention.ms` (as in produce_purchases.py).
     let topic = Topic::<Value>::new(&name)
@@ -49,14 +48,7 @@ pub fn produce_input(broker: &str, partitions: i32, flags: &Flags) -> anyhow::Re
         .config("retention.ms", "-1")
         .config("retention.bytes", "-1")
         .config("cleanup.policy", "delete");
-    let (key, value) = purchase(0, flags.keys);
-    let kstreams_producer = app.producer()?;
-    kstreams_producer.send(
-        &topic,
-        Some(&key.into_bytes()),
-        &serde_json::from_slice(&value)?,
-    )?;
-    kstreams_producer.flush()?;
+    create_with_first_purchase(broker, &topic, flags.keys)?;
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", broker)
         .set("linger.ms", "20")
@@ -76,6 +68,37 @@ pub fn produce_input(broker: &str, partitions: i32, flags: &Flags) -> anyhow::Re
         started.elapsed().as_secs_f64()
     );
     Ok(name)
+}
+
+/// Creates `topic` through kstreams (with its partitions and configs) by
+/// producing purchase 0 of `keys` keys to it.
+pub fn create_with_first_purchase(
+    broker: &str,
+    topic: &Topic<Value>,
+    keys: u64,
+) -> anyhow::Result<()> {
+    let (key, value) = purchase(0, keys);
+    create_with_record(
+        broker,
+        topic,
+        Some(&key.into_bytes()),
+        &serde_json::from_slice(&value)?,
+    )
+}
+
+/// Creates `topic` through kstreams (with its partitions and configs) by
+/// producing one record to it; nothing of kstreams stays alive afterwards.
+pub fn create_with_record(
+    broker: &str,
+    topic: &Topic<Value>,
+    key: Option<&Vec<u8>>,
+    value: &Value,
+) -> anyhow::Result<()> {
+    let app = Application::builder().broker_address(broker).build()?;
+    let producer = app.producer()?;
+    producer.send(topic, key, value)?;
+    producer.flush()?;
+    Ok(())
 }
 
 /// Sends `record`, waiting while the producer's queue is full.

@@ -23,14 +23,14 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use kstreams::{Application, Topic};
+use kstreams::Topic;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::ClientConfig;
 use serde_json::Value;
 
 use crate::dev_broker::DevBroker;
-use crate::e2e::send;
+use crate::e2e::{create_with_first_purchase, send};
 use crate::measure::{cpu_seconds, read_back, sibling_example, Who};
 use crate::{fresh, purchase};
 
@@ -278,17 +278,8 @@ impl Feeder {
 /// in it; returns its name.
 fn create_input(broker: &str, partitions: i32, keys: u64) -> anyhow::Result<String> {
     let name = fresh("memory-purchases");
-    // kstreams creates the topic at its first record.
-    let app = Application::builder().broker_address(broker).build()?;
     let topic = Topic::<Value>::new(&name).partitions(partitions);
-    let (key, value) = purchase(0, keys);
-    let producer = app.producer()?;
-    producer.send(
-        &topic,
-        Some(&key.into_bytes()),
-        &serde_json::from_slice(&value)?,
-    )?;
-    producer.flush()?;
+    create_with_first_purchase(broker, &topic, keys)?;
     Ok(name)
 }
 

@@ -363,35 +363,62 @@ fn targets(results: &Results, flags: &Flags) {
         let of_pairs = |comparison, figure: fn(&Pair) -> Option<f64>| {
             paired::spread(pairs(comparison)?, figure)
         };
-        if let Some(s) = of_pairs(Comparison::StatefulCeiling, paired::rate_ratio) {
-            let what = format!("{broker}: kstreams stateful ÷ ceiling, msg/s (per run)");
-            row(what, s.show(2), "≥ 0.8");
-        }
-        if let Some(s) = of_pairs(Comparison::StatefulCeiling, paired::cpu_ratio) {
-            let what = format!("{broker}: kstreams stateful ÷ ceiling, CPU a message (per run)");
-            row(what, s.show(2), "");
-        }
-        if let Some(s) = of_pairs(Comparison::StatelessCeiling, paired::rate_ratio) {
-            let what = format!("{broker}: kstreams stateless ÷ its ceiling, msg/s (per run)");
-            row(what, s.show(2), "");
-        }
-        if let Some(s) = of_pairs(Comparison::Quix, paired::cpu_times_less) {
-            let twin = &flags.quix_twin;
-            let what = format!("{broker}: Quix ÷ kstreams ({twin} twin), CPU a message (pairs)");
-            row(what, s.show(1), "≥ 25");
-        }
-        if let Some(s) = of_pairs(Comparison::Quix, paired::rate_ratio) {
-            let twin = &flags.quix_twin;
-            let what = format!("{broker}: kstreams ÷ Quix ({twin} twin), msg/s (pairs)");
-            row(what, s.show(1), "");
-        }
-        if let Some(s) = of_pairs(Comparison::RecoveryPlain, paired::rate_ratio) {
-            let what = format!("{broker}: recovery, kstreams ÷ plain consume, records/s (per run)");
-            row(what, s.show(2), "≥ 0.8");
-        }
-        if let Some(s) = of_pairs(Comparison::RecoveryQuix, paired::time_times_less) {
-            let what = format!("{broker}: recovery, Quix time ÷ kstreams time (per run)");
-            row(what, s.show(1), "≥ 10");
+        let twin = &flags.quix_twin;
+        let rows: [TargetRow; 7] = [
+            (
+                Comparison::StatefulCeiling,
+                paired::rate_ratio,
+                "kstreams stateful ÷ ceiling, msg/s (per run)".into(),
+                2,
+                "≥ 0.8",
+            ),
+            (
+                Comparison::StatefulCeiling,
+                paired::cpu_ratio,
+                "kstreams stateful ÷ ceiling, CPU a message (per run)".into(),
+                2,
+                "",
+            ),
+            (
+                Comparison::StatelessCeiling,
+                paired::rate_ratio,
+                "kstreams stateless ÷ its ceiling, msg/s (per run)".into(),
+                2,
+                "",
+            ),
+            (
+                Comparison::Quix,
+                paired::cpu_times_less,
+                format!("Quix ÷ kstreams ({twin} twin), CPU a message (pairs)"),
+                1,
+                "≥ 25",
+            ),
+            (
+                Comparison::Quix,
+                paired::rate_ratio,
+                format!("kstreams ÷ Quix ({twin} twin), msg/s (pairs)"),
+                1,
+                "",
+            ),
+            (
+                Comparison::RecoveryPlain,
+                paired::rate_ratio,
+                "recovery, kstreams ÷ plain consume, records/s (per run)".into(),
+                2,
+                "≥ 0.8",
+            ),
+            (
+                Comparison::RecoveryQuix,
+                paired::time_times_less,
+                "recovery, Quix time ÷ kstreams time (per run)".into(),
+                1,
+                "≥ 10",
+            ),
+        ];
+        for (comparison, figure, what, decimals, target) in rows {
+            if let Some(s) = of_pairs(comparison, figure) {
+                row(format!("{broker}: {what}"), s.show(decimals), target);
+            }
         }
     }
     if let (Some(kstreams), Some(plain)) = (
@@ -467,3 +494,13 @@ fn show(spread: Option<Spread>, decimals: usize) -> String {
         _ => s.show(decimals),
     })
 }
+
+/// A row of the per-broker targets: what is compared, the figure of each
+/// pair, what the row says, its decimals, the target.
+type TargetRow = (
+    Comparison,
+    fn(&Pair) -> Option<f64>,
+    String,
+    usize,
+    &'static str,
+);
