@@ -158,11 +158,14 @@ impl Outputs {
             .collect()
     }
 
-    /// No outputs, with room for as many as these.
+    /// No outputs, with room for as many as these and a quarter more:
+    /// outputs grow (a running total gets longer), and outgrowing the room
+    /// copies every output collected.
     pub(crate) fn emptied(&self) -> Outputs {
+        let room = |len: usize| len + len / 4;
         Outputs {
-            bytes: Vec::with_capacity(self.bytes.len()),
-            produced: Vec::with_capacity(self.produced.len()),
+            bytes: Vec::with_capacity(room(self.bytes.len())),
+            produced: Vec::with_capacity(room(self.produced.len())),
             ..Outputs::default()
         }
     }

@@ -50,6 +50,12 @@ pub(crate) struct LoopState {
     /// Stateful partitions assigned (and paused) whose recovery is still
     /// to be started.
     assigned: Vec<(Arc<str>, i32)>,
+    /// Partitions assigned whose messages the poll loop still has to send
+    /// to its input queue.
+    new_partitions: Vec<(String, i32)>,
+    /// Partitions without state that an aborted checkpoint took back to
+    /// their last commit by a seek, since the poll loop last asked.
+    sought_back: Vec<(Arc<str>, i32)>,
     /// Messages of stateful partitions that arrived before the partition
     /// was ready (fetched before it was paused): its processing starts at
     /// the first of them at the latest.
@@ -86,6 +92,8 @@ impl LoopState {
             stores,
             recovery,
             assigned: Vec::new(),
+            new_partitions: Vec::new(),
+            sought_back: Vec::new(),
             early: Vec::new(),
             seeking: Vec::new(),
             failure: None,
@@ -143,6 +151,7 @@ impl LoopState {
                 .seek(&topic, partition, Offset::Offset(first), SEEK_TIMEOUT)
                 .map_err(consume_error)?;
             log::info!("{topic}[{partition}] goes back to offset {first}");
+            self.sought_back.push((topic, partition));
         }
         // State written between messages (an idle window's tick) too.
         for (topic, partition, state) in self.stores.partitions_mut() {
@@ -192,10 +201,24 @@ impl LoopState {
             }
             let gone = |t: &Arc<str>, p: i32| **t == *topic && p == partition;
             self.assigned.retain(|(t, p)| !gone(t, *p));
+            self.new_partitions
+                .retain(|(t, p)| !(t == topic && *p == partition));
             self.early.retain(|(t, p, _)| !gone(t, *p));
             self.seeking.retain(|(t, p, _, _)| !gone(t, *p));
             self.stores.close(topic, partition);
         }
+    }
+
+    /// The partitions without state sought back to their last commit since
+    /// the last call (see [`LoopState::rewind`]): the messages of theirs
+    /// the poll loop took already come again.
+    pub(crate) fn take_sought_back(&mut self) -> Vec<(Arc<str>, i32)> {
+        std::mem::take(&mut self.sought_back)
+    }
+
+    /// The partitions assigned since the last call.
+    pub(crate) fn take_new_partitions(&mut self) -> Vec<(String, i32)> {
+        std::mem::take(&mut self.new_partitions)
     }
 
     /// Hands the partitions assigned since the last call to the recovery
@@ -369,6 +392,9 @@ impl ConsumerContext for RebalanceContext {
                 if let Err(error) = assigned {
                     log::warn!("assigning {} failed: {error}", describe(partitions));
                 }
+                let new = partitions.elements().into_iter();
+                let new = new.map(|element| (element.topic().to_string(), element.partition()));
+                state.new_partitions.extend(new);
                 // Recovery first: a stateful partition waits for its stores.
                 if let Err(error) = state.assigned(consumer, partitions) {
                     state.failure.get_or_insert(error);

@@ -1,6 +1,7 @@
 //! The poll loop: one thread, synchronous. While running: checkpoint when
-//! due, else poll one message, process it, hand its outputs to the producer
-//! and only then record its offset.
+//! due, serve the consumer's events (rebalances, errors), then take the
+//! messages fetched so far, a batch at a time; for each, process it, hand
+//! its outputs to the producer and only then record its offset.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -9,12 +10,11 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::broker::{
-    cached_high_watermark, ensure_topics, partition_counts, read_headers, Broker, Origin,
-    OutputProducer, EMBEDDED_FETCH_WAIT_MS,
+    cached_high_watermark, ensure_topics, partition_counts, read_headers, Broker, Fetched,
+    FetchedRecord, InputQueue, Origin, OutputProducer, EMBEDDED_FETCH_WAIT_MS,
 };
 use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::{Config, ProcessingGuarantee};
@@ -104,6 +104,10 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         recovery,
     )));
     let consumer = create_consumer(broker, config, state.clone())?;
+    let input_queue = InputQueue::new(&consumer).map_err(|source| Error::CreateClient {
+        client: "consumer",
+        source: source.into(),
+    })?;
     let names: Vec<&str> = inputs.iter().map(|spec| spec.name.as_str()).collect();
     consumer
         .subscribe(&names)
@@ -132,10 +136,11 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         availability: Availability::new(config.broker_availability_timeout),
         idle: IdlePartitions::default(),
     };
-    let result = poll_loop.run(&consumer, until, stop);
+    let result = poll_loop.run(&consumer, &input_queue, until, stop);
     let result = poll_loop.finish(&consumer, result);
     // Dropping the consumer leaves the group; its revoke callback finds
     // nothing left to commit, and closes the stores.
+    drop(input_queue);
     drop(consumer);
     poll_loop.state.lock().stores.close_all();
     log::info!("stopped after {} message(s)", poll_loop.processed);
@@ -352,6 +357,7 @@ impl PollLoop<'_> {
     fn run(
         &mut self,
         consumer: &BaseConsumer<RebalanceContext>,
+        inputs: &InputQueue<'_, RebalanceContext>,
         until: Until,
         stop: &StopHandle,
     ) -> Result<()> {
@@ -362,35 +368,29 @@ impl PollLoop<'_> {
                 let mut state = self.state.lock();
                 state.start_recoveries()?;
                 state.resume_recovered(consumer)?;
-                let timeout = match state.is_recovering() {
+                match state.is_recovering() {
                     true => RECOVERY_POLL_TIMEOUT,
                     false => POLL_TIMEOUT,
-                };
-                let LoopState {
-                    checkpoint, stores, ..
-                } = &mut *state;
-                if checkpoint.is_due(|| stores.pending_bytes()) {
-                    drop(state);
-                    self.checkpoint(consumer)?;
                 }
-                timeout
             };
-            let polled = consumer.poll(timeout);
-            // A rebalance callback inside `poll` failed (a store could not be
-            // opened or recovered): stop before processing anything more.
-            if let Some(error) = self.state.lock().failure.take() {
-                return Err(error);
-            }
-            match polled {
-                None => {}
-                Some(Ok(message)) => {
-                    self.availability.up();
-                    if until.watches_idle() {
-                        last_message = Instant::now();
-                    }
-                    self.process(&message)?;
+            self.checkpoint_if_due(consumer)?;
+            self.serve_events(consumer, inputs, &until)?;
+            let mut received = false;
+            let mut interrupted = Interrupted::default();
+            inputs.read(timeout, |fetched| match fetched {
+                Fetched::Record(record) => {
+                    received = true;
+                    self.take(consumer, &record, &until, &mut interrupted)
                 }
-                Some(Err(error)) => self.on_consumer_error(error)?,
+                Fetched::Error { error, .. } => self.on_consumer_error(error),
+                // Only when the user asked for end-of-partition events.
+                Fetched::End { .. } => Ok(()),
+            })?;
+            if received {
+                self.availability.up();
+                if until.watches_idle() {
+                    last_message = Instant::now();
+                }
             }
             self.availability.check(consumer)?;
             self.tick_idle_partitions(consumer)?;
@@ -398,13 +398,87 @@ impl PollLoop<'_> {
         Ok(())
     }
 
+    /// Serves the consumer's events (rebalances, errors, log lines) until
+    /// none wait, and sends the messages of the partitions they assigned
+    /// to the input queue. A message fetched before that comes here, and is
+    /// processed in its order.
+    fn serve_events(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceContext>,
+        inputs: &InputQueue<'_, RebalanceContext>,
+        until: &Until,
+    ) -> Result<()> {
+        loop {
+            match consumer.poll(Duration::ZERO) {
+                None => {}
+                Some(Ok(message)) => {
+                    self.availability.up();
+                    let record = FetchedRecord::borrowed(&message);
+                    self.take(consumer, &record, until, &mut Interrupted::default())?;
+                }
+                Some(Err(error)) => self.on_consumer_error(error)?,
+            }
+            let mut state = self.state.lock();
+            // A rebalance callback inside `poll` failed (a store could not
+            // be opened or recovered): stop before processing anything more.
+            if let Some(error) = state.failure.take() {
+                return Err(error);
+            }
+            // Rewound inside `poll` (a revocation aborted the open
+            // transaction): librdkafka drops the messages it still holds
+            // of those, and none were taken yet.
+            state.take_sought_back();
+            for (topic, partition) in state.take_new_partitions() {
+                inputs
+                    .take_partition(&topic, partition)
+                    .map_err(|source| Error::Consume {
+                        source: source.into(),
+                    })?;
+            }
+            drop(state);
+            if !inputs.has_events() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes one fetched message: checkpoints first when due (as between
+    /// any two messages), then processes it, unless the run took all it
+    /// was asked to or a checkpoint in the same batch left it out.
+    fn take(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceContext>,
+        record: &FetchedRecord<'_>,
+        until: &Until,
+        interrupted: &mut Interrupted,
+    ) -> Result<()> {
+        if until.reached_messages(self.processed) || interrupted.lost {
+            return Ok(());
+        }
+        match self.checkpoint_if_due(consumer)? {
+            Some(Outcome::Aborted) => {
+                let sought_back = self.state.lock().take_sought_back();
+                interrupted.sought_back.extend(sought_back);
+            }
+            Some(Outcome::Lost) => {
+                interrupted.lost = true;
+                return Ok(());
+            }
+            _ => {}
+        }
+        if interrupted.left_out(record) {
+            return Ok(());
+        }
+        self.process(record)
+    }
+
     /// Runs one message through the pipeline and sends its outputs; its
     /// offset is stored only after that.
-    fn process(&mut self, message: &BorrowedMessage<'_>) -> Result<()> {
+    fn process(&mut self, message: &FetchedRecord<'_>) -> Result<()> {
         let topic = self.topic_name(message.topic());
         let meta = &mut self.meta;
         let (partition, offset) = (message.partition(), message.offset());
-        let timestamp = message.timestamp().to_millis();
+        let timestamp = message.timestamp();
         meta.set_message(&topic, partition, offset, message.key(), timestamp);
         self.outputs.truncate(0);
         // One lock for the whole message: the rebalance callbacks that share
@@ -479,9 +553,12 @@ impl PollLoop<'_> {
     /// the high watermark the consumer last saw and no message comes; no
     /// partition is while the broker is unreachable.
     fn tick_idle_partitions(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<()> {
+        if !self.pipeline.has_tickers() {
+            return Ok(());
+        }
         let now = Instant::now();
         let recently = |last: Instant| now < last + TICK_INTERVAL;
-        if !self.pipeline.has_tickers() || self.idle.last_tick.is_some_and(recently) {
+        if self.idle.last_tick.is_some_and(recently) {
             return Ok(());
         }
         self.idle.last_tick = Some(now);
@@ -563,6 +640,23 @@ impl PollLoop<'_> {
         Ok(wrote)
     }
 
+    /// Runs the checkpoint when it is due (see [`Checkpoint::is_due`]),
+    /// before the next message: returns its outcome.
+    fn checkpoint_if_due(
+        &mut self,
+        consumer: &BaseConsumer<RebalanceContext>,
+    ) -> Result<Option<Outcome>> {
+        let mut state = self.state.lock();
+        let LoopState {
+            checkpoint, stores, ..
+        } = &mut *state;
+        if !checkpoint.is_due(|| stores.pending_bytes()) {
+            return Ok(None);
+        }
+        drop(state);
+        self.checkpoint(consumer).map(Some)
+    }
+
     fn checkpoint(&mut self, consumer: &BaseConsumer<RebalanceContext>) -> Result<Outcome> {
         let outcome = self.state.lock().commit_checkpoint(consumer)?;
         match outcome {
@@ -636,12 +730,12 @@ impl PollLoop<'_> {
         }
     }
 
-    fn topic_name(&self, name: &str) -> Arc<str> {
+    fn topic_name(&self, name: &[u8]) -> Arc<str> {
         self.topics
             .iter()
-            .find(|topic| ***topic == *name)
+            .find(|topic| topic.as_bytes() == name)
             .cloned()
-            .unwrap_or_else(|| Arc::from(name))
+            .unwrap_or_else(|| Arc::from(String::from_utf8_lossy(name)))
     }
 }
 
@@ -672,6 +766,27 @@ fn send_outputs(
         }
     }
     Ok(())
+}
+
+/// What a checkpoint between the messages of one batch leaves out of the
+/// rest of the batch.
+#[derive(Default)]
+struct Interrupted {
+    /// Partitions without state that an aborted checkpoint sought back to
+    /// their last commit: their messages come again.
+    sought_back: Vec<(Arc<str>, i32)>,
+    /// The assignment was lost: nothing more of it may be written (its new
+    /// owner fetches it again from the last commit).
+    lost: bool,
+}
+
+impl Interrupted {
+    fn left_out(&self, record: &FetchedRecord<'_>) -> bool {
+        let (topic, partition) = (record.topic(), record.partition());
+        self.sought_back
+            .iter()
+            .any(|(t, p)| t.as_bytes() == topic && *p == partition)
+    }
 }
 
 /// An open partition of a topic with a ticking step, and what its tick

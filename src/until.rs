@@ -73,8 +73,14 @@ impl Until {
         self.idle.is_some()
     }
 
-    pub(crate) fn reached(&self, processed: u64, started: Instant, last_message: Instant) -> bool {
+    /// Whether a run that processed `processed` messages took all it was
+    /// asked to.
+    pub(crate) fn reached_messages(&self, processed: u64) -> bool {
         self.messages.is_some_and(|count| processed >= count)
+    }
+
+    pub(crate) fn reached(&self, processed: u64, started: Instant, last_message: Instant) -> bool {
+        self.reached_messages(processed)
             || self
                 .timeout
                 .is_some_and(|timeout| started.elapsed() >= timeout)

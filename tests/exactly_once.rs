@@ -105,6 +105,41 @@ fn a_refused_output_aborts_the_checkpoint_and_its_messages_are_processed_again_o
     assert_eq!(values(&mock, output.name(), 4), [1, 3, 6, 10]);
 }
 
+/// An aborted checkpoint in the middle of a batch of fetched messages: a
+/// partition without state goes back to its last commit, so the rest of
+/// the batch (taken already, and fetched again) is not processed twice.
+#[test]
+fn an_abort_between_messages_of_one_fetch_processes_each_message_once() {
+    let group = unique("eos-mid-batch");
+    let input = Topic::<i64>::new(unique("eos-mid-batch-in"));
+    let output = Topic::<i64>::new(unique("eos-mid-batch-out"));
+    let mock = cluster(&group, &input, &output, &[1, 2, 3, 4]);
+
+    let app = app_at(&mock.bootstrap_servers(), &group)
+        .processing_guarantee(EXACTLY_ONCE)
+        // A checkpoint after two of the four messages the first fetch
+        // brings; the outputs of the first two are refused, and skipping
+        // means processing them again.
+        .commit_every(2)
+        .on_producer_error(|_| ErrorAction::Skip)
+        .build()
+        .unwrap();
+    app.dataframe(&input).apply(|n| n * 10).to_topic(&output);
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE],
+    );
+    app.run_until(Until::idle(Duration::from_secs(8)).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+
+    // Every record that landed (the mock keeps them all): each once.
+    assert_eq!(values(&mock, output.name(), 6), [10, 20, 30, 40]);
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        Some(4)
+    );
+}
+
 /// Runs the running total exactly once over three messages on a fresh
 /// mock cluster (names from `prefix`), with the settings `configure` adds,
 /// while the broker answers requests of `api` with `errors`; returns the

@@ -18,6 +18,7 @@
 //! result would abort the process) or refresh OAuth tokens.
 #![allow(unsafe_code)]
 
+use std::convert::Infallible;
 use std::ffi::{CStr, CString};
 use std::ptr;
 use std::slice;
@@ -26,12 +27,13 @@ use std::time::Duration;
 use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::types::{RDKafkaMessage, RDKafkaRespErr};
 
 use super::native::{forward_log, Queue};
 
 /// Messages taken per call into librdkafka at most.
-const BATCH: usize = 1_000;
+pub(super) const BATCH: usize = 1_000;
 
 /// A consumer whose fetched messages are read a batch at a time.
 pub(crate) struct BatchConsumer<C: ConsumerContext + 'static> {
@@ -120,22 +122,17 @@ impl<C: ConsumerContext + 'static> BatchConsumer<C> {
     /// Hands every message fetched so far to `each`, up to a batch, waiting
     /// up to `timeout` for the first when there is none.
     pub(crate) fn read(&self, timeout: Duration, mut each: impl FnMut(Fetched<'_>)) {
-        let mut batch = Batch::default();
-        if batch.take(&self.messages, Duration::ZERO, BATCH) == 0 && !timeout.is_zero() {
-            // Wait for one, then take what came with it.
-            if batch.take(&self.messages, timeout, 1) > 0 {
-                batch.take(&self.messages, Duration::ZERO, BATCH - 1);
-            }
-        }
-        for index in 0..batch.taken {
-            let message = batch.messages[index];
-            // SAFETY: librdkafka handed `message` over; it is destroyed
-            // once: here after its use, or by `Batch`'s drop should `each`
-            // panic (its slot is cleared only once `each` returned).
-            each(Fetched::from(unsafe { &*message }));
-            batch.messages[index] = ptr::null_mut();
-            unsafe { rdsys::rd_kafka_message_destroy(message) };
-        }
+        let read = read_batch(
+            &self.messages,
+            timeout,
+            BATCH,
+            || true,
+            |fetched| {
+                each(fetched);
+                Ok::<(), Infallible>(())
+            },
+        );
+        let Ok(()) = read;
         self.serve_logs();
     }
 
@@ -172,6 +169,38 @@ impl<C: ConsumerContext + 'static> Drop for BatchConsumer<C> {
         };
         self.serve_logs();
     }
+}
+
+/// Hands every message fetched on `queue` so far to `each`, up to `limit`
+/// (at most [`BATCH`]); when there is none, waits up to `timeout` for the
+/// first if `wait` says so. Stops at the first error `each` returns; the
+/// messages after it are dropped.
+pub(super) fn read_batch<E>(
+    queue: &Queue,
+    timeout: Duration,
+    limit: usize,
+    wait: impl FnOnce() -> bool,
+    mut each: impl FnMut(Fetched<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    let limit = limit.clamp(1, BATCH);
+    let mut batch = Batch::default();
+    if batch.take(queue, Duration::ZERO, limit) == 0 && !timeout.is_zero() && wait() {
+        // Wait for one, then take what came with it.
+        if batch.take(queue, timeout, 1) > 0 {
+            batch.take(queue, Duration::ZERO, limit - 1);
+        }
+    }
+    for index in 0..batch.taken {
+        let message = batch.messages[index];
+        // SAFETY: librdkafka handed `message` over; it is destroyed once:
+        // here after its use, or by `Batch`'s drop should `each` fail or
+        // panic (its slot is cleared only once `each` returned).
+        let handed = each(Fetched::from(unsafe { &*message }));
+        batch.messages[index] = ptr::null_mut();
+        unsafe { rdsys::rd_kafka_message_destroy(message) };
+        handed?;
+    }
+    Ok(())
 }
 
 /// Messages taken from librdkafka; those not handed over yet are destroyed
@@ -259,6 +288,19 @@ impl<'a> FetchedRecord<'a> {
         FetchedRecord { message }
     }
 
+    /// A message rust-rdkafka's poll returned.
+    pub(crate) fn borrowed(message: &'a BorrowedMessage<'_>) -> Self {
+        // SAFETY: the message lives as long as its borrow.
+        FetchedRecord {
+            message: unsafe { &*message.ptr() },
+        }
+    }
+
+    /// The message, for librdkafka's functions.
+    pub(super) fn as_ptr(&self) -> *mut RDKafkaMessage {
+        ptr::from_ref(self.message).cast_mut()
+    }
+
     /// The topic's name, as bytes (Kafka topic names are ASCII).
     pub(crate) fn topic(&self) -> &'a [u8] {
         topic_of(self.message)
@@ -278,6 +320,16 @@ impl<'a> FetchedRecord<'a> {
         unsafe { bytes(self.message.key.cast(), self.message.key_len) }
     }
 
+    /// The timestamp in milliseconds, `None` when the record has none
+    /// (as rust-rdkafka reads it).
+    pub(crate) fn timestamp(&self) -> Option<i64> {
+        let mut kind = rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        // SAFETY: the message is live.
+        let timestamp = unsafe { rdsys::rd_kafka_message_timestamp(self.message, &mut kind) };
+        let available = kind != rdsys::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+        (available && timestamp != -1).then_some(timestamp)
+    }
+
     pub(crate) fn payload(&self) -> Option<&'a [u8]> {
         // SAFETY: as for the key.
         unsafe { bytes(self.message.payload.cast(), self.message.len) }
@@ -287,7 +339,7 @@ impl<'a> FetchedRecord<'a> {
     /// without a value, too).
     pub(crate) fn header(&self, name: &str) -> Option<&'a [u8]> {
         let name = CString::new(name).ok()?;
-        let message = ptr::from_ref(self.message).cast_mut();
+        let message = self.as_ptr();
         let (mut headers, mut value, mut size) = (ptr::null_mut(), ptr::null(), 0);
         // SAFETY: the message is live; librdkafka parses its headers into
         // memory the message owns, and the value points into it.

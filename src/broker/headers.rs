@@ -9,9 +9,9 @@ use std::ptr;
 use std::slice;
 
 use rdkafka::bindings as rdsys;
-use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 
+use super::FetchedRecord;
 use crate::message::Headers;
 
 /// Headers that cannot be read: librdkafka could not parse them, or a
@@ -45,11 +45,11 @@ impl std::error::Error for BadHeaders {}
 ///
 /// Headers librdkafka cannot parse, or the first header whose name is not
 /// UTF-8.
-pub(crate) fn read_headers(message: &BorrowedMessage<'_>) -> Result<Headers, BadHeaders> {
+pub(crate) fn read_headers(message: &FetchedRecord<'_>) -> Result<Headers, BadHeaders> {
     let mut headers = ptr::null_mut();
     // SAFETY: the message is live while borrowed; librdkafka parses its
     // headers into memory the message owns.
-    let parsed = unsafe { rdsys::rd_kafka_message_headers(message.ptr(), &mut headers) };
+    let parsed = unsafe { rdsys::rd_kafka_message_headers(message.as_ptr(), &mut headers) };
     match parsed {
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR if !headers.is_null() => {}
         // No headers at all.

@@ -9,6 +9,7 @@ mod delivery;
 mod delivery_reports;
 mod embedded;
 mod headers;
+mod input_queue;
 mod native;
 mod offsets;
 mod transaction;
@@ -23,6 +24,7 @@ pub(crate) use batch_consumer::{BatchConsumer, Fetched, FetchedRecord};
 pub(crate) use delivery::{Origin, OutputProducer};
 pub(crate) use embedded::{EmbeddedBroker, FETCH_WAIT_MS as EMBEDDED_FETCH_WAIT_MS};
 pub(crate) use headers::read_headers;
+pub(crate) use input_queue::InputQueue;
 pub(crate) use offsets::{cached_high_watermark, committed_offsets};
 pub(crate) use transaction::Ended;
 

@@ -149,10 +149,12 @@ pub(crate) fn first_copy(state: &mut PartitionState, stamp: SourceStamp) -> Resu
     if highest.is_some_and(|highest| (stamp.offset, stamp.index) <= highest) {
         return Ok(false);
     }
-    let mut value = [0; 12];
-    value[..8].copy_from_slice(&stamp.offset.to_be_bytes());
-    value[8..].copy_from_slice(&stamp.index.to_be_bytes());
-    marks.set_bytes(&key, value.to_vec());
+    // In a buffer of the store's, reused from mark to mark.
+    marks.set_encoded::<(i64, u32)>(&key, name, |value| {
+        value.extend_from_slice(&stamp.offset.to_be_bytes());
+        value.extend_from_slice(&stamp.index.to_be_bytes());
+        Ok(())
+    })?;
     Ok(true)
 }
 

@@ -51,6 +51,11 @@ const MESSAGE_SCAN: usize = 16;
 const SPARE_BUFFERS: usize = 64;
 const SPARE_CAPACITY: usize = 1024;
 
+/// The room of a new buffer, and the least a spare one keeps: a store key
+/// or a value kept inline (22 bytes) fits without growing it, whichever
+/// of them the buffer held before.
+const BUFFER_CAPACITY: usize = 32;
+
 /// About the memory an entry of `updates` costs besides its key and value
 /// bytes: the map's slot (56 bytes and a control byte) takes 65-130 bytes
 /// at a load between 7/8 and 7/16. (Keys and values too long to be kept
@@ -86,12 +91,16 @@ impl Transaction {
 
     /// An empty buffer for a key or value to write, reused when possible.
     pub(crate) fn buffer(&mut self) -> Vec<u8> {
-        self.spare.pop().unwrap_or_default()
+        self.spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER_CAPACITY))
     }
 
     fn recycle(&mut self, mut buffer: Vec<u8>) {
         let capacity = buffer.capacity();
-        if self.spare.len() < SPARE_BUFFERS && capacity > 0 && capacity <= SPARE_CAPACITY {
+        if self.spare.len() < SPARE_BUFFERS
+            && (BUFFER_CAPACITY..=SPARE_CAPACITY).contains(&capacity)
+        {
             buffer.clear();
             self.spare.push(buffer);
         }
