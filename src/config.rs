@@ -440,6 +440,9 @@ fn validate(config: &Config) -> Result<()> {
     if config.topic_partitions < 1 {
         return invalid("topic_partitions", "must be at least 1");
     }
+    if let Some((key, reason)) = config.rocksdb.size_error() {
+        return invalid(&format!("rocksdb_options.{key}"), &reason);
+    }
     if config.topic_replication_factor < 1 {
         return invalid("topic_replication_factor", "must be at least 1");
     }
@@ -506,6 +509,33 @@ mod tests {
         assert!(
             text.contains("<redacted>") && text.contains("\"7\""),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn write_buffers_as_big_as_the_block_cache_are_a_config_error() {
+        let rocksdb = RocksDbOptions::default()
+            .block_cache_size(64 << 20)
+            .total_write_buffer_size(64 << 20);
+        let err = ApplicationBuilder::new()
+            .use_embedded_broker()
+            .rocksdb_options(rocksdb)
+            .build()
+            .unwrap_err();
+        let Error::Config { key, reason } = err else {
+            panic!("not a config error: {err}");
+        };
+        assert_eq!(key, "rocksdb_options.total_write_buffer_size");
+        assert!(reason.contains("block_cache_size"), "{reason}");
+
+        let rocksdb = RocksDbOptions::default().write_buffer_size(64 << 20);
+        let err = ApplicationBuilder::new()
+            .use_embedded_broker()
+            .rocksdb_options(rocksdb)
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Config { ref key, .. } if key == "rocksdb_options.write_buffer_size")
         );
     }
 

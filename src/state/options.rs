@@ -108,8 +108,9 @@ impl RocksDbOptions {
     /// Bytes that the memtables (write buffers) of every partition and
     /// store may take together before RocksDB flushes the biggest ones to
     /// disk: a `WriteBufferManager` shared by the application's databases,
-    /// whose memory is charged to the block cache (so keep it below
-    /// [`block_cache_size`](Self::block_cache_size)). Default: 32 MiB.
+    /// whose memory is charged to the block cache (so it must stay below
+    /// [`block_cache_size`](Self::block_cache_size): `build` refuses it
+    /// otherwise). Default: 32 MiB.
     pub fn total_write_buffer_size(mut self, bytes: usize) -> Self {
         self.total_write_buffer_size = bytes;
         self
@@ -122,6 +123,43 @@ impl RocksDbOptions {
     pub fn write_buffer_size(mut self, bytes: usize) -> Self {
         self.write_buffer_size = bytes;
         self
+    }
+
+    /// Why these sizes cannot work together, naming the setting at fault.
+    pub(crate) fn size_error(&self) -> Option<(&'static str, String)> {
+        let (cache, total, one) = (
+            self.block_cache_size,
+            self.total_write_buffer_size,
+            self.write_buffer_size,
+        );
+        if one == 0 || total == 0 {
+            let key = if one == 0 {
+                "write_buffer_size"
+            } else {
+                "total_write_buffer_size"
+            };
+            return Some((key, "must be above 0".to_string()));
+        }
+        if total >= cache {
+            return Some((
+                "total_write_buffer_size",
+                format!(
+                    "{total} bytes must stay below block_cache_size ({cache} bytes): the \
+                     memtables are charged to the block cache, and would leave no room in it \
+                     for the data they are flushed to"
+                ),
+            ));
+        }
+        if one > total {
+            return Some((
+                "write_buffer_size",
+                format!(
+                    "{one} bytes must not exceed total_write_buffer_size ({total} bytes), the \
+                     budget of every memtable together"
+                ),
+            ));
+        }
+        None
     }
 
     /// Compression of data files. Default: [`Compression::Lz4`].
