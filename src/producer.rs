@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use parking_lot::Mutex;
 
 use crate::app::Application;
-use crate::broker::{ensure_topics, OutputProducer};
+use crate::broker::{Admin, OutputProducer};
 use crate::config::{Config, ProcessingGuarantee};
 use crate::error::{Error, Field, Result};
 use crate::outputs::Output;
@@ -131,11 +131,8 @@ impl<'a> Producer<'a> {
     pub fn ensure_topic<V, K>(&self, topic: &Topic<V, K>) -> Result<()> {
         let mut ready = self.ready.lock();
         if !ready.contains(topic.name()) {
-            ensure_topics(
-                self.app.broker(),
-                self.app.config(),
-                std::slice::from_ref(topic.spec()),
-            )?;
+            Admin::connect(self.app.broker(), self.app.config())?
+                .ensure_topics(std::slice::from_ref(topic.spec()))?;
             ready.insert(topic.name().to_string());
         }
         Ok(())

@@ -13,8 +13,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::broker::{
-    cached_high_watermark, ensure_topics, partition_counts, read_headers, Broker, Fetched,
-    FetchedRecord, InputQueue, Origin, OutputProducer, EMBEDDED_FETCH_WAIT_MS,
+    cached_high_watermark, read_headers, Admin, Broker, Fetched, FetchedRecord, InputQueue, Origin,
+    OutputProducer, EMBEDDED_FETCH_WAIT_MS,
 };
 use crate::checkpoint::{Checkpoint, Outcome};
 use crate::config::{Config, ProcessingGuarantee};
@@ -76,13 +76,15 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
         .filter(|spec| !is_repartition_topic(&spec.name))
         .cloned()
         .collect();
-    ensure_topics(broker, config, &topics)?;
-    ensure_repartitions(broker, config, &repartitions)?;
+    let admin = Admin::connect(broker, config)?;
+    admin.ensure_topics(&topics)?;
+    ensure_repartitions(&admin, &repartitions)?;
     let stores = StateManager::new(layout);
+    if stores.is_stateful() && config.use_changelog_topics {
+        ensure_changelogs(&admin, config, &inputs, &stores)?;
+    }
+    drop(admin);
     let recovery = if stores.is_stateful() {
-        if config.use_changelog_topics {
-            ensure_changelogs(broker, config, &inputs, &stores)?;
-        }
         let reader = create_changelog_reader(broker, config)?;
         Some(RecoveryManager::start(
             stores.layout().clone(),
@@ -158,14 +160,10 @@ pub(crate) fn run(run: Run<'_>, until: Until, collect: bool) -> Result<Outputs> 
 /// # Errors
 ///
 /// [`Error::RepartitionPartitions`] when one exists with another count.
-fn ensure_repartitions(
-    broker: &Broker,
-    config: &Config,
-    repartitions: &[Repartition],
-) -> Result<()> {
+fn ensure_repartitions(admin: &Admin<'_>, repartitions: &[Repartition]) -> Result<()> {
     for repartition in repartitions {
         let (topic, source) = (&*repartition.topic, &*repartition.source);
-        let counts = partition_counts(broker, config, &[topic, source])?;
+        let counts = admin.partition_counts(&[topic, source])?;
         let Some(&source_partitions) = counts.get(source) else {
             return Err(Error::TopicNotFound {
                 topic: source.to_string(),
@@ -187,7 +185,7 @@ fn ensure_repartitions(
                     partitions: Some(partitions),
                     config: vec![("cleanup.policy".into(), "delete".into())],
                 };
-                ensure_topics(broker, config, &[spec])?;
+                admin.ensure_topics(&[spec])?;
             }
         }
     }
@@ -202,7 +200,7 @@ fn ensure_repartitions(
 /// [`Error::ChangelogPartitions`] when a changelog exists with another
 /// partition count than its input.
 fn ensure_changelogs(
-    broker: &Broker,
+    admin: &Admin<'_>,
     config: &Config,
     inputs: &[TopicSpec],
     stores: &StateManager,
@@ -219,7 +217,7 @@ fn ensure_changelogs(
         .map(|spec| spec.name.as_str())
         .chain(changelogs.iter().map(|(_, spec)| spec.name.as_str()))
         .collect();
-    let counts = partition_counts(broker, config, &names)?;
+    let counts = admin.partition_counts(&names)?;
     let mut missing = Vec::new();
     for (input, mut spec) in changelogs {
         let partitions = counts.get(&input.name).copied().unwrap_or(1);
@@ -239,7 +237,7 @@ fn ensure_changelogs(
             }
         }
     }
-    ensure_topics(broker, config, &missing)
+    admin.ensure_topics(&missing)
 }
 
 /// How long librdkafka postpones fetching a partition whose local queue is

@@ -20,6 +20,38 @@ fn produce(app: &Application, topic: &Topic<i64>, values: std::ops::Range<i64>) 
     producer.flush().unwrap();
 }
 
+/// The poll loop takes messages a batch at a time: a run asked for three
+/// takes three though one fetch brings all ten, and commits three; the
+/// seven it fetched and did not process come to the next run.
+#[test]
+fn a_run_bounded_by_a_count_stops_there_and_the_next_takes_the_rest() {
+    let group = unique("bounded");
+    let input = Topic::<i64>::new(unique("bounded-in"));
+    let output = Topic::<i64>::new(unique("bounded-out"));
+
+    {
+        let app = kafka_app(&group).build().unwrap();
+        declare(&app, &input, &output);
+        produce(&app, &input, 0..10);
+        let outputs = app
+            .run_until(Until::messages(3).or_timeout(Duration::from_secs(90)))
+            .unwrap();
+        assert_eq!(outputs.values(&output).unwrap(), [0, 10, 20]);
+    }
+    assert_eq!(
+        committed_offset(&kafka_broker(), &group, input.name(), 0),
+        Some(3)
+    );
+
+    let app = kafka_app(&group).build().unwrap();
+    declare(&app, &input, &output);
+    let outputs = app
+        .run_until(Until::messages(7).or_timeout(Duration::from_secs(90)))
+        .unwrap();
+    let rest: Vec<i64> = (3..10).map(|n| n * 10).collect();
+    assert_eq!(outputs.values(&output).unwrap(), rest);
+}
+
 #[test]
 fn restarted_app_resumes_after_the_last_committed_offset() {
     let group = unique("resume");

@@ -19,11 +19,53 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a created topic may take to appear in the metadata.
 const PROPAGATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Creates the missing topics among `specs`, or fails with
-/// [`Error::TopicNotFound`] when auto-creation is off.
-pub(crate) fn ensure_topics(broker: &Broker, config: &Config, specs: &[TopicSpec]) -> Result<()> {
-    let admin = admin_client(broker, config)?;
-    let existing = existing_topics(&admin, config)?;
+/// An admin client of an application's broker: one for all the topic
+/// checks of a start (each librdkafka client costs threads, connections
+/// and a metadata request).
+pub(crate) struct Admin<'a> {
+    broker: &'a Broker,
+    config: &'a Config,
+    client: AdminClient<DefaultClientContext>,
+}
+
+impl<'a> Admin<'a> {
+    /// An admin client of `broker`, with the producer settings of `config`.
+    pub(crate) fn connect(broker: &'a Broker, config: &'a Config) -> Result<Self> {
+        let client = broker
+            .client_config(&config.producer_config)
+            .create()
+            .map_err(|source| Error::CreateClient {
+                client: "admin client",
+                source: source.into(),
+            })?;
+        Ok(Admin {
+            broker,
+            config,
+            client,
+        })
+    }
+
+    /// Creates the missing topics among `specs`, or fails with
+    /// [`Error::TopicNotFound`] when auto-creation is off.
+    pub(crate) fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<()> {
+        ensure_topics(self.broker, self.config, &self.client, specs)
+    }
+
+    /// The partition count of every topic in `names` that exists.
+    pub(crate) fn partition_counts(&self, names: &[&str]) -> Result<HashMap<String, i32>> {
+        let mut counts = existing_topics(&self.client, self.config)?;
+        counts.retain(|name, _| names.contains(&name.as_str()));
+        Ok(counts)
+    }
+}
+
+fn ensure_topics(
+    broker: &Broker,
+    config: &Config,
+    admin: &AdminClient<DefaultClientContext>,
+    specs: &[TopicSpec],
+) -> Result<()> {
+    let existing = existing_topics(admin, config)?;
     let missing: Vec<&TopicSpec> = specs
         .iter()
         .filter(|spec| !existing.contains_key(&spec.name))
@@ -49,19 +91,9 @@ pub(crate) fn ensure_topics(broker: &Broker, config: &Config, specs: &[TopicSpec
                 embedded.create_topic(&spec.name, partitions(spec, config))?;
             }
         }
-        Broker::Kafka { .. } => create_on_kafka(&admin, config, &missing)?,
+        Broker::Kafka { .. } => create_on_kafka(admin, config, &missing)?,
     }
-    wait_until_visible(&admin, config, &missing)
-}
-
-fn admin_client(broker: &Broker, config: &Config) -> Result<AdminClient<DefaultClientContext>> {
-    broker
-        .client_config(&config.producer_config)
-        .create()
-        .map_err(|source| Error::CreateClient {
-            client: "admin client",
-            source: source.into(),
-        })
+    wait_until_visible(admin, config, &missing)
 }
 
 fn partitions(spec: &TopicSpec, config: &Config) -> i32 {
@@ -106,18 +138,6 @@ fn create_on_kafka(
         }
     }
     Ok(())
-}
-
-/// The partition count of every topic in `names` that exists.
-pub(crate) fn partition_counts(
-    broker: &Broker,
-    config: &Config,
-    names: &[&str],
-) -> Result<HashMap<String, i32>> {
-    let admin = admin_client(broker, config)?;
-    let mut counts = existing_topics(&admin, config)?;
-    counts.retain(|name, _| names.contains(&name.as_str()));
-    Ok(counts)
 }
 
 /// The topics the broker knows with their partition counts, retried while

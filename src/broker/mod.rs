@@ -19,7 +19,7 @@ use rdkafka::ClientConfig;
 use crate::config::BrokerChoice;
 use crate::error::Result;
 
-pub(crate) use admin::{ensure_topics, partition_counts};
+pub(crate) use admin::Admin;
 pub(crate) use batch_consumer::{BatchConsumer, Fetched, FetchedRecord};
 pub(crate) use delivery::{Origin, OutputProducer};
 pub(crate) use embedded::{EmbeddedBroker, FETCH_WAIT_MS as EMBEDDED_FETCH_WAIT_MS};
