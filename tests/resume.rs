@@ -20,6 +20,27 @@ fn produce(app: &Application, topic: &Topic<i64>, values: std::ops::Range<i64>) 
     producer.flush().unwrap();
 }
 
+/// Runs an instance of `group` that first produces `values` to `input`,
+/// until it processed `count` messages; returns its outputs.
+fn run_instance(
+    group: &str,
+    (input, output): (&Topic<i64>, &Topic<i64>),
+    values: std::ops::Range<i64>,
+    count: u64,
+) -> Vec<i64> {
+    let app = kafka_app(group).build().unwrap();
+    declare(&app, input, output);
+    produce(&app, input, values);
+    let outputs = app
+        .run_until(Until::messages(count).or_timeout(Duration::from_secs(90)))
+        .unwrap();
+    outputs.values(output).unwrap()
+}
+
+fn tens(values: std::ops::Range<i64>) -> Vec<i64> {
+    values.map(|n| n * 10).collect()
+}
+
 /// The poll loop takes messages a batch at a time: a run asked for three
 /// takes three though one fetch brings all ten, and commits three; the
 /// seven it fetched and did not process come to the next run.
@@ -28,28 +49,12 @@ fn a_run_bounded_by_a_count_stops_there_and_the_next_takes_the_rest() {
     let group = unique("bounded");
     let input = Topic::<i64>::new(unique("bounded-in"));
     let output = Topic::<i64>::new(unique("bounded-out"));
+    let topics = (&input, &output);
 
-    {
-        let app = kafka_app(&group).build().unwrap();
-        declare(&app, &input, &output);
-        produce(&app, &input, 0..10);
-        let outputs = app
-            .run_until(Until::messages(3).or_timeout(Duration::from_secs(90)))
-            .unwrap();
-        assert_eq!(outputs.values(&output).unwrap(), [0, 10, 20]);
-    }
-    assert_eq!(
-        committed_offset(&kafka_broker(), &group, input.name(), 0),
-        Some(3)
-    );
-
-    let app = kafka_app(&group).build().unwrap();
-    declare(&app, &input, &output);
-    let outputs = app
-        .run_until(Until::messages(7).or_timeout(Duration::from_secs(90)))
-        .unwrap();
-    let rest: Vec<i64> = (3..10).map(|n| n * 10).collect();
-    assert_eq!(outputs.values(&output).unwrap(), rest);
+    assert_eq!(run_instance(&group, topics, 0..10, 3), tens(0..3));
+    let committed = committed_offset(&kafka_broker(), &group, input.name(), 0);
+    assert_eq!(committed, Some(3));
+    assert_eq!(run_instance(&group, topics, 0..0, 7), tens(3..10));
 }
 
 #[test]
@@ -57,36 +62,16 @@ fn restarted_app_resumes_after_the_last_committed_offset() {
     let group = unique("resume");
     let input = Topic::<i64>::new(unique("resume-in"));
     let output = Topic::<i64>::new(unique("resume-out"));
+    let topics = (&input, &output);
 
-    {
-        let app = kafka_app(&group).build().unwrap();
-        declare(&app, &input, &output);
-        produce(&app, &input, 0..10);
-        let outputs = app
-            .run_until(Until::messages(10).or_timeout(Duration::from_secs(90)))
-            .unwrap();
-        assert_eq!(
-            outputs.values(&output).unwrap(),
-            (0..10).map(|n| n * 10).collect::<Vec<_>>()
-        );
-    }
-    assert_eq!(
-        committed_offset(&kafka_broker(), &group, input.name(), 0),
-        Some(10)
-    );
+    assert_eq!(run_instance(&group, topics, 0..10, 10), tens(0..10));
+    let committed = committed_offset(&kafka_broker(), &group, input.name(), 0);
+    assert_eq!(committed, Some(10));
 
     // A new instance of the same group sees only what came after.
-    let app = kafka_app(&group).build().unwrap();
-    declare(&app, &input, &output);
-    produce(&app, &input, 10..15);
-    let outputs = app
-        .run_until(Until::messages(5).or_timeout(Duration::from_secs(90)))
-        .unwrap();
-    assert_eq!(outputs.values(&output).unwrap(), [100, 110, 120, 130, 140]);
-    assert_eq!(
-        committed_offset(&kafka_broker(), &group, input.name(), 0),
-        Some(15)
-    );
+    assert_eq!(run_instance(&group, topics, 10..15, 5), tens(10..15));
+    let committed = committed_offset(&kafka_broker(), &group, input.name(), 0);
+    assert_eq!(committed, Some(15));
 }
 
 #[test]
