@@ -52,7 +52,7 @@ pub(crate) struct LoopState {
     assigned: Vec<(Arc<str>, i32)>,
     /// Partitions assigned whose messages the poll loop still has to send
     /// to its input queue.
-    new_partitions: Vec<(String, i32)>,
+    new_partitions: Vec<(Arc<str>, i32)>,
     /// Partitions without state that an aborted checkpoint took back to
     /// their last commit by a seek, since the poll loop last asked.
     sought_back: Vec<(Arc<str>, i32)>,
@@ -201,8 +201,7 @@ impl LoopState {
             }
             let gone = |t: &Arc<str>, p: i32| **t == *topic && p == partition;
             self.assigned.retain(|(t, p)| !gone(t, *p));
-            self.new_partitions
-                .retain(|(t, p)| !(t == topic && *p == partition));
+            self.new_partitions.retain(|(t, p)| !gone(t, *p));
             self.early.retain(|(t, p, _)| !gone(t, *p));
             self.seeking.retain(|(t, p, _, _)| !gone(t, *p));
             self.stores.close(topic, partition);
@@ -217,7 +216,7 @@ impl LoopState {
     }
 
     /// The partitions assigned since the last call.
-    pub(crate) fn take_new_partitions(&mut self) -> Vec<(String, i32)> {
+    pub(crate) fn take_new_partitions(&mut self) -> Vec<(Arc<str>, i32)> {
         std::mem::take(&mut self.new_partitions)
     }
 
@@ -392,9 +391,10 @@ impl ConsumerContext for RebalanceContext {
                 if let Err(error) = assigned {
                     log::warn!("assigning {} failed: {error}", describe(partitions));
                 }
-                let new = partitions.elements().into_iter();
-                let new = new.map(|element| (element.topic().to_string(), element.partition()));
-                state.new_partitions.extend(new);
+                for element in partitions.elements() {
+                    let topic = state.stores.topic_name(element.topic());
+                    state.new_partitions.push((topic, element.partition()));
+                }
                 // Recovery first: a stateful partition waits for its stores.
                 if let Err(error) = state.assigned(consumer, partitions) {
                     state.failure.get_or_insert(error);

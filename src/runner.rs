@@ -779,11 +779,12 @@ struct Interrupted {
 }
 
 impl Interrupted {
+    /// Whether `record` is of a partition sought back (its topic read only
+    /// then: on every message of a batch otherwise).
     fn left_out(&self, record: &FetchedRecord<'_>) -> bool {
-        let (topic, partition) = (record.topic(), record.partition());
         self.sought_back
             .iter()
-            .any(|(t, p)| t.as_bytes() == topic && *p == partition)
+            .any(|(t, p)| *p == record.partition() && t.as_bytes() == record.topic())
     }
 }
 

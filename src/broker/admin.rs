@@ -48,7 +48,35 @@ impl<'a> Admin<'a> {
     /// Creates the missing topics among `specs`, or fails with
     /// [`Error::TopicNotFound`] when auto-creation is off.
     pub(crate) fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<()> {
-        ensure_topics(self.broker, self.config, &self.client, specs)
+        let existing = existing_topics(&self.client, self.config)?;
+        let missing: Vec<&TopicSpec> = specs
+            .iter()
+            .filter(|spec| !existing.contains_key(&spec.name))
+            .collect();
+        let Some(first) = missing.first() else {
+            return Ok(());
+        };
+        if !self.config.auto_create_topics {
+            return Err(Error::TopicNotFound {
+                topic: first.name.clone(),
+            });
+        }
+        for spec in &missing {
+            log::info!(
+                "creating topic {} with {} partition(s)",
+                spec.name,
+                partitions(spec, self.config)
+            );
+        }
+        match self.broker {
+            Broker::Embedded(embedded) => {
+                for spec in &missing {
+                    embedded.create_topic(&spec.name, partitions(spec, self.config))?;
+                }
+            }
+            Broker::Kafka { .. } => create_on_kafka(&self.client, self.config, &missing)?,
+        }
+        wait_until_visible(&self.client, self.config, &missing)
     }
 
     /// The partition count of every topic in `names` that exists.
@@ -57,43 +85,6 @@ impl<'a> Admin<'a> {
         counts.retain(|name, _| names.contains(&name.as_str()));
         Ok(counts)
     }
-}
-
-fn ensure_topics(
-    broker: &Broker,
-    config: &Config,
-    admin: &AdminClient<DefaultClientContext>,
-    specs: &[TopicSpec],
-) -> Result<()> {
-    let existing = existing_topics(admin, config)?;
-    let missing: Vec<&TopicSpec> = specs
-        .iter()
-        .filter(|spec| !existing.contains_key(&spec.name))
-        .collect();
-    let Some(first) = missing.first() else {
-        return Ok(());
-    };
-    if !config.auto_create_topics {
-        return Err(Error::TopicNotFound {
-            topic: first.name.clone(),
-        });
-    }
-    for spec in &missing {
-        log::info!(
-            "creating topic {} with {} partition(s)",
-            spec.name,
-            partitions(spec, config)
-        );
-    }
-    match broker {
-        Broker::Embedded(embedded) => {
-            for spec in &missing {
-                embedded.create_topic(&spec.name, partitions(spec, config))?;
-            }
-        }
-        Broker::Kafka { .. } => create_on_kafka(admin, config, &missing)?,
-    }
-    wait_until_visible(admin, config, &missing)
 }
 
 fn partitions(spec: &TopicSpec, config: &Config) -> i32 {
