@@ -24,8 +24,9 @@
 
 use anyhow::bail;
 
-use crate::error::{Cause, Result};
+use crate::error::Result;
 use crate::state::key::PARTITION;
+use crate::state::source_marks;
 use crate::state::{PartitionState, State};
 
 /// The store of a frame over a repartition topic that has none of its
@@ -79,14 +80,6 @@ impl SourceStamp {
         }
         Ok(stamp)
     }
-
-    /// The key of the highest stamp absorbed from this stamp's source
-    /// partition, among the partition's own entries of store 0.
-    fn mark_key(&self) -> [u8; 5] {
-        let mut key = [b'g'; 5];
-        key[1..].copy_from_slice(&self.partition.to_be_bytes());
-        key
-    }
 }
 
 /// The envelope that leads a repartition record's value: a flags byte
@@ -139,32 +132,27 @@ pub(crate) fn read_envelope(
 }
 
 /// Whether `stamp` is the first copy of its record that this partition
-/// absorbs; if so, notes it as the highest absorbed, as a write of the
-/// current message (undone with it when it fails).
+/// absorbs; if so, it raises the partition's mark of its source partition
+/// once the message's writes are kept (undone with them when it fails).
 pub(crate) fn first_copy(state: &mut PartitionState, stamp: SourceStamp) -> Result<bool> {
-    let mut marks = State::new(state, 0, &PARTITION);
-    let key = stamp.mark_key();
-    let name = || format!("repartition mark of source partition {}", stamp.partition);
-    let highest = marks.get_decoded(&key, name, decode_mark)?;
-    if highest.is_some_and(|highest| (stamp.offset, stamp.index) <= highest) {
+    let source = stamp.partition;
+    let highest = match state.source_marks.known(source) {
+        Some(highest) => highest,
+        None => {
+            let marks = State::new(state, 0, &PARTITION);
+            let name = || format!("repartition mark of source partition {source}");
+            let key = source_marks::state_key(source);
+            let highest = marks.get_decoded(&key, name, source_marks::decode)?;
+            state.source_marks.loaded(source, highest);
+            highest
+        }
+    };
+    let mark = (stamp.offset, stamp.index);
+    if highest.is_some_and(|highest| mark <= highest) {
         return Ok(false);
     }
-    // In a buffer of the store's, reused from mark to mark.
-    marks.set_encoded::<(i64, u32)>(&key, name, |value| {
-        value.extend_from_slice(&stamp.offset.to_be_bytes());
-        value.extend_from_slice(&stamp.index.to_be_bytes());
-        Ok(())
-    })?;
+    state.source_marks.raise(source, mark);
     Ok(true)
-}
-
-fn decode_mark(bytes: &[u8]) -> std::result::Result<(i64, u32), Cause> {
-    if bytes.len() != 12 {
-        return Err(format!("{} bytes, not 12", bytes.len()).into());
-    }
-    let offset = i64::from_be_bytes(array(&bytes[..8]));
-    let index = u32::from_be_bytes(array(&bytes[8..]));
-    Ok((offset, index))
 }
 
 /// `bytes` as an array of its length (checked by the caller).
@@ -209,24 +197,33 @@ mod tests {
             offset,
             index,
         };
-        assert!(first_copy(&mut state, stamp(0, 5, 0)).unwrap());
-        assert!(first_copy(&mut state, stamp(0, 5, 1)).unwrap());
+        // Each call is one message, kept at `offset`.
+        let mut offset = 0;
+        let mut absorbed = |state: &mut PartitionState, stamp| {
+            let first = first_copy(state, stamp).unwrap();
+            state.absorb(offset);
+            offset += 1;
+            first
+        };
+        assert!(absorbed(&mut state, stamp(0, 5, 0)));
+        assert!(absorbed(&mut state, stamp(0, 5, 1)));
         assert!(
-            first_copy(&mut state, stamp(1, 2, 0)).unwrap(),
+            absorbed(&mut state, stamp(1, 2, 0)),
             "another source partition"
         );
-        assert!(!first_copy(&mut state, stamp(0, 5, 1)).unwrap(), "a copy");
-        assert!(
-            !first_copy(&mut state, stamp(0, 4, 9)).unwrap(),
-            "an older one"
-        );
-        state.absorb(0);
+        assert!(!absorbed(&mut state, stamp(0, 5, 1)), "a copy");
+        assert!(!absorbed(&mut state, stamp(0, 4, 9)), "an older one");
         state.write_checkpoint(&[], false).unwrap();
-        // Read back from RocksDB.
-        assert!(!first_copy(&mut state, stamp(0, 5, 0)).unwrap());
+        // Read back from RocksDB by a state opened afresh.
+        drop(state);
+        let mut state = layout.open("in", 0).unwrap();
+        assert!(!first_copy(&mut state, stamp(0, 5, 1)).unwrap());
+        assert!(!first_copy(&mut state, stamp(1, 2, 0)).unwrap());
         assert!(first_copy(&mut state, stamp(0, 6, 0)).unwrap());
         // A failed message takes its mark back.
         state.discard_message_writes();
         assert!(first_copy(&mut state, stamp(0, 6, 0)).unwrap());
+        state.absorb(9);
+        assert!(!first_copy(&mut state, stamp(0, 6, 0)).unwrap());
     }
 }

@@ -10,6 +10,7 @@ use foldhash::HashMap;
 use super::changelog::{changelog_name, Stamp};
 use super::options::{RocksDbOptions, StoreOptions};
 use super::rocksdb::{destroy, Absorbed, PartitionStore};
+use super::source_marks::SourceMarks;
 use super::transaction::Transaction;
 use super::window_index::WindowIndex;
 use crate::error::{Error, Result};
@@ -33,6 +34,8 @@ pub(crate) struct PartitionState {
     /// Per store, whether a window step checked that the store holds its
     /// definition's windows (once a partition is opened).
     pub(crate) definitions_checked: Vec<bool>,
+    /// Fed by a `group_by`: the highest repartition stamps absorbed.
+    pub(crate) source_marks: SourceMarks,
     stores: Arc<[StoreSpec]>,
     /// The offset after the last message processed since the last
     /// checkpoint: what the next checkpoint records as absorbed.
@@ -62,6 +65,9 @@ impl PartitionState {
     /// Keeps the writes made since the last message outside any message
     /// (a tick: a window closing on an idle stream).
     pub(crate) fn keep_writes(&mut self) {
+        if let Some(store) = self.transactions.first_mut() {
+            self.source_marks.keep(store);
+        }
         self.transactions
             .iter_mut()
             .for_each(Transaction::keep_message);
@@ -73,6 +79,7 @@ impl PartitionState {
 
     /// Undoes the writes of a message that failed.
     pub(crate) fn discard_message_writes(&mut self) {
+        self.source_marks.undo();
         self.transactions
             .iter_mut()
             .for_each(Transaction::undo_message);
@@ -240,6 +247,7 @@ impl StoreLayout {
                 .collect(),
             window_indexes: known.stores.iter().map(|_| None).collect(),
             definitions_checked: known.stores.iter().map(|_| false).collect(),
+            source_marks: SourceMarks::default(),
             stores: known.stores.clone(),
             pending_input: None,
             committed: None,

@@ -17,6 +17,7 @@ mod options;
 mod recovery;
 mod rocksdb;
 mod short_bytes;
+pub(crate) mod source_marks;
 mod transaction;
 mod window_index;
 

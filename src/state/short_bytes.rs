@@ -26,11 +26,19 @@ impl ShortBytes {
         if bytes.len() > INLINE {
             return (ShortBytes::Heap(bytes.into_boxed_slice()), None);
         }
+        (ShortBytes::from_slice(&bytes), Some(bytes))
+    }
+
+    /// A copy of `bytes`.
+    pub(crate) fn from_slice(bytes: &[u8]) -> Self {
+        if bytes.len() > INLINE {
+            return ShortBytes::Heap(bytes.into());
+        }
         let mut inline = [0; INLINE];
-        inline[..bytes.len()].copy_from_slice(&bytes);
+        inline[..bytes.len()].copy_from_slice(bytes);
         // At most INLINE (22): fits a u8.
         let len = bytes.len() as u8;
-        (ShortBytes::Inline { len, bytes: inline }, Some(bytes))
+        ShortBytes::Inline { len, bytes: inline }
     }
 
     /// Whether the bytes are in a heap block of their own.

@@ -44,6 +44,22 @@ struct Entry {
     written: bool,
 }
 
+/// The key of a write being kept: a buffer of the message's, taken over,
+/// or bytes to copy.
+enum KeptKey<'k> {
+    Buffer(Vec<u8>),
+    Copy(&'k [u8]),
+}
+
+impl KeptKey<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            KeptKey::Buffer(key) => key,
+            KeptKey::Copy(key) => key,
+        }
+    }
+}
+
 /// How many writes of one message are found by a scan, not an index.
 const MESSAGE_SCAN: usize = 16;
 
@@ -135,28 +151,46 @@ impl Transaction {
         for (key, value) in message.drain(..) {
             self.bytes += value.as_ref().map_or(0, Vec::len);
             let value = value.map(|value| self.short(value));
-            match self.updates.get_mut(key.as_slice()) {
-                Some(entry) => {
-                    self.bytes -= entry.value.as_ref().map_or(0, |old| old.len());
-                    let old = std::mem::replace(&mut entry.value, value);
-                    if !std::mem::replace(&mut entry.written, true) {
-                        self.written += 1;
-                    }
-                    self.recycle(key);
-                    if let Some(ShortBytes::Heap(old)) = old {
-                        self.recycle(old.into_vec());
-                    }
-                }
-                None => {
-                    self.bytes += key.len() + ENTRY_OVERHEAD;
-                    self.written += 1;
-                    let key = self.short(key);
-                    let written = true;
-                    self.updates.insert(key, Entry { value, written });
-                }
-            }
+            self.keep(KeptKey::Buffer(key), value);
         }
         self.message = message;
+    }
+
+    /// Sets `key` to `value` as a write of a message that was kept: for a
+    /// partition's own entry that a message's success decides (it bypasses
+    /// the current message's writes, so none of them may be of `key`).
+    pub(crate) fn put_kept(&mut self, key: &[u8], value: &[u8]) {
+        self.bytes += value.len();
+        self.keep(KeptKey::Copy(key), Some(ShortBytes::from_slice(value)));
+    }
+
+    /// Makes `value` the checkpoint's latest write of `key`.
+    fn keep(&mut self, key: KeptKey<'_>, value: Option<ShortBytes>) {
+        match self.updates.get_mut(key.bytes()) {
+            Some(entry) => {
+                self.bytes -= entry.value.as_ref().map_or(0, |old| old.len());
+                let old = std::mem::replace(&mut entry.value, value);
+                if !std::mem::replace(&mut entry.written, true) {
+                    self.written += 1;
+                }
+                if let KeptKey::Buffer(key) = key {
+                    self.recycle(key);
+                }
+                if let Some(ShortBytes::Heap(old)) = old {
+                    self.recycle(old.into_vec());
+                }
+            }
+            None => {
+                self.bytes += key.bytes().len() + ENTRY_OVERHEAD;
+                self.written += 1;
+                let key = match key {
+                    KeptKey::Buffer(key) => self.short(key),
+                    KeptKey::Copy(key) => ShortBytes::from_slice(key),
+                };
+                let written = true;
+                self.updates.insert(key, Entry { value, written });
+            }
+        }
     }
 
     /// `bytes` as kept in the map; their buffer is reused when they fit
