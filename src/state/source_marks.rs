@@ -4,6 +4,12 @@
 //! store 0, written with the state of the message that raised it; the
 //! marks looked up since the partition was opened stay in memory, so that
 //! telling a copy from a new record costs no store lookup.
+//!
+//! The marks in memory live exactly as long as their `PartitionState`:
+//! every rollback of state (an aborted exactly-once checkpoint, a revoked
+//! or lost partition, a rebuilt store) drops it and recovery opens a new
+//! one, so they never stand above what RocksDB and the checkpoint's
+//! updates hold.
 
 use super::key::PARTITION;
 use super::transaction::Transaction;
@@ -16,10 +22,10 @@ pub(crate) type Mark = (i64, u32);
 /// The marks known in memory, and the one the current message raises.
 #[derive(Debug, Default)]
 pub(crate) struct SourceMarks {
-    /// Per source partition looked up since the partition was opened, its
-    /// highest mark (`None`: none absorbed yet). A handful of partitions:
-    /// a scan beats a hash.
-    highest: Vec<(i32, Option<Mark>)>,
+    /// Indexed by source partition (ids are dense and not negative): for
+    /// each looked up since the partition was opened, its highest mark
+    /// (`Some(None)`: none absorbed yet).
+    highest: Vec<Option<Option<Mark>>>,
     /// The current message's mark, until its writes are kept or undone.
     message: Option<(i32, Mark)>,
 }
@@ -27,22 +33,22 @@ pub(crate) struct SourceMarks {
 impl SourceMarks {
     /// The highest mark of `source` when it is known in memory.
     pub(crate) fn known(&self, source: i32) -> Option<Option<Mark>> {
-        self.highest
-            .iter()
-            .find(|(known, _)| *known == source)
-            .map(|&(_, mark)| mark)
+        let index = usize::try_from(source).ok()?;
+        self.highest.get(index).copied().flatten()
     }
 
     /// Notes the highest mark of `source` read from the store.
     pub(crate) fn loaded(&mut self, source: i32, highest: Option<Mark>) {
-        if self.known(source).is_none() {
-            self.highest.push((source, highest));
+        if let Some(slot) = self.slot(source) {
+            slot.get_or_insert(highest);
         }
     }
 
     /// The current message is the record `mark` of `source` (above its
-    /// highest): it becomes the highest once the message's writes are kept.
+    /// highest): it becomes the highest once the message's writes are
+    /// kept. One record a message: none is raised yet.
     pub(crate) fn raise(&mut self, source: i32, mark: Mark) {
+        debug_assert!(self.message.is_none(), "two marks raised by one message");
         self.message = Some((source, mark));
     }
 
@@ -52,9 +58,12 @@ impl SourceMarks {
         let Some((source, mark)) = self.message.take() else {
             return;
         };
-        match self.highest.iter_mut().find(|(known, _)| *known == source) {
-            Some((_, highest)) => *highest = Some(mark),
-            None => self.highest.push((source, Some(mark))),
+        if let Some(slot) = self.slot(source) {
+            debug_assert!(
+                slot.flatten().is_none_or(|highest| mark > highest),
+                "a mark raised to {mark:?} from {slot:?}"
+            );
+            *slot = Some(Some(mark));
         }
         let mut value = [0; 12];
         value[..8].copy_from_slice(&mark.0.to_be_bytes());
@@ -65,6 +74,16 @@ impl SourceMarks {
     /// The current message failed: the mark it raised goes with it.
     pub(crate) fn undo(&mut self) {
         self.message = None;
+    }
+
+    /// The entry of `source` (`None` for a negative partition, which a
+    /// stamp never holds: decoding refuses it).
+    fn slot(&mut self, source: i32) -> Option<&mut Option<Option<Mark>>> {
+        let index = usize::try_from(source).ok()?;
+        if self.highest.len() <= index {
+            self.highest.resize(index + 1, None);
+        }
+        self.highest.get_mut(index)
     }
 }
 

@@ -160,6 +160,7 @@ impl Transaction {
     /// partition's own entry that a message's success decides (it bypasses
     /// the current message's writes, so none of them may be of `key`).
     pub(crate) fn put_kept(&mut self, key: &[u8], value: &[u8]) {
+        debug_assert!(self.message_position(key).is_none());
         self.bytes += value.len();
         self.keep(KeptKey::Copy(key), Some(ShortBytes::from_slice(value)));
     }
