@@ -105,6 +105,87 @@ fn a_refused_output_aborts_the_checkpoint_and_its_messages_are_processed_again_o
     assert_eq!(values(&mock, output.name(), 4), [1, 3, 6, 10]);
 }
 
+/// An aborted checkpoint after the steps behind a `group_by` absorbed
+/// repartition records: their state, the deduplication marks included,
+/// goes back to the last commit, so the records (and their copies, which
+/// the retried source messages produce again) are counted once, not
+/// skipped as already absorbed.
+#[test]
+fn an_aborted_checkpoint_after_a_group_by_counts_each_message_once() {
+    let group = unique("eos-group-by");
+    let input = Topic::<i64>::new(unique("eos-group-by-in"));
+    let output = Topic::<i64>::new(unique("eos-group-by-out"));
+    let mock = cluster(&group, &input, &output, &[1, 2, 3]);
+    // The mock has no CreateTopics: the repartition topic and its store's
+    // changelog are made here.
+    let repartition = format!("repartition__{group}--{}--all", input.name());
+    let changelog = format!("changelog__{group}--{repartition}--default");
+    for topic in [&repartition, &changelog] {
+        mock.create_topic(topic, 1, 1).unwrap();
+    }
+    let build = || {
+        let app = app_at(&mock.bootstrap_servers(), &group)
+            .processing_guarantee(EXACTLY_ONCE)
+            .on_producer_error(|_| ErrorAction::Skip)
+            .build()
+            .unwrap();
+        let totals = app
+            .dataframe(&input)
+            .group_by("all", |_: &i64, _| Ok("all".to_string()));
+        totals
+            .apply_stateful(|n, state| {
+                let total = state.get::<i64>("total")?.unwrap_or(0) + n;
+                state.set("total", &total)?;
+                Ok(total)
+            })
+            .to_topic(&output);
+        app
+    };
+    // The repartition records land; the next produce request (the totals
+    // of the steps after the group_by, which the mock serves before the
+    // commit) is refused: the checkpoint aborts after they were absorbed.
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE,
+        ],
+    );
+    build()
+        .run_until(Until::idle(Duration::from_secs(8)).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(
+        committed_offset(&mock.bootstrap_servers(), &group, input.name(), 0),
+        Some(3)
+    );
+
+    // The state committed holds each message once: one more adds to 6.
+    let feeder = app_at(&mock.bootstrap_servers(), &group).build().unwrap();
+    let producer = feeder.producer().unwrap();
+    producer.send(&input, Some(&b"k".to_vec()), &4).unwrap();
+    producer.flush().unwrap();
+    let before = read_topic(
+        &mock.bootstrap_servers(),
+        output.name(),
+        100,
+        Duration::from_secs(5),
+    );
+    build()
+        .run_until(Until::idle(Duration::from_secs(8)).or_timeout(Duration::from_secs(60)))
+        .unwrap();
+    let after = read_topic(
+        &mock.bootstrap_servers(),
+        output.name(),
+        100,
+        Duration::from_secs(5),
+    );
+    let last: Vec<i64> = after[before.len()..]
+        .iter()
+        .map(|(_, value)| serde_json::from_slice(value).unwrap())
+        .collect();
+    assert_eq!(last, [10], "before: {before:?}");
+}
+
 /// An aborted checkpoint in the middle of a batch of fetched messages: a
 /// partition without state goes back to its last commit, so the rest of
 /// the batch (taken already, and fetched again) is not processed twice.
