@@ -140,8 +140,9 @@ impl DeliveryContext {
 pub(crate) struct OutputProducer {
     plain: Lane,
     /// Repartition records: idempotent with librdkafka's gapless
-    /// guarantee and no message timeout, so that each partition gets
-    /// them in order and without holes, or the lane fails for good (the
+    /// guarantee, no message timeout and one request in flight, so that
+    /// each partition gets them in order and without holes, or the lane
+    /// fails for good (the
     /// `group_by` deduplication relies on it). A lane of its own, so that
     /// outputs keep the cheaper producer and a refused output stays
     /// skippable.
@@ -221,11 +222,14 @@ impl OutputProducer {
         let ordered = match ordered {
             // After the user's settings: these are not theirs to change.
             // librdkafka's gapless guarantee does not cover a record that
-            // times out, so none does.
+            // times out, so none does. One request in flight: with up to
+            // five, librdkafka's broker thread spun while they waited on a
+            // slow broker (tansu: 8.5 µs of CPU a record, BENCHMARKS.md).
             true => Some(Lane::create(
                 client
                     .set("enable.idempotence", "true")
                     .set("enable.gapless.guarantee", "true")
+                    .set("max.in.flight.requests.per.connection", "1")
                     .set("acks", "all")
                     .set("message.timeout.ms", "0"),
             )?),

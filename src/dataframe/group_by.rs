@@ -160,8 +160,8 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
     /// source message must give the same keys and values, in the same
     /// order, each time. Outputs can still repeat, as in any at-least-once
     /// pipeline. Repartition records have a producer of their own,
-    /// idempotent with librdkafka's gapless guarantee and no message
-    /// timeout, so that they keep their order. Records that a window
+    /// idempotent with librdkafka's gapless guarantee, no message
+    /// timeout and one request in flight, so that they keep their order. Records that a window
     /// closing on an idle stream emits between messages carry no stamp,
     /// and are not deduplicated.
     ///
