@@ -11,7 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::{app_at, committed_offset, kafka_app, kafka_broker, read_topic, unique};
-use kstreams::{Error, ErrorAction, ProcessingGuarantee, Topic, Until};
+use kstreams::{Error, ErrorAction, ProcessingGuarantee, StreamingDataFrame, Topic, Until};
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
@@ -38,7 +38,12 @@ fn cluster(group: &str, input: &Topic<i64>, output: &Topic<i64>, numbers: &[i64]
 
 /// The running total per key of `input`, to `output`.
 fn running_total(app: &kstreams::Application, input: &Topic<i64>, output: &Topic<i64>) {
-    app.dataframe(input)
+    running_total_of(app.dataframe(input), output);
+}
+
+/// The running total per key of `frame`, to `output`.
+fn running_total_of(frame: StreamingDataFrame<i64>, output: &Topic<i64>) {
+    frame
         .apply_stateful(|n, state| {
             let total = state.get::<i64>("total")?.unwrap_or(0) + n;
             state.set("total", &total)?;
@@ -129,16 +134,10 @@ fn an_aborted_checkpoint_after_a_group_by_counts_each_message_once() {
             .on_producer_error(|_| ErrorAction::Skip)
             .build()
             .unwrap();
-        let totals = app
+        let grouped = app
             .dataframe(&input)
             .group_by("all", |_: &i64, _| Ok("all".to_string()));
-        totals
-            .apply_stateful(|n, state| {
-                let total = state.get::<i64>("total")?.unwrap_or(0) + n;
-                state.set("total", &total)?;
-                Ok(total)
-            })
-            .to_topic(&output);
+        running_total_of(grouped, &output);
         app
     };
     // The repartition records land; the next produce request (the totals

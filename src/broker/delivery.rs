@@ -142,10 +142,9 @@ pub(crate) struct OutputProducer {
     /// Repartition records: idempotent with librdkafka's gapless
     /// guarantee, no message timeout and one request in flight, so that
     /// each partition gets them in order and without holes, or the lane
-    /// fails for good (the
-    /// `group_by` deduplication relies on it). A lane of its own, so that
-    /// outputs keep the cheaper producer and a refused output stays
-    /// skippable.
+    /// fails for good (the `group_by` deduplication relies on it). A lane
+    /// of its own, so that outputs keep the cheaper producer and a refused
+    /// output stays skippable.
     ordered: Option<Lane>,
     /// Exactly once: the plain lane is transactional, and carries every
     /// record (repartition records too).

@@ -160,10 +160,10 @@ impl<V: Serialize + DeserializeOwned + Send + 'static> StreamingDataFrame<V> {
     /// source message must give the same keys and values, in the same
     /// order, each time. Outputs can still repeat, as in any at-least-once
     /// pipeline. Repartition records have a producer of their own,
-    /// idempotent with librdkafka's gapless guarantee, no message
-    /// timeout and one request in flight, so that they keep their order. Records that a window
-    /// closing on an idle stream emits between messages carry no stamp,
-    /// and are not deduplicated.
+    /// idempotent with librdkafka's gapless guarantee, no message timeout
+    /// and one request in flight, so that they keep their order. Records
+    /// that a window closing on an idle stream emits between messages
+    /// carry no stamp, and are not deduplicated.
     ///
     /// A failing `key`, an empty key (librdkafka would send it to a random
     /// partition), or a key or value that cannot be encoded fails the
